@@ -1,0 +1,70 @@
+"""Hyperparameters of a SPARC model (the stream dimensions come from the data)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from sparc.errors import SparcError
+
+TopK = Literal["global", "local"]
+
+
+@dataclass(frozen=True)
+class SPARCConfig:
+    """Architecture and loss of a SPARC model. Defaults are the paper's."""
+
+    n_latents: int = 8192
+    """Number of latents L, shared by every stream."""
+
+    k: int = 64
+    """Active latents per sample (TopK)."""
+
+    topk: TopK = "global"
+    """'global': one set of k latents per sample, chosen from the summed logits of the
+    streams present (SPARC). 'local': each stream chooses its own k (the baseline)."""
+
+    auxk: int = 64
+    """k_aux: latents of the auxiliary loss, chosen among each stream's dead latents
+    (0 turns the auxiliary loss off)."""
+
+    auxk_coef: float = 1 / 32
+    """Weight of the auxiliary (AuxK) loss."""
+
+    cross_coef: float = 1.0
+    """Weight of the cross-reconstruction loss (0 gives the 'no cross' ablation)."""
+
+    fire_threshold: float = 1e-3
+    """A latent fires on a sample when its code value exceeds this."""
+
+    dead_after_samples: int = 256_000
+    """A latent is dead in a stream once it has not fired there for this many training
+    samples (256,000 = the original's 1,000 steps at batch 256). Dead latents feed AuxK."""
+
+    def __post_init__(self) -> None:
+        if self.n_latents < 2:
+            raise SparcError(f"n_latents must be at least 2, got {self.n_latents}")
+        if not 1 <= self.k < self.n_latents:
+            raise SparcError(
+                f"k must satisfy 1 <= k < n_latents ({self.n_latents}), got k={self.k}; "
+                "pick a smaller k or more latents"
+            )
+        if self.topk not in ("global", "local"):
+            raise SparcError(f"topk must be 'global' or 'local', got {self.topk!r}")
+        if not 0 <= self.auxk <= self.n_latents:
+            raise SparcError(f"auxk must be between 0 and n_latents, got {self.auxk}")
+        if self.auxk_coef < 0 or self.cross_coef < 0:
+            raise SparcError("auxk_coef and cross_coef must be non-negative")
+        if self.dead_after_samples < 1:
+            raise SparcError("dead_after_samples must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SPARCConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SparcError(f"unknown model config keys {unknown}; is this a sparc config.json?")
+        return cls(**d)

@@ -1,0 +1,74 @@
+"""Typed outputs of the model: sparse codes, reconstructions and named losses."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class SparseCode(NamedTuple):
+    """The k active latents of each sample of one stream.
+
+    ``values`` may hold zeros: under global TopK a selected latent is ReLU'd per
+    stream, so it can be inactive in one stream and active in another.
+    """
+
+    indices: Tensor
+    """[batch, k] int64 latent ids."""
+    values: Tensor
+    """[batch, k] non-negative activations."""
+    n_latents: int
+    """Size of the latent space, for :meth:`dense`."""
+
+    def dense(self) -> Tensor:
+        """The code as a dense [batch, n_latents] tensor."""
+        out = self.values.new_zeros(self.values.shape[0], self.n_latents)
+        return out.scatter_(1, self.indices, self.values)
+
+    def l0(self) -> Tensor:
+        """[batch] number of nonzero entries per sample."""
+        return (self.values > 0).sum(dim=1)
+
+
+class Losses(NamedTuple):
+    """Loss components of one batch (SPEC §2). Per-term values are unweighted."""
+
+    total: Tensor
+    """The training objective: mean self NMSE + auxk_coef·mean AuxK + cross_coef·mean cross NMSE."""
+    self_nmse: dict[str, Tensor]
+    """NMSE of each stream's reconstruction."""
+    cross_nmse: dict[tuple[str, str], Tensor]
+    """NMSE of stream ``target`` reconstructed from stream ``source``, keyed (target, source)."""
+    auxk: dict[str, Tensor]
+    """AuxK NMSE of each stream (0 when the stream has no dead latent)."""
+
+    def named(self) -> dict[str, float]:
+        """Flat name → value view for logging."""
+        out = {"loss": self.total.item()}
+        out.update({f"nmse/{s}": v.item() for s, v in self.self_nmse.items()})
+        out.update({f"cross_nmse/{t}<-{s}": v.item() for (t, s), v in self.cross_nmse.items()})
+        out.update({f"auxk/{s}": v.item() for s, v in self.auxk.items()})
+        return out
+
+
+class ForwardOutput(NamedTuple):
+    """Everything one forward pass computes."""
+
+    codes: dict[str, SparseCode]
+    """Sparse code of each stream given."""
+    recons: dict[str, Tensor]
+    """Reconstruction of each stream from its own code."""
+    cross_recons: dict[tuple[str, str], Tensor]
+    """Reconstruction of ``target`` from the code of ``source``, keyed (target, source)."""
+    losses: Losses
+
+
+def nmse(recon: Tensor, target: Tensor) -> Tensor:
+    """Normalised MSE: mean over the batch of ‖recon − target‖² / ‖target‖²."""
+    return ((recon - target).pow(2).sum(-1) / target.pow(2).sum(-1)).mean()
+
+
+def zero_like_loss(ref: Tensor) -> Tensor:
+    return torch.zeros((), dtype=ref.dtype, device=ref.device)

@@ -1,0 +1,335 @@
+"""The SPARC model: one sparse latent space shared by several streams.
+
+Conventions
+-----------
+- Streams keep the order they were given in; ``S`` streams with dims ``d_s``,
+  ``D = Σ d_s``, ``L`` latents, ``k`` active latents, batch ``B``.
+- All streams live side by side in one set of tensors: ``W_enc`` [L, D] and ``W_dec``
+  [L, D] (row l = latent l; stream s owns the columns ``cols[s]``), ``b_pre`` [D],
+  ``b_lat`` [S, L]. So the summed logits of all streams are one product, and a decode
+  gathers k rows that serve every stream at once. ``W_dec`` is the transpose of the
+  paper's ``W_dec^s`` ∈ R^{d_s×L}: each latent's decoder direction is a row, of unit norm
+  within each stream's columns.
+- Inputs are expected L2-normalised per vector (the feature store does it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from sparc.atomic import atomic_path, write_json
+from sparc.errors import SparcError
+from sparc.model.config import SPARCConfig, TopK
+from sparc.model.kernels import DecodeSelected, SelectLogits
+from sparc.model.outputs import ForwardOutput, Losses, SparseCode, nmse, zero_like_loss
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class SPARC(nn.Module):
+    """Concept-aligned sparse autoencoder over several streams.
+
+    Parameters
+    ----------
+    streams
+        Stream name → input dimension, in a fixed order.
+    cfg
+        Hyperparameters; see :class:`SPARCConfig`.
+    """
+
+    def __init__(
+        self,
+        streams: Mapping[str, int],
+        cfg: SPARCConfig = SPARCConfig(),
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        if not streams:
+            raise SparcError("a SPARC model needs at least one stream")
+        for name, dim in streams.items():
+            if not isinstance(dim, int) or dim < 1:
+                raise SparcError(f"stream {name!r} has invalid dimension {dim!r}")
+        self.cfg = cfg
+        self.streams: dict[str, int] = dict(streams)
+        self.names: list[str] = list(self.streams)
+        self.cols: list[slice] = []
+        offset = 0
+        for dim in self.streams.values():
+            self.cols.append(slice(offset, offset + dim))
+            offset += dim
+        L, D, S = cfg.n_latents, offset, len(self.names)
+        kw = {"device": device, "dtype": dtype}
+        self.W_enc = nn.Parameter(torch.empty(L, D, **kw))
+        self.W_dec = nn.Parameter(torch.empty(L, D, **kw))
+        self.b_pre = nn.Parameter(torch.zeros(D, **kw))
+        self.b_lat = nn.Parameter(torch.zeros(S, L, **kw))
+        self.register_buffer(
+            "samples_since_fired", torch.zeros(S, L, dtype=torch.int64, device=device)
+        )
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ set-up
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The original's init: encoder U(±1/√d_s), decoder = encoder, unit rows."""
+        for col, dim in zip(self.cols, self.streams.values()):
+            bound = 1 / math.sqrt(dim)
+            self.W_enc[:, col].uniform_(-bound, bound)
+        self.W_dec.copy_(self.W_enc)
+        self.normalize_decoder_()
+        self.b_pre.zero_()
+        self.b_lat.zero_()
+        self.samples_since_fired.zero_()
+
+    @property
+    def n_latents(self) -> int:
+        return self.cfg.n_latents
+
+    def stream_index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise SparcError(
+                f"unknown stream {name!r}; this model has: {', '.join(self.names)}"
+            ) from None
+
+    def _streams_of(self, inputs: Mapping[str, Tensor]) -> list[int]:
+        """Indices of the streams in ``inputs``, in model order, after checking them."""
+        if not inputs:
+            raise SparcError("no stream given; pass at least one of: " + ", ".join(self.names))
+        ids = sorted(self.stream_index(name) for name in inputs)
+        batch = None
+        for i in ids:
+            name, x = self.names[i], inputs[self.names[i]]
+            if x.ndim != 2 or x.shape[1] != self.streams[name]:
+                raise SparcError(
+                    f"stream {name!r} has features of shape {tuple(x.shape)} but the model "
+                    f"expects [batch, {self.streams[name]}]; use features from the same backbone"
+                )
+            if batch is not None and x.shape[0] != batch:
+                raise SparcError("all streams of a batch must have the same number of rows")
+            batch = x.shape[0]
+        return ids
+
+    # ------------------------------------------------------------------ encode
+
+    def _encode(self, inputs: Mapping[str, Tensor], topk: TopK):
+        """Codes of the streams given, plus what the loss needs. Returns
+        (ids, codes_sbk values, idx_sbk, logits_sbl, u_bd)."""
+        ids = self._streams_of(inputs)
+        first = inputs[self.names[ids[0]]]
+        u_bd = first.new_zeros(first.shape[0], self.W_enc.shape[1])
+        with torch.no_grad():
+            for i in ids:
+                u_bd[:, self.cols[i]] = inputs[self.names[i]] - self.b_pre[self.cols[i]]
+            # Dense logits per stream: the same flops as one GEMM over the concatenated
+            # streams, and the per-stream values at the chosen latents come for free.
+            logits_sbl = torch.stack(
+                [torch.addmm(self.b_lat[i], u_bd[:, self.cols[i]], self.W_enc[:, self.cols[i]].t())
+                 for i in ids]
+            )
+            if topk == "global":
+                idx_bk = logits_sbl.sum(0).topk(self.cfg.k, dim=1).indices
+                idx_sbk = idx_bk.expand(len(ids), -1, -1)
+            else:
+                idx_sbk = logits_sbl.topk(self.cfg.k, dim=2).indices
+        pre_sbk = SelectLogits.apply(
+            self.W_enc, self.b_pre, self.b_lat, logits_sbl, u_bd, idx_sbk,
+            tuple(ids), tuple(self.cols[i] for i in ids),
+        )
+        return ids, torch.relu(pre_sbk), idx_sbk, logits_sbl, u_bd
+
+    def encode(
+        self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None
+    ) -> dict[str, SparseCode]:
+        """Sparse codes of any subset of streams.
+
+        Under global TopK the latents are chosen from the summed logits of the streams
+        given, so encoding one stream alone (or passing ``topk="local"``) gives the
+        independent encoding used to test alignment honestly.
+        """
+        ids, val_sbk, idx_sbk, _, _ = self._encode(inputs, topk or self.cfg.topk)
+        return {
+            self.names[i]: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents)
+            for n, i in enumerate(ids)
+        }
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, code: SparseCode, stream: str) -> Tensor:
+        """Reconstruct ``stream`` [batch, d_stream] from any code (its own or another's)."""
+        col = self.cols[self.stream_index(stream)]
+        out = DecodeSelected.apply(self.W_dec[:, col], code.indices, code.values)
+        return out + self.b_pre[col]
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> ForwardOutput:
+        """Encode, self- and cross-reconstruct the streams given, and compute the loss.
+
+        In training mode this also advances the dead-latent counters of those streams.
+        """
+        ids, val_sbk, idx_sbk, logits_sbl, u_bd = self._encode(inputs, self.cfg.topk)
+        n, B, k = val_sbk.shape
+        # Decode every source code into every stream's columns in one gather.
+        out_sbd = DecodeSelected.apply(
+            self.W_dec, idx_sbk.reshape(n * B, k), val_sbk.reshape(n * B, k)
+        ).view(n, B, -1)
+        names = [self.names[i] for i in ids]
+        x = {s: inputs[s] for s in names}
+        recons: dict[str, Tensor] = {}
+        cross: dict[tuple[str, str], Tensor] = {}
+        for a, t in enumerate(ids):
+            col = self.cols[t]
+            for b, s in enumerate(ids):
+                r = out_sbd[b, :, col] + self.b_pre[col]
+                if a == b:
+                    recons[self.names[t]] = r
+                else:
+                    cross[(self.names[t], self.names[s])] = r
+
+        if self.training:
+            self._count_firing(ids, idx_sbk, val_sbk)
+        auxk = {
+            self.names[i]: self._auxk_loss(i, x[self.names[i]], recons[self.names[i]], logits_sbl[a], u_bd)
+            for a, i in enumerate(ids)
+        }
+        self_nmse = {s: nmse(recons[s], x[s]) for s in names}
+        cross_nmse = {(t, s): nmse(r, x[t]) for (t, s), r in cross.items()}
+        total = torch.stack(list(self_nmse.values())).mean()
+        if self.cfg.auxk_coef and self.cfg.auxk:
+            total = total + self.cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
+        if cross_nmse and self.cfg.cross_coef:
+            total = total + self.cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
+        codes = {s: SparseCode(idx_sbk[j], val_sbk[j], self.n_latents) for j, s in enumerate(names)}
+        return ForwardOutput(codes, recons, cross, Losses(total, self_nmse, cross_nmse, auxk))
+
+    # ------------------------------------------------------------------ dead latents
+
+    @torch.no_grad()
+    def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor) -> None:
+        B = idx_sbk.shape[1]
+        for n, i in enumerate(ids):
+            fired = torch.zeros(self.n_latents, dtype=torch.bool, device=idx_sbk.device)
+            fired[idx_sbk[n][val_sbk[n] > self.cfg.fire_threshold]] = True
+            counter = self.samples_since_fired[i]
+            counter.add_(B).masked_fill_(fired, 0)
+
+    def dead_mask(self) -> Tensor:
+        """[S, L] bool: latents that have not fired for ``dead_after_samples`` samples."""
+        return self.samples_since_fired >= self.cfg.dead_after_samples
+
+    def _auxk_loss(self, i: int, x: Tensor, recon: Tensor, logits_bl: Tensor, u_bd: Tensor) -> Tensor:
+        """AuxK of stream ``i``: its top-k_aux dead latents model the residual."""
+        dead_l = self.dead_mask()[i].nonzero().squeeze(1)
+        if self.cfg.auxk == 0 or dead_l.numel() == 0:
+            return zero_like_loss(x)
+        col = self.cols[i]
+        with torch.no_grad():
+            k_aux = min(self.cfg.auxk, dead_l.numel())
+            idx_bk = dead_l[logits_bl[:, dead_l].topk(k_aux, dim=1).indices]
+        pre_bk = SelectLogits.apply(
+            self.W_enc, self.b_pre, self.b_lat, logits_bl[None], u_bd, idx_bk[None], (i,), (col,)
+        )[0]
+        aux = DecodeSelected.apply(self.W_dec[:, col], idx_bk, torch.relu(pre_bk)) + self.b_pre[col]
+        return nmse(aux, x - recon.detach() + self.b_pre[col].detach())
+
+    # ------------------------------------------------------------------ decoder constraint
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Scale each latent's decoder row to unit norm within every stream's columns."""
+        for col in self.cols:
+            block = self.W_dec[:, col]
+            block.div_(block.norm(dim=1, keepdim=True).clamp_min(torch.finfo(block.dtype).tiny))
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Drop the gradient component along each (unit) decoder row, per stream, so a
+        step moves the rows along the sphere. Call between backward and the step."""
+        g = self.W_dec.grad
+        if g is None:
+            return
+        for col in self.cols:
+            w, gb = self.W_dec[:, col], g[:, col]
+            gb.sub_((w * gb).sum(dim=1, keepdim=True) * w)
+
+    # ------------------------------------------------------------------ save / load
+
+    def config_dict(self) -> dict:
+        return {
+            "format": "sparc-model",
+            "version": 1,
+            "streams": self.streams,
+            "config": self.cfg.to_dict(),
+            "layout": {
+                "W_enc": "[n_latents, sum(dims)]; stream columns in the order of 'streams'",
+                "W_dec": "[n_latents, sum(dims)]; unit-norm rows within each stream's columns",
+                "b_pre": "[sum(dims)]",
+                "b_lat": "[n_streams, n_latents]",
+                "samples_since_fired": "[n_streams, n_latents] int64",
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        with atomic_path(path / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "sparc-model"})
+        write_json(path / CONFIG_FILE, self.config_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> SPARC:
+        """Load a model saved by :meth:`save` (a run directory works too)."""
+        path = Path(path)
+        if path.is_dir() and not (path / WEIGHTS_FILE).exists() and (path / "checkpoint").is_dir():
+            path = path / "checkpoint"
+        cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
+        if not cfg_file.exists() or not weights.exists():
+            raise SparcError(
+                f"{path} holds no sparc model (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
+                "pass a run directory written by 'sparc train' or 'sparc import-checkpoint'"
+            )
+        try:
+            meta = json.loads(cfg_file.read_text())
+            streams, cfg = meta["streams"], SPARCConfig.from_dict(meta["config"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SparcError(f"{cfg_file} is not a valid sparc config ({e}); re-save the model") from None
+        try:
+            state = load_file(str(weights), device=str(device))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise SparcError(
+                f"{weights} is truncated or corrupt ({e}); restore it from a checkpoint or retrain"
+            ) from None
+        model = cls(streams, cfg, device=device, dtype=state.get("W_enc", torch.empty(0)).dtype)
+        model.load_state_dict_checked(state, source=str(weights))
+        return model
+
+    def load_state_dict_checked(self, state: Mapping[str, Tensor], *, source: str) -> None:
+        """``load_state_dict`` with one-line errors for missing keys and shape mismatches."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise SparcError(f"{source} lacks tensors {missing}; it is not a sparc model of this version")
+        for name, t in own.items():
+            if tuple(state[name].shape) != tuple(t.shape):
+                raise SparcError(
+                    f"{source}: tensor {name} has shape {tuple(state[name].shape)}, expected "
+                    f"{tuple(t.shape)} from config.json; the files do not belong together"
+                )
+        self.load_state_dict({name: state[name] for name in own})

@@ -1,0 +1,91 @@
+"""The literal dense formulation of SPARC, as the original code computes it.
+
+Every logit matrix is dense, every decode is a dense [B, L] × [L, d] product and the
+AuxK code is a top-k over logits masked to the dead latents. It is slow by design: it
+is the oracle the efficient model is tested against, and the baseline of
+``benchmarks/train_step.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sparc.model import SPARC
+
+
+def dense_nmse(recon: Tensor, x: Tensor) -> Tensor:
+    return (((recon - x) ** 2).sum(-1) / (x**2).sum(-1)).mean()
+
+
+class DenseSPARC(nn.Module):
+    """Per-stream encoders/decoders in the original's shapes (decoder [d, L])."""
+
+    def __init__(self, model: SPARC):
+        super().__init__()
+        self.cfg, self.names = model.cfg, list(model.names)
+        self.enc = nn.ParameterDict()
+        self.dec = nn.ParameterDict()
+        self.pre = nn.ParameterDict()
+        self.lat = nn.ParameterDict()
+        with torch.no_grad():
+            for i, (s, col) in enumerate(zip(model.names, model.cols)):
+                self.enc[s] = nn.Parameter(model.W_enc[:, col].clone())       # [L, d]
+                self.dec[s] = nn.Parameter(model.W_dec[:, col].t().clone())   # [d, L]
+                self.pre[s] = nn.Parameter(model.b_pre[col].clone())
+                self.lat[s] = nn.Parameter(model.b_lat[i].clone())
+        self.register_buffer("counters", model.samples_since_fired.clone())
+
+    def forward(self, inputs: dict[str, Tensor]):
+        cfg = self.cfg
+        names = [s for s in self.names if s in inputs]
+        logits = {s: (inputs[s] - self.pre[s]) @ self.enc[s].t() + self.lat[s] for s in names}
+        codes = {}
+        if cfg.topk == "global":
+            idx = torch.stack([logits[s] for s in names]).sum(0).topk(cfg.k, dim=1).indices
+            for s in names:
+                codes[s] = torch.zeros_like(logits[s]).scatter(1, idx, torch.relu(logits[s].gather(1, idx)))
+        else:
+            for s in names:
+                top = logits[s].topk(cfg.k, dim=1)
+                codes[s] = torch.zeros_like(logits[s]).scatter(1, top.indices, torch.relu(top.values))
+        recons = {s: codes[s] @ self.dec[s].t() + self.pre[s] for s in names}
+        cross = {
+            (t, s): codes[s] @ self.dec[t].t() + self.pre[t] for t in names for s in names if s != t
+        }
+        if self.training:
+            B = next(iter(inputs.values())).shape[0]
+            for s in names:
+                i = self.names.index(s)
+                fired = (codes[s] > cfg.fire_threshold).any(0)
+                self.counters[i] = torch.where(fired, 0, self.counters[i] + B)
+        auxk = {}
+        for s in names:
+            dead = self.counters[self.names.index(s)] >= cfg.dead_after_samples
+            if cfg.auxk == 0 or not dead.any():
+                auxk[s] = torch.zeros(())
+                continue
+            masked = logits[s] * dead
+            top = masked.topk(cfg.auxk, dim=1)
+            e = torch.zeros_like(masked).scatter(1, top.indices, torch.relu(top.values))
+            aux = e @ self.dec[s].t() + self.pre[s]
+            auxk[s] = dense_nmse(aux, inputs[s] - recons[s].detach() + self.pre[s].detach())
+        self_nmse = {s: dense_nmse(recons[s], inputs[s]) for s in names}
+        cross_nmse = {ts: dense_nmse(r, inputs[ts[0]]) for ts, r in cross.items()}
+        total = torch.stack(list(self_nmse.values())).mean()
+        if cfg.auxk and cfg.auxk_coef:
+            total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
+        if cross_nmse and cfg.cross_coef:
+            total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
+        return codes, recons, cross, total, self_nmse, cross_nmse, auxk
+
+    @torch.no_grad()
+    def constrain_and_normalize_(self, optimizer: torch.optim.Optimizer) -> None:
+        """The decoder constraint around the optimizer step (columns of [d, L])."""
+        for s in self.names:
+            w, g = self.dec[s], self.dec[s].grad
+            if g is not None:
+                g.sub_((w * g).sum(0, keepdim=True) * w)
+        optimizer.step()
+        for s in self.names:
+            self.dec[s].div_(self.dec[s].norm(dim=0, keepdim=True))
