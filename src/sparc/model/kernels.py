@@ -94,10 +94,9 @@ class SelectLogits(torch.autograd.Function):
             grad_b_lat[list(ctx.stream_ids)] = c_sl
         if ctx.needs_input_grad[1]:
             # d/d b_pre of W[I]·(x − b_pre) = −Σ c[l]·W[l] over each stream's columns.
-            m_sd = c_sl @ W_enc
-            grad_b_pre = m_sd.new_zeros(D)
+            grad_b_pre = W_enc.new_zeros(D)
             for i, col in enumerate(ctx.cols):
-                grad_b_pre[col] = -m_sd[i, col]
+                torch.mv(W_enc[:, col].t(), c_sl[i], out=grad_b_pre[col]).neg_()
         if ctx.needs_input_grad[0]:
             # Each sample row of stream s contributes only to its own columns.
             table = u_bd.new_zeros(n * B, D)

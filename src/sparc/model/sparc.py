@@ -136,10 +136,10 @@ class SPARC(nn.Module):
                 u_bd[:, self.cols[i]] = inputs[self.names[i]] - self.b_pre[self.cols[i]]
             # Dense logits per stream: the same flops as one GEMM over the concatenated
             # streams, and the per-stream values at the chosen latents come for free.
-            logits_sbl = torch.stack(
-                [torch.addmm(self.b_lat[i], u_bd[:, self.cols[i]], self.W_enc[:, self.cols[i]].t())
-                 for i in ids]
-            )
+            logits_sbl = u_bd.new_empty(len(ids), u_bd.shape[0], self.n_latents)
+            for n, i in enumerate(ids):
+                col = self.cols[i]
+                torch.addmm(self.b_lat[i], u_bd[:, col], self.W_enc[:, col].t(), out=logits_sbl[n])
             if topk == "global":
                 idx_bk = logits_sbl.sum(0).topk(self.cfg.k, dim=1).indices
                 idx_sbk = idx_bk.expand(len(ids), -1, -1)
@@ -264,7 +264,7 @@ class SPARC(nn.Module):
             return
         for col in self.cols:
             w, gb = self.W_dec[:, col], g[:, col]
-            gb.sub_((w * gb).sum(dim=1, keepdim=True) * w)
+            gb.addcmul_(torch.linalg.vecdot(w, gb, dim=1)[:, None], w, value=-1)
 
     # ------------------------------------------------------------------ save / load
 
@@ -319,6 +319,13 @@ class SPARC(nn.Module):
         model = cls(streams, cfg, device=device, dtype=state.get("W_enc", torch.empty(0)).dtype)
         model.load_state_dict_checked(state, source=str(weights))
         return model
+
+    @classmethod
+    def from_reference(cls, source, **kwargs) -> SPARC:
+        """Import the original code's checkpoint; see :func:`sparc.model.reference.from_reference`."""
+        from sparc.model.reference import from_reference
+
+        return from_reference(source, **kwargs)
 
     def load_state_dict_checked(self, state: Mapping[str, Tensor], *, source: str) -> None:
         """``load_state_dict`` with one-line errors for missing keys and shape mismatches."""

@@ -1,0 +1,139 @@
+"""``manifest.json``: what a store holds, read and written as dataclasses."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparc.errors import SparcError
+
+FORMAT = "sparc-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+ROWS = "rows.jsonl"
+SPLITS = "splits.npy"
+DTYPES = ("float32", "float16")
+# Stream names become file names: keep them to a safe alphabet.
+STREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream of a store: its width, on-disk type and file (relative to the store)."""
+
+    dim: int
+    dtype: str
+    file: str
+    source: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` (stream order is meaningful)."""
+
+    n_rows: int
+    streams: dict[str, StreamInfo]
+    normalized: bool
+    split_seed: int
+    split_fractions: tuple[float, float, float]
+    dropped_nonfinite: int = 0
+    created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``manifest.json``."""
+        streams = {}
+        for name, s in self.streams.items():
+            entry: dict[str, Any] = {"dim": s.dim, "dtype": s.dtype, "file": s.file}
+            if s.source is not None:
+                entry["source"] = s.source
+            streams[name] = entry
+        f_train, f_val, f_test = self.split_fractions
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "n_rows": self.n_rows,
+            "streams": streams,
+            "normalized": self.normalized,
+            "splits": {
+                "seed": self.split_seed,
+                "fractions": {"train": f_train, "val": f_val, "test": f_test},
+            },
+            "dropped_nonfinite": self.dropped_nonfinite,
+            "created": self.created,
+            **self.extra,
+        }
+
+
+def check_stream_name(name: str) -> str:
+    """Return ``name`` if it is usable as a stream (and file) name, else SparcError."""
+    if not isinstance(name, str) or not STREAM_NAME.fullmatch(name):
+        raise SparcError(
+            f"invalid stream name {name!r}; use letters, digits, '_', '-' or '.' "
+            "(not starting with '.' or '-')"
+        )
+    return name
+
+
+def read_manifest(store: Path) -> Manifest:
+    """Read and validate ``store/manifest.json``; SparcError with a fix if bad."""
+    path = store / MANIFEST
+    if not store.is_dir():
+        raise SparcError(f"no feature store at '{store}' (directory not found); check the path")
+    if not path.is_file():
+        raise SparcError(
+            f"'{store}' is not a sparc feature store (no {MANIFEST}); "
+            "point to a directory written by sparc"
+        )
+    try:
+        obj = json.loads(path.read_text())
+        return _parse(obj)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, KeyError):
+            reason = f"missing key {e}"
+        raise SparcError(
+            f"invalid manifest '{path}': {reason}; re-create the store"
+        ) from None
+
+
+def _parse(obj: Any) -> Manifest:
+    """Turn the JSON object into a :class:`Manifest` (``ValueError`` on bad content)."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ValueError(f"'format' is not {FORMAT!r}")
+    if obj["version"] != VERSION:
+        raise ValueError(f"version {obj['version']!r} is not supported (this sparc reads {VERSION})")
+    n_rows = obj["n_rows"]
+    if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 0:
+        raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
+    if not isinstance(obj["streams"], dict) or not obj["streams"]:
+        raise ValueError("'streams' must be a non-empty object")
+    streams = {}
+    for name, s in obj["streams"].items():
+        if not STREAM_NAME.fullmatch(name):
+            raise ValueError(f"invalid stream name {name!r}")
+        dim, dtype, file = s["dim"], s["dtype"], s["file"]
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"stream {name!r}: dim must be a positive integer, got {dim!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"stream {name!r}: dtype must be one of {DTYPES}, got {dtype!r}")
+        if not isinstance(file, str) or Path(file).is_absolute() or ".." in Path(file).parts:
+            raise ValueError(f"stream {name!r}: file must be a relative path inside the store")
+        streams[name] = StreamInfo(dim=dim, dtype=dtype, file=file, source=s.get("source"))
+    splits = obj["splits"]
+    fr = splits["fractions"]
+    known = {"format", "version", "n_rows", "streams", "normalized", "splits",
+             "dropped_nonfinite", "created"}
+    return Manifest(
+        n_rows=n_rows,
+        streams=streams,
+        normalized=bool(obj["normalized"]),
+        split_seed=int(splits["seed"]),
+        split_fractions=(float(fr["train"]), float(fr["val"]), float(fr["test"])),
+        dropped_nonfinite=int(obj.get("dropped_nonfinite", 0)),
+        created=str(obj.get("created", "")),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
