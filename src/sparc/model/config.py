@@ -51,8 +51,8 @@ class SPARCConfig:
             )
         if self.topk not in ("global", "local"):
             raise SparcError(f"topk must be 'global' or 'local', got {self.topk!r}")
-        if not 0 <= self.auxk <= self.n_latents:
-            raise SparcError(f"auxk must be between 0 and n_latents, got {self.auxk}")
+        if self.auxk < 0:
+            raise SparcError(f"auxk must be non-negative, got {self.auxk}")
         if self.auxk_coef < 0 or self.cross_coef < 0:
             raise SparcError("auxk_coef and cross_coef must be non-negative")
         if self.dead_after_samples < 1:
