@@ -1,0 +1,1 @@
+"""The ``sparc`` command line."""

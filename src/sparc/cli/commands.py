@@ -1,0 +1,216 @@
+"""The ``sparc`` subcommands, one dataclass each: fields are the flags (their
+docstrings are the help), ``run()`` does the work."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from sparc.errors import SparcError
+from sparc.model import SPARC, SPARCConfig
+from sparc.train import TrainConfig
+
+Flat = tyro.conf.OmitArgPrefixes
+
+
+@dataclass
+class Train:
+    """Train a SPARC model on a feature store; resumable."""
+
+    store: tyro.conf.Positional[Path]
+    """Feature store directory (from 'sparc import-h5' or 'sparc extract')."""
+
+    out: Path
+    """Run directory to create (config.json, model.safetensors, metrics.jsonl, checkpoint/)."""
+
+    model: Annotated[SPARCConfig, Flat] = field(default_factory=SPARCConfig)
+    train: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
+
+    streams: tuple[str, ...] | None = None
+    """Streams to train on (default: all streams of the store)."""
+
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint (its saved settings are used)."""
+
+    overwrite: bool = False
+    """Replace whatever --out holds."""
+
+    def run(self) -> None:
+        import torch
+
+        from sparc.data import BatchLoader, FeatureStore
+        from sparc.train.trainer import (CHECKPOINT_DIR, Trainer, prepare_run_dir, read_train_config,
+                                         write_train_config)
+
+        prepare_run_dir(self.out, resume=self.resume, overwrite=self.overwrite)
+        if self.resume:
+            cfg, extra = read_train_config(self.out)
+            store = FeatureStore.open(extra["store"])
+            model = SPARC.load(self.out / CHECKPOINT_DIR, device=cfg.device)
+            streams = extra["streams"]
+            print(f"resuming {self.out} with its saved settings")
+        else:
+            cfg = self.train
+            store = FeatureStore.open(self.store)
+            streams = store.select_streams(self.streams)
+            torch.manual_seed(cfg.seed)
+            model = SPARC({s: store.streams[s] for s in streams}, self.model, device=cfg.device)
+            extra = {"store": str(self.store.resolve()), "streams": list(streams)}
+            write_train_config(self.out, cfg, extra)
+        train = BatchLoader(store, "train", batch_size=cfg.batch_size, streams=streams, seed=cfg.seed)
+        val = None
+        if cfg.validate and len(store.split_rows("val")):
+            val = BatchLoader(store, "val", batch_size=max(cfg.batch_size, 1024), streams=streams, shuffle=False)
+        trainer = Trainer(model, cfg, train, val, run_dir=self.out,
+                          extra_config={"model": model.config_dict(), **extra, "train": cfg.to_dict()})
+        if self.resume:
+            trainer.load_checkpoint(self.out / CHECKPOINT_DIR)
+        try:
+            trainer.fit()
+        except KeyboardInterrupt:
+            raise SparcError(f"interrupted at step {trainer.step_count}; continue with: "
+                             f"sparc train {self.store} --out {self.out} --resume") from None
+        print(f"trained {trainer.step_count} steps; model saved in {self.out}")
+
+
+@dataclass
+class ImportH5:
+    """Build a feature store from the original code's HDF5 files (one per stream)."""
+
+    stream: tuple[str, ...]
+    """One NAME=FILE.h5 per stream, in order (e.g. --stream dino=dino.h5 clip_img=img.h5)."""
+
+    out: Path
+    """Store directory to create."""
+
+    metadata: Path | None = None
+    """CSV or JSONL with row_id, group_id, image, caption, labels per row (optional)."""
+
+    dataset: str = "features"
+    """Name of the HDF5 dataset holding the [N, D] features."""
+
+    dtype: Literal["float32", "float16"] = "float32"
+    """Storage precision of the features."""
+
+    normalize: bool = True
+    """L2-normalise every vector (the paper does)."""
+
+    drop_nonfinite: bool = False
+    """Drop rows with NaN/Inf in any stream instead of refusing them."""
+
+    overwrite: bool = False
+    """Replace an existing store at --out."""
+
+    def run(self) -> None:
+        from sparc.data import describe_store, import_h5
+
+        streams: dict[str, Path] = {}
+        for item in self.stream:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise SparcError(f"--stream expects NAME=FILE.h5, got {item!r}")
+            if name in streams:
+                raise SparcError(f"stream {name!r} given twice")
+            streams[name] = Path(path)
+        store = import_h5(streams, self.out, metadata=self.metadata, dataset=self.dataset,
+                          dtype=self.dtype, normalize=self.normalize,
+                          drop_nonfinite=self.drop_nonfinite, overwrite=self.overwrite)
+        print(describe_store(store))
+
+
+@dataclass
+class ImportCheckpoint:
+    """Convert the original code's msae_checkpoint.pth into a sparc model directory."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """The .pth file (run_config.json beside it supplies k, topk, auxk when present)."""
+
+    out: Path
+    """Model directory to write (config.json + model.safetensors)."""
+
+    topk: Literal["global", "local"] | None = None
+    """TopK type, when run_config.json does not say."""
+
+    k: int | None = None
+    """Active latents, when run_config.json does not say."""
+
+    auxk: int | None = None
+    """AuxK latents, when run_config.json does not say."""
+
+    batch_size: int | None = None
+    """Batch size the original was trained with (turns its step counters into samples)."""
+
+    overwrite: bool = False
+    """Replace an existing model at --out."""
+
+    def run(self) -> None:
+        from sparc.train.trainer import run_exists
+
+        if run_exists(self.out) and not self.overwrite:
+            raise SparcError(f"{self.out} already holds a model; pass --overwrite to replace it")
+        model = SPARC.from_reference(self.checkpoint, topk=self.topk, k=self.k, auxk=self.auxk,
+                                     batch_size=self.batch_size)
+        model.save(self.out)
+        print(f"imported {self.checkpoint} → {self.out}\n{describe_model(model)}")
+
+
+@dataclass
+class Info:
+    """Describe a feature store, a run / model directory, or an original checkpoint."""
+
+    path: tyro.conf.Positional[Path]
+    """A store directory, a run directory or a .pth checkpoint."""
+
+    def run(self) -> None:
+        p = self.path
+        if (p / "manifest.json").exists():
+            from sparc.data import FeatureStore, describe_store
+
+            print(describe_store(FeatureStore.open(p)))
+        elif p.is_dir() and ((p / "config.json").exists() or (p / "checkpoint").is_dir()):
+            print(describe_model(SPARC.load(p)))
+            print(describe_run(p))
+        elif p.suffix in (".pth", ".pt") and p.exists():
+            from sparc.model.reference import read_reference
+
+            state, run = read_reference(p)
+            print(f"original checkpoint {p}: {len(state)} tensors; run_config: {json.dumps(run)}")
+        else:
+            raise SparcError(f"{p} is neither a feature store, a run directory nor a .pth checkpoint")
+
+
+def describe_model(model: SPARC) -> str:
+    cfg = model.cfg
+    dead = model.dead_mask().float().mean(1)
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"SPARC model: {cfg.n_latents} latents, k={cfg.k}, topk={cfg.topk}, auxk={cfg.auxk}, "
+        f"cross_coef={cfg.cross_coef}, {n_params / 1e6:.2f}M parameters",
+        "streams: " + ", ".join(f"{s} ({d})" for s, d in model.streams.items()),
+        "dead latents (by training counters): "
+        + ", ".join(f"{s} {100 * dead[i].item():.1f}%" for i, s in enumerate(model.names)),
+    ]
+    return "\n".join(lines)
+
+
+def describe_run(run: Path) -> str:
+    lines = []
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        train = [r for r in records if r.get("split") != "val"]
+        val = [r for r in records if r.get("split") == "val"]
+        if train:
+            last = train[-1]
+            lines.append(f"trained {last['step']} steps ({last.get('samples', 0)} samples); last loss {last['loss']:.4g}")
+        if val:
+            v = val[-1]
+            nm = " ".join(f"{k}={x:.4g}" for k, x in v.items() if k.startswith("nmse/"))
+            lines.append(f"last validation (epoch {v['epoch'] + 1}): loss {v['loss']:.4g} {nm}")
+    if (run / "checkpoint").is_dir() and not (run / "model.safetensors").exists():
+        lines.append("run in progress or interrupted: resume with 'sparc train STORE --out RUN --resume'")
+    return "\n".join(lines)

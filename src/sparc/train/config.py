@@ -1,0 +1,82 @@
+"""Training settings. Defaults are the paper's (SPEC §3)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sparc.errors import SparcError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a SPARC model."""
+
+    batch_size: int = 256
+    """Rows per training step."""
+
+    lr: float = 1e-4
+    """Adam learning rate (no schedule, no weight decay, as the paper)."""
+
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+
+    epochs: int = 50
+    """Passes over the training split."""
+
+    max_steps: int | None = None
+    """Stop after this many steps in all (overrides epochs when reached first)."""
+
+    seed: int = 42
+    """Seed of the initialisation, the batch order and dead-latent resampling."""
+
+    device: str = "cpu"
+    """Torch device to train on: cpu, cuda, cuda:1, ..."""
+
+    checkpoint_every: int = 1000
+    """Write a resumable checkpoint every this many steps (0: only at the end)."""
+
+    log_every: int = 10
+    """Append training metrics to metrics.jsonl every this many steps."""
+
+    validate: bool = True
+    """Measure the losses on the validation split after every epoch."""
+
+    resample_after_samples: int | None = 2_560_000
+    """Re-initialise a latent of a stream once it has been dead there for this many
+    samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
+
+    resample_every: int = 100
+    """Check for latents to re-initialise every this many steps."""
+
+    resample_std: float = 0.01
+    """Standard deviation of the re-initialised encoder rows (the original's)."""
+
+    tensorboard: bool = False
+    """Also log to TensorBoard (RUN/tensorboard; needs the tensorboard package)."""
+
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project (needs the wandb package)."""
+
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise SparcError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise SparcError(f"lr must be positive, got {self.lr}")
+        if self.epochs < 1:
+            raise SparcError(f"epochs must be at least 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise SparcError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.checkpoint_every < 0 or self.log_every < 1 or self.resample_every < 1:
+            raise SparcError("checkpoint_every must be >= 0, log_every and resample_every >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
