@@ -21,8 +21,8 @@ Flat = tyro.conf.OmitArgPrefixes
 class Train:
     """Train a SPARC model on a feature store; resumable."""
 
-    store: tyro.conf.Positional[Path]
-    """Feature store directory (from 'sparc import-h5' or 'sparc extract')."""
+    store: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="STORE")]
+    """Feature store directory (e.g. from 'sparc import-h5')."""
 
     out: Path
     """Run directory to create (config.json, model.safetensors, metrics.jsonl, checkpoint/)."""
@@ -126,7 +126,7 @@ class ImportH5:
 class ImportCheckpoint:
     """Convert the original code's msae_checkpoint.pth into a sparc model directory."""
 
-    checkpoint: tyro.conf.Positional[Path]
+    checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
     """The .pth file (run_config.json beside it supplies k, topk, auxk when present)."""
 
     out: Path
@@ -162,7 +162,7 @@ class ImportCheckpoint:
 class Info:
     """Describe a feature store, a run / model directory, or an original checkpoint."""
 
-    path: tyro.conf.Positional[Path]
+    path: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="PATH")]
     """A store directory, a run directory or a .pth checkpoint."""
 
     def run(self) -> None:

@@ -21,12 +21,10 @@ class SPARCConfig:
     """Active latents per sample (TopK)."""
 
     topk: TopK = "global"
-    """'global': one set of k latents per sample, chosen from the summed logits of the
-    streams present (SPARC). 'local': each stream chooses its own k (the baseline)."""
+    """'global': one set of k latents per sample, chosen from the summed logits of the streams present (SPARC). 'local': each stream chooses its own k (the baseline)."""
 
     auxk: int = 64
-    """k_aux: latents of the auxiliary loss, chosen among each stream's dead latents
-    (0 turns the auxiliary loss off)."""
+    """k_aux: latents of the auxiliary loss, chosen among each stream's dead latents (0 turns the auxiliary loss off)."""
 
     auxk_coef: float = 1 / 32
     """Weight of the auxiliary (AuxK) loss."""
@@ -38,8 +36,7 @@ class SPARCConfig:
     """A latent fires on a sample when its code value exceeds this."""
 
     dead_after_samples: int = 256_000
-    """A latent is dead in a stream once it has not fired there for this many training
-    samples (256,000 = the original's 1,000 steps at batch 256). Dead latents feed AuxK."""
+    """A latent is dead in a stream once it has not fired there for this many training samples (256,000 = the original's 1,000 steps at batch 256). Dead latents feed AuxK."""
 
     def __post_init__(self) -> None:
         if self.n_latents < 2:

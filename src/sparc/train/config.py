@@ -43,8 +43,7 @@ class TrainConfig:
     """Measure the losses on the validation split after every epoch."""
 
     resample_after_samples: int | None = 2_560_000
-    """Re-initialise a latent of a stream once it has been dead there for this many
-    samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
+    """Re-initialise a latent of a stream once it has been dead there for this many samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
 
     resample_every: int = 100
     """Check for latents to re-initialise every this many steps."""
