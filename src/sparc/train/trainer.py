@@ -86,6 +86,8 @@ class Trainer:
                  extra_config: dict[str, Any] | None = None):
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
             fused=_fused_supported(model.W_enc),
@@ -183,13 +185,12 @@ class Trainer:
                         self.save_checkpoint()
                     if self.step_count >= total or self._stop_requested:
                         break
-                else:
-                    # The epoch ran to its end (the data source is now at the next one).
-                    if cfg.validate and self.val_data is not None:
-                        val = self.validate()
-                        if log:
-                            log.write({"step": self.step_count, "epoch": epoch, "split": "val", **val})
-                        bar.write(f"epoch {epoch + 1}/{cfg.epochs} val: {_postfix(val)}")
+                if self.epoch != epoch and cfg.validate and self.val_data is not None:
+                    # The epoch ran to its end (the data source has moved to the next).
+                    val = self.validate()
+                    if log:
+                        log.write({"step": self.step_count, "epoch": epoch, "split": "val", **val})
+                    bar.write(f"epoch {epoch + 1}/{cfg.epochs} val: {_postfix(val)}")
         finally:
             signal.signal(signal.SIGINT, previous)
             bar.close()
