@@ -66,27 +66,28 @@ class SelectLogits(torch.autograd.Function):
     """Per-stream encoder logits at the selected latents, differentiable there only.
 
     The logits themselves come from the dense no-grad GEMM the model already did; this
-    function gathers them and supplies the gradients of ``W_enc``, ``b_pre`` and
-    ``b_lat`` that the gathered product ``W_enc[I] · (x − b_pre) + b_lat[I]`` has.
+    function gathers them and supplies the gradients that the gathered product
+    ``W_enc[I] · (x − b_pre) + b_lat[I]`` has, for ``W_enc``, ``b_pre``, ``b_lat`` and
+    the inputs ``x``.
 
-    Arguments: ``W_enc`` [L, D], ``b_pre`` [D], ``b_lat`` [S, L], ``logits_sbl``
-    [S', B, L] (streams present, with latent bias), ``u_bd`` [B, D] (= x − b_pre),
-    ``idx_sbk`` [S', B, k], ``stream_ids`` (S' ints), ``cols`` (S' column slices).
-    Returns the values [S', B, k] before the ReLU.
+    Arguments: ``W_enc`` [L, D], ``b_pre`` [D], ``b_lat`` [S, L], ``x_bd`` [B, D] (all
+    streams side by side), ``logits_sbl`` [S', B, L] (streams present, with latent
+    bias), ``idx_sbk`` [S', B, k], ``stream_ids`` (S' ints), ``cols`` (S' column
+    slices). Returns the values [S', B, k] before the ReLU.
     """
 
     @staticmethod
-    def forward(ctx, W_enc, b_pre, b_lat, logits_sbl, u_bd, idx_sbk, stream_ids, cols):
-        ctx.save_for_backward(W_enc, u_bd, idx_sbk)
+    def forward(ctx, W_enc, b_pre, b_lat, x_bd, logits_sbl, idx_sbk, stream_ids, cols):
+        ctx.save_for_backward(W_enc, b_pre, x_bd, idx_sbk)
         ctx.stream_ids, ctx.cols, ctx.n_streams = stream_ids, cols, b_lat.shape[0]
         return logits_sbl.gather(2, idx_sbk)
 
     @staticmethod
     def backward(ctx, grad_sbk):
-        W_enc, u_bd, idx_sbk = ctx.saved_tensors
+        W_enc, b_pre, x_bd, idx_sbk = ctx.saved_tensors
         n, B, k = idx_sbk.shape
         L, D = W_enc.shape
-        grad_W = grad_b_pre = grad_b_lat = None
+        grad_W = grad_b_pre = grad_b_lat = grad_x = None
         # c[s, l]: total upstream gradient landing on latent l of stream s.
         c_sl = grad_sbk.new_zeros(n, L).scatter_add_(1, idx_sbk.reshape(n, -1), grad_sbk.reshape(n, -1))
         if ctx.needs_input_grad[2]:
@@ -97,13 +98,17 @@ class SelectLogits(torch.autograd.Function):
             grad_b_pre = W_enc.new_zeros(D)
             for i, col in enumerate(ctx.cols):
                 torch.mv(W_enc[:, col].t(), c_sl[i], out=grad_b_pre[col]).neg_()
+        if ctx.needs_input_grad[3]:
+            grad_x = x_bd.new_zeros(B, D)
+            for i, col in enumerate(ctx.cols):
+                grad_x[:, col] = spmm(idx_sbk[i], grad_sbk[i], W_enc[:, col])
         if ctx.needs_input_grad[0]:
             # Each sample row of stream s contributes only to its own columns.
-            table = u_bd.new_zeros(n * B, D)
+            table = x_bd.new_zeros(n * B, D)
             for i, col in enumerate(ctx.cols):
-                table[i * B : (i + 1) * B, col] = u_bd[:, col]
+                torch.sub(x_bd[:, col], b_pre[col], out=table[i * B : (i + 1) * B, col])
             grad_W = spmm_t(idx_sbk.reshape(n * B, k), grad_sbk.reshape(n * B, k), table, L)
-        return grad_W, grad_b_pre, grad_b_lat, None, None, None, None, None
+        return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None
 
 
 class DecodeSelected(torch.autograd.Function):

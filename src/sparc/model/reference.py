@@ -41,10 +41,17 @@ def read_reference(path: str | Path) -> tuple[dict[str, Tensor], dict]:
                          "is the file complete?") from None
     if isinstance(state, Mapping) and "model_state_dict" in state:
         state = state["model_state_dict"]
+    if not isinstance(state, Mapping):
+        raise SparcError(f"{path} holds a {type(state).__name__}, not a state dict; pass msae_checkpoint.pth")
     run_config = {}
     cfg_file = path.parent / "run_config.json"
     if cfg_file.exists():
-        run_config = json.loads(cfg_file.read_text())
+        try:
+            run_config = json.loads(cfg_file.read_text())
+        except ValueError as e:
+            raise SparcError(f"{cfg_file} is not valid JSON ({e}); fix or remove it and pass topk and k") from None
+        if not isinstance(run_config, dict):
+            raise SparcError(f"{cfg_file} must hold a JSON object of training arguments")
     return dict(state), run_config
 
 
@@ -89,7 +96,8 @@ def from_reference(
     if topk is None or k is None:
         raise SparcError("the checkpoint has no run_config.json: pass topk ('global'/'local') and k")
     topk = "local" if "local" in str(topk) else "global"
-    auxk = auxk if auxk is not None else (run.get("auxk") or 0)
+    if auxk is None:  # the original's default is 64; an explicit null turns AuxK off
+        auxk = run.get("auxk", 64) or 0
     batch_size = batch_size or run.get("batch_size") or 256
     cfg = SPARCConfig(n_latents=n_latents, k=int(k), topk=topk, auxk=int(auxk), **overrides)
     model = SPARC(streams, cfg)

@@ -127,16 +127,22 @@ class SPARC(nn.Module):
 
     def _encode(self, inputs: Mapping[str, Tensor], topk: TopK):
         """Codes of the streams given, plus what the loss needs. Returns
-        (ids, codes_sbk values, idx_sbk, logits_sbl, u_bd)."""
+        (ids, values_sbk, idx_sbk, logits_sbl, x_bd)."""
+        if topk not in ("global", "local"):
+            raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
         ids = self._streams_of(inputs)
-        first = inputs[self.names[ids[0]]]
-        u_bd = first.new_zeros(first.shape[0], self.W_enc.shape[1])
+        B, dtype = inputs[self.names[ids[0]]].shape[0], self.W_enc.dtype
+        # All streams side by side (zeros for those not given); differentiable, so the
+        # codes have gradients with respect to the inputs too.
+        x_bd = torch.cat([
+            inputs[s].to(dtype) if i in ids else self.b_pre.new_zeros(B, d)
+            for i, (s, d) in enumerate(self.streams.items())
+        ], dim=1)
         with torch.no_grad():
-            for i in ids:
-                u_bd[:, self.cols[i]] = inputs[self.names[i]] - self.b_pre[self.cols[i]]
+            u_bd = x_bd - self.b_pre
             # Dense logits per stream: the same flops as one GEMM over the concatenated
             # streams, and the per-stream values at the chosen latents come for free.
-            logits_sbl = u_bd.new_empty(len(ids), u_bd.shape[0], self.n_latents)
+            logits_sbl = u_bd.new_empty(len(ids), B, self.n_latents)
             for n, i in enumerate(ids):
                 col = self.cols[i]
                 torch.addmm(self.b_lat[i], u_bd[:, col], self.W_enc[:, col].t(), out=logits_sbl[n])
@@ -146,10 +152,10 @@ class SPARC(nn.Module):
             else:
                 idx_sbk = logits_sbl.topk(self.cfg.k, dim=2).indices
         pre_sbk = SelectLogits.apply(
-            self.W_enc, self.b_pre, self.b_lat, logits_sbl, u_bd, idx_sbk,
+            self.W_enc, self.b_pre, self.b_lat, x_bd, logits_sbl, idx_sbk,
             tuple(ids), tuple(self.cols[i] for i in ids),
         )
-        return ids, torch.relu(pre_sbk), idx_sbk, logits_sbl, u_bd
+        return ids, torch.relu(pre_sbk), idx_sbk, logits_sbl, x_bd
 
     def encode(
         self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None
@@ -181,14 +187,14 @@ class SPARC(nn.Module):
 
         In training mode this also advances the dead-latent counters of those streams.
         """
-        ids, val_sbk, idx_sbk, logits_sbl, u_bd = self._encode(inputs, self.cfg.topk)
+        ids, val_sbk, idx_sbk, logits_sbl, x_bd = self._encode(inputs, self.cfg.topk)
         n, B, k = val_sbk.shape
         # Decode every source code into every stream's columns in one gather.
         out_sbd = DecodeSelected.apply(
             self.W_dec, idx_sbk.reshape(n * B, k), val_sbk.reshape(n * B, k)
-        ).view(n, B, -1)
+        ).view(n, B, self.W_dec.shape[1])
         names = [self.names[i] for i in ids]
-        x = {s: inputs[s] for s in names}
+        x = {s: x_bd[:, self.cols[i]] for s, i in zip(names, ids)}
         recons: dict[str, Tensor] = {}
         cross: dict[tuple[str, str], Tensor] = {}
         for a, t in enumerate(ids):
@@ -203,7 +209,7 @@ class SPARC(nn.Module):
         if self.training:
             self._count_firing(ids, idx_sbk, val_sbk)
         auxk = {
-            self.names[i]: self._auxk_loss(i, x[self.names[i]], recons[self.names[i]], logits_sbl[a], u_bd)
+            self.names[i]: self._auxk_loss(i, x_bd, recons[self.names[i]], logits_sbl[a])
             for a, i in enumerate(ids)
         }
         self_nmse = {s: nmse(recons[s], x[s]) for s in names}
@@ -231,17 +237,18 @@ class SPARC(nn.Module):
         """[S, L] bool: latents that have not fired for ``dead_after_samples`` samples."""
         return self.samples_since_fired >= self.cfg.dead_after_samples
 
-    def _auxk_loss(self, i: int, x: Tensor, recon: Tensor, logits_bl: Tensor, u_bd: Tensor) -> Tensor:
+    def _auxk_loss(self, i: int, x_bd: Tensor, recon: Tensor, logits_bl: Tensor) -> Tensor:
         """AuxK of stream ``i``: its top-k_aux dead latents model the residual."""
         dead_l = self.dead_mask()[i].nonzero().squeeze(1)
         if self.cfg.auxk == 0 or dead_l.numel() == 0:
-            return zero_like_loss(x)
+            return zero_like_loss(x_bd)
         col = self.cols[i]
+        x = x_bd[:, col]
         with torch.no_grad():
             k_aux = min(self.cfg.auxk, dead_l.numel())
             idx_bk = dead_l[logits_bl[:, dead_l].topk(k_aux, dim=1).indices]
         pre_bk = SelectLogits.apply(
-            self.W_enc, self.b_pre, self.b_lat, logits_bl[None], u_bd, idx_bk[None], (i,), (col,)
+            self.W_enc, self.b_pre, self.b_lat, x_bd, logits_bl[None], idx_bk[None], (i,), (col,)
         )[0]
         aux = DecodeSelected.apply(self.W_dec[:, col], idx_bk, torch.relu(pre_bk)) + self.b_pre[col]
         return nmse(aux, x - recon.detach() + self.b_pre[col].detach())
@@ -308,7 +315,9 @@ class SPARC(nn.Module):
         try:
             meta = json.loads(cfg_file.read_text())
             streams, cfg = meta["streams"], SPARCConfig.from_dict(meta["config"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            if not isinstance(streams, dict) or not all(isinstance(d, int) for d in streams.values()):
+                raise TypeError("'streams' must map names to dimensions")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SparcError(f"{cfg_file} is not a valid sparc config ({e}); re-save the model") from None
         try:
             state = load_file(str(weights), device=str(device))

@@ -1,0 +1,194 @@
+"""The sparse kernels against their dense equivalents, and the gradients of the two
+autograd functions (gradcheck)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparc.model.kernels import DecodeSelected, SelectLogits, sddmm, spmm, spmm_t
+
+from ._util import assert_close
+
+TOL = {
+    torch.float64: dict(atol=1e-12, rtol=1e-12),
+    torch.float32: dict(atol=1e-5, rtol=1e-5),
+    torch.float16: dict(atol=2e-2, rtol=2e-2),
+    torch.bfloat16: dict(atol=1e-1, rtol=5e-2),
+}
+
+
+def sparse_case(R=6, k=3, L=10, D=5, dtype=torch.float64, seed=0):
+    """Distinct ids within each row; ids repeated across rows; latents 0 and the last two
+    never selected (their rows of a transpose product must be 0)."""
+    g = torch.Generator().manual_seed(seed)
+    pool = torch.arange(1, L - 2)
+    idx = torch.stack([pool[torch.randperm(len(pool), generator=g)[:k]] for _ in range(R)])
+    idx[1] = idx[0]  # two rows with the very same latents
+    val = torch.randn(R, k, generator=g, dtype=torch.float64).to(dtype)
+    W = torch.randn(L, D, generator=g, dtype=torch.float64).to(dtype)
+    A = torch.randn(R, D, generator=g, dtype=torch.float64).to(dtype)
+    return idx, val, W, A
+
+
+def dense_codes(idx, val, L):
+    """[R, L] with val summed into the columns idx (float64)."""
+    return torch.zeros(idx.shape[0], L, dtype=torch.float64).scatter_add_(1, idx, val.double())
+
+
+def half_supported(dtype) -> bool:
+    try:
+        idx, val, W, A = sparse_case(dtype=dtype)
+        spmm(idx, val, W), sddmm(idx, A, W), spmm_t(idx, val, A, W.shape[0])
+        return True
+    except RuntimeError:
+        return False
+
+
+DTYPES = [
+    torch.float64,
+    torch.float32,
+    pytest.param(torch.float16, marks=pytest.mark.skipif(
+        not half_supported(torch.float16), reason="no float16 embedding_bag/bmm on this CPU build")),
+    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+        not half_supported(torch.bfloat16), reason="no bfloat16 embedding_bag/bmm on this CPU build")),
+]
+
+
+def test_case_covers_repeats_and_unselected():
+    idx, _, W, _ = sparse_case()
+    counts = torch.bincount(idx.reshape(-1), minlength=W.shape[0])
+    assert counts[0] == 0 and counts[-1] == 0 and counts[-2] == 0
+    assert (counts > 1).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_spmm_equals_dense_decode(dtype):
+    idx, val, W, _ = sparse_case(dtype=dtype)
+    out = spmm(idx, val, W)
+    assert out.dtype == dtype
+    assert_close(out.double(), dense_codes(idx, val, W.shape[0]) @ W.double(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))  # float16/bfloat16 take the slab (bmm) path
+def test_sddmm_equals_gathered_dense_product(dtype):
+    idx, _, W, A = sparse_case(dtype=dtype)
+    out = sddmm(idx, A, W)
+    assert out.dtype == dtype and out.shape == idx.shape
+    full = A.double() @ W.double().t()  # [R, L]: every sample against every latent
+    assert_close(out.double(), full.gather(1, idx), **TOL[dtype])
+
+
+@pytest.mark.skipif(not half_supported(torch.float16), reason="no float16 kernels on this CPU build")
+def test_sddmm_half_path_over_several_slabs():
+    # slab = max(1, 2**22 // (k·D)) rows: k·D = 64·32768 gives slabs of 2 rows, so 5 rows
+    # take three slabs, the last one partial.
+    R, k, L, D = 5, 64, 80, 32768
+    g = torch.Generator().manual_seed(1)
+    idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(R)])
+    W = (torch.randn(L, D, generator=g) / D**0.5).half()
+    A = torch.randn(R, D, generator=g).half()
+    out = sddmm(idx, A, W)
+    ref = sddmm(idx, A.double(), W.double())
+    assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_spmm_t_equals_dense_transpose_product(dtype):
+    idx, val, W, A = sparse_case(dtype=dtype)
+    L = W.shape[0]
+    out = spmm_t(idx, val, A, L)
+    assert out.shape == (L, A.shape[1]) and out.dtype == dtype
+    assert_close(out.double(), dense_codes(idx, val, L).t() @ A.double(), **TOL[dtype])
+    assert torch.count_nonzero(out[[0, L - 2, L - 1]]) == 0
+
+
+def test_spmm_t_with_more_latents_than_ever_selected_and_single_row():
+    idx = torch.tensor([[2, 0]])
+    val = torch.tensor([[2.0, -1.0]], dtype=torch.float64)
+    A = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    out = spmm_t(idx, val, A, 5)
+    # latent 0 gets −1·A, latent 2 gets 2·A, the rest nothing
+    assert out.tolist() == [[-1, -3], [0, 0], [2, 6], [0, 0], [0, 0]]
+
+
+def test_kernels_with_repeated_id_within_a_row():
+    # Not produced by TopK, but the definitions still sum over j.
+    idx = torch.tensor([[1, 1, 3], [0, 3, 3]])
+    val = torch.tensor([[1.0, 2.0, -1.0], [0.5, 1.0, 1.0]], dtype=torch.float64)
+    W = torch.randn(4, 3, dtype=torch.float64)
+    A = torch.randn(2, 3, dtype=torch.float64)
+    assert_close(spmm(idx, val, W), dense_codes(idx, val, 4) @ W)
+    assert_close(spmm_t(idx, val, A, 4), dense_codes(idx, val, 4).t() @ A)
+    assert_close(sddmm(idx, A, W), (A @ W.t()).gather(1, idx))
+
+
+def test_kernels_accept_column_slices_of_the_weight_table():
+    """The model decodes one stream through a non-contiguous column slice of W_dec."""
+    idx, val, W, A = sparse_case(D=7)
+    Wc = W[:, 2:5]
+    assert not Wc.is_contiguous()
+    assert_close(spmm(idx, val, Wc), dense_codes(idx, val, W.shape[0]) @ Wc)
+    assert_close(sddmm(idx, A[:, 2:5], Wc), (A[:, 2:5] @ Wc.t()).gather(1, idx))
+
+
+# ---------------------------------------------------------------------------- gradcheck
+
+
+def test_gradcheck_decode_selected():
+    idx, val, W, _ = sparse_case(R=5, k=3, L=8, D=4)
+    W.requires_grad_()
+    val.requires_grad_()
+    assert torch.autograd.gradcheck(lambda W, v: DecodeSelected.apply(W, idx, v), (W, val))
+
+
+def test_gradcheck_decode_selected_on_column_slice():
+    idx, val, W, _ = sparse_case(R=4, k=2, L=8, D=6)
+    W.requires_grad_()
+    val.requires_grad_()
+    assert torch.autograd.gradcheck(lambda W, v: DecodeSelected.apply(W[:, 1:4], idx, v), (W, val))
+
+
+def select_logits_fn(x_bd, idx_sbk, stream_ids, cols):
+    """SelectLogits the way the model calls it: the logits and u = x − b_pre come from a
+    no-grad pass over the current weights, so finite differences see the real maths."""
+
+    def f(W, b_pre, b_lat, x=x_bd):
+        with torch.no_grad():
+            logits = torch.stack([
+                (x[:, col] - b_pre[col]) @ W[:, col].t() + b_lat[i] for i, col in zip(stream_ids, cols)
+            ])
+        return SelectLogits.apply(W, b_pre, b_lat, x, logits, idx_sbk, stream_ids, cols)
+
+    return f
+
+
+@pytest.mark.parametrize("global_idx", [True, False], ids=["global", "local"])
+@pytest.mark.parametrize("stream_ids", [(0, 1, 2), (1,), (0, 2)], ids=["all", "one", "two"])
+def test_gradcheck_select_logits(stream_ids, global_idx):
+    g = torch.Generator().manual_seed(2)
+    dims, L, B, k = (3, 2, 4), 7, 4, 3
+    all_cols = [slice(0, 3), slice(3, 5), slice(5, 9)]
+    cols = tuple(all_cols[i] for i in stream_ids)
+    n = len(stream_ids)
+    if global_idx:
+        idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(B)])
+        idx[1] = idx[0]
+        idx = idx.expand(n, B, k)
+    else:
+        idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(n * B)]).view(n, B, k)
+    W = torch.randn(L, sum(dims), generator=g, dtype=torch.float64, requires_grad=True)
+    b_pre = torch.randn(sum(dims), generator=g, dtype=torch.float64, requires_grad=True)
+    b_lat = torch.randn(3, L, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, sum(dims), generator=g, dtype=torch.float64)
+    f = select_logits_fn(x, idx, stream_ids, cols)
+    assert torch.autograd.gradcheck(f, (W, b_pre, b_lat))
+    assert torch.autograd.gradcheck(lambda x: f(W.detach(), b_pre.detach(), b_lat.detach(), x),
+                                    (x.clone().requires_grad_(),))
+    # gradients outside the present streams' columns and rows are exactly zero
+    f(W, b_pre, b_lat).sum().backward()
+    absent = [i for i in range(3) if i not in stream_ids]
+    for i in absent:
+        assert torch.count_nonzero(W.grad[:, all_cols[i]]) == 0
+        assert torch.count_nonzero(b_pre.grad[all_cols[i]]) == 0
+        assert torch.count_nonzero(b_lat.grad[i]) == 0
