@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-# Large CPU tensors on transparent huge pages: fresh gradient buffers then cost a few
-# page faults instead of thousands (read once, before torch allocates anything).
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+import tyro
 
-import tyro  # noqa: E402
-
-from sparc.cli.commands import ImportCheckpoint, ImportH5, Info, Train  # noqa: E402
-from sparc.errors import SparcError  # noqa: E402
+from sparc.cli.commands import ImportCheckpoint, ImportH5, Info, Train
+from sparc.errors import SparcError
 
 COMMANDS = {
     "train": Train,

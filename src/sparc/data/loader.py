@@ -227,7 +227,8 @@ class BatchLoader:
             edges = [lo, *range((lo // b + 1) * b, hi, b), hi]
             for a, z in zip(edges[:-1], edges[1:]):
                 idx = local_r[a - lo : z - lo]
-                piece = (plan.order_n[a:z], {name: np.take(buf[name], idx, axis=0) for name in self.streams})
+                x = {name: np.take(buf[name], idx, axis=0) for name in self.streams}
+                piece = (plan.order_n[a:z].copy(), x)  # a copy: don't pin the epoch plan
                 if not pending and z - a == b:
                     yield piece
                     continue
@@ -239,6 +240,7 @@ class BatchLoader:
                         {name: np.concatenate([p[1][name] for p in pending]) for name in self.streams},
                     )
                     pending, n_pending = [], 0
+            del buf  # free this buffer before the next one is read (peak = one buffer)
 
     def __repr__(self) -> str:
         return (

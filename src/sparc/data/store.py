@@ -72,7 +72,10 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         dims = ", ".join(f"{name}={dim}" for name, dim in self.streams.items())
-        return f"FeatureStore('{self._path}', n_rows={self.n_rows}, streams=[{dims}], dtype={self.dtype})"
+        return (
+            f"FeatureStore('{self._path}', n_rows={self.n_rows}, streams=[{dims}], "
+            f"dtype={self.dtype})"
+        )
 
     # -- data -------------------------------------------------------------------------
 

@@ -24,25 +24,11 @@ from sparc.data.manifest import (
     StreamInfo,
     check_stream_name,
 )
+from sparc.data.normalize import l2_normalize
 from sparc.data.npy import NpyAppender
 from sparc.data.rows import RowMeta, encode_rows
 from sparc.data.splits import assign_splits, check_fractions
 from sparc.errors import SparcError
-
-
-class NonFiniteError(SparcError):
-    """Rows with NaN/Inf were given while ``drop_nonfinite`` is off."""
-
-    def __init__(self, message: str, n_rows: int):
-        super().__init__(message)
-        self.n_rows = n_rows
-
-
-def l2_normalize(x_nd: np.ndarray) -> np.ndarray:
-    """Return ``x_nd`` with every row scaled to unit L2 norm; zero rows stay zero."""
-    norm_n1 = np.sqrt(np.einsum("nd,nd->n", x_nd, x_nd))[:, None]
-    norm_n1[norm_n1 == 0] = 1.0
-    return x_nd / norm_n1
 
 
 def check_target(path: Path, overwrite: bool) -> None:
@@ -192,10 +178,9 @@ class StoreWriter:
         n_bad = n - int(finite_n.sum())
         if n_bad:
             if not self.drop_nonfinite:
-                raise NonFiniteError(
+                raise SparcError(
                     f"{n_bad} of {n} rows in this batch have NaN/Inf features; "
-                    "pass drop_nonfinite=True (--drop-nonfinite) to drop such rows",
-                    n_bad,
+                    "pass drop_nonfinite=True (--drop-nonfinite) to drop such rows"
                 )
             self.n_dropped += n_bad
             x = {name: x_nd[finite_n] for name, x_nd in x.items()}
@@ -227,7 +212,9 @@ class StoreWriter:
         x = {name: np.asarray(features[name]) for name in self.streams}
         for name, x_nd in x.items():
             if x_nd.ndim != 2:
-                raise SparcError(f"stream {name!r} must be a 2-D array [rows, dim], got shape {x_nd.shape}")
+                raise SparcError(
+                    f"stream {name!r} must be a 2-D array [rows, dim], got shape {x_nd.shape}"
+                )
             if x_nd.shape[1] != self.streams[name]:
                 raise SparcError(
                     f"stream {name!r} has dim {x_nd.shape[1]} but the store declares "
@@ -238,19 +225,25 @@ class StoreWriter:
         counts = {name: x_nd.shape[0] for name, x_nd in x.items()}
         if len(set(counts.values())) > 1:
             listed = ", ".join(f"{k}={v}" for k, v in counts.items())
-            raise SparcError(f"streams have different row counts in one append: {listed}; rows must be aligned")
+            raise SparcError(
+                f"streams have different row counts in one append: {listed}; rows must be aligned"
+            )
         n = next(iter(counts.values()))
         if len(meta) != n:
-            raise SparcError(f"append() got {n} rows of features but {len(meta)} RowMeta; give one RowMeta per row")
+            raise SparcError(
+                f"append() got {n} rows of features but {len(meta)} RowMeta; give one RowMeta per row"
+            )
         return x
 
     def _prepare(self, name: str, x_nd: np.ndarray) -> np.ndarray:
         """Normalise in float32 and cast to the store dtype."""
-        x_nd = np.asarray(x_nd, dtype=np.float32)
         if self.normalize:
-            x_nd = l2_normalize(x_nd)
+            x_nd = l2_normalize(np.array(x_nd, dtype=np.float32))  # own copy: caller's data untouched
+        else:
+            x_nd = np.asarray(x_nd, dtype=np.float32)
         if self.dtype == "float16":
-            x_nd = x_nd.astype(np.float16)
+            with np.errstate(over="ignore"):  # overflow is reported just below
+                x_nd = x_nd.astype(np.float16)
             if not self.normalize and not np.isfinite(x_nd).all():
                 raise SparcError(
                     f"stream {name!r} has values beyond the float16 range; "

@@ -1,0 +1,30 @@
+"""A short human-readable summary of a store (``sparc info``)."""
+
+from __future__ import annotations
+
+from sparc.data.splits import STORED_SPLITS
+from sparc.data.store import FeatureStore
+
+
+def describe_store(store: FeatureStore) -> str:
+    """Summarise ``store`` in a few lines: rows, streams, splits, groups and labels."""
+    m = store.manifest
+    rows = store.rows()
+    n_groups = len({r.group_id for r in rows})
+    n_labelled = sum(1 for r in rows if r.labels)
+    f_train, f_val, f_test = m.split_fractions
+    sizes = " · ".join(f"{s.value} {len(store.split_rows(s)):,}" for s in STORED_SPLITS)
+    streams = " · ".join(
+        f"{name} {info.dim}-d {info.dtype}" for name, info in m.streams.items()
+    )
+    dropped = f"; {m.dropped_nonfinite:,} non-finite rows dropped" if m.dropped_nonfinite else ""
+    lines = [
+        f"store       {store.path}" + (f"  (created {m.created})" if m.created else ""),
+        f"rows        {store.n_rows:,} in {n_groups:,} groups",
+        f"streams     {streams}",
+        f"splits      {sizes}  (by group; fractions {f_train:g}/{f_val:g}/{f_test:g}, "
+        f"seed {m.split_seed})",
+        f"labels      {n_labelled:,} labelled rows, {len(store.labels_vocab()):,} distinct labels",
+        f"normalized  {'yes (unit L2 per vector)' if m.normalized else 'no'}{dropped}",
+    ]
+    return "\n".join(lines)
