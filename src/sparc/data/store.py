@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +125,14 @@ class FeatureStore:
         if self._rows is None:
             self._rows = _read_rows(self._path / ROWS, self.n_rows)
         return self._rows
+
+    def label_hierarchy(self) -> dict[str, str | None] | None:
+        """Label → parent label (None for a root), when the dataset has a hierarchy."""
+        return self.manifest.extra.get("label_hierarchy")
+
+    def dataset_info(self) -> dict[str, Any]:
+        """What the manifest says about the source dataset (name, options, credits)."""
+        return dict(self.manifest.extra.get("dataset", {}))
 
     def labels_vocab(self) -> list[str]:
         """Sorted names of all labels used by any row."""

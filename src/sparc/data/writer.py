@@ -78,6 +78,10 @@ class StoreWriter:
         Drop rows with NaN/Inf in any stream (and count them) instead of failing.
     sources
         Optional free-form provenance per stream (recorded in the manifest).
+    dataset
+        Optional description of the dataset (name, options, credits) for the manifest.
+    label_hierarchy
+        Optional label → parent label map (None for roots), for hierarchy-aware metrics.
     """
 
     def __init__(
@@ -92,6 +96,8 @@ class StoreWriter:
         overwrite: bool = False,
         drop_nonfinite: bool = False,
         sources: Mapping[str, Mapping[str, Any]] | None = None,
+        dataset: Mapping[str, Any] | None = None,
+        label_hierarchy: Mapping[str, str | None] | None = None,
     ):
         self.path = Path(path)
         if not streams:
@@ -113,6 +119,11 @@ class StoreWriter:
         self.overwrite = overwrite
         self.drop_nonfinite = drop_nonfinite
         self.sources = {k: dict(v) for k, v in (sources or {}).items()}
+        self.extra: dict[str, Any] = {}
+        if dataset is not None:
+            self.extra["dataset"] = dict(dataset)
+        if label_hierarchy is not None:
+            self.extra["label_hierarchy"] = dict(label_hierarchy)
         self.n_rows = 0
         self.n_dropped = 0
         check_target(self.path, overwrite)  # fail before any work is done
@@ -284,6 +295,7 @@ class StoreWriter:
             split_fractions=self.split_fractions,
             dropped_nonfinite=self.n_dropped,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            extra=self.extra,
         )
         # Manifest last: a directory with a manifest is a finished store.
         (self._tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
