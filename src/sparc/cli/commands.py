@@ -12,6 +12,7 @@ import tyro
 
 from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
+from sparc.demo import DemoConfig
 from sparc.train import TrainConfig
 
 Flat = tyro.conf.OmitArgPrefixes
@@ -119,6 +120,87 @@ class ImportH5:
         store = import_h5(streams, self.out, metadata=self.metadata, dataset=self.dataset,
                           dtype=self.dtype, normalize=self.normalize,
                           drop_nonfinite=self.drop_nonfinite, overwrite=self.overwrite)
+        print(describe_store(store))
+
+
+@dataclass
+class Demo:
+    """Run the whole method on the embedded OpenMoji data: real features from three
+    models, SPARC and the local-TopK baseline trained and compared."""
+
+    demo: Annotated[DemoConfig, Flat] = field(default_factory=DemoConfig)
+
+    def run(self) -> None:
+        from sparc.demo import run_demo
+
+        result = run_demo(self.demo)
+        print()
+        print(result.summary)
+        timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
+        print(f"output in {self.demo.out}/ (store/, runs/, summary.md); {timing}")
+
+
+@dataclass
+class Extract:
+    """Encode a dataset with one backbone per stream into a feature store; resumable."""
+
+    dataset: str
+    """Dataset adapter, with options: NAME[:key=value,...] (e.g. image-folder:root=imgs,captions=c.csv)."""
+
+    stream: tuple[str, ...]
+    """One NAME=BACKBONE[:key=value,...] per stream, e.g. img=efficientnet-lite txt=minilm."""
+
+    out: Path
+    """Store directory to create."""
+
+    batch_size: int = 64
+    """Samples per backbone call."""
+
+    device: str = "cpu"
+    """Torch device of the backbones (cpu, cuda, ...)."""
+
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """Backbone precision (fp16/bf16 need a GPU)."""
+
+    dtype: Literal["float32", "float16"] = "float32"
+    """Storage precision of the features."""
+
+    normalize: bool = True
+    """L2-normalise every vector (the paper does)."""
+
+    limit: int | None = None
+    """Use only the first N samples of the dataset."""
+
+    workers: int = 4
+    """Threads loading images."""
+
+    overwrite: bool = False
+    """Replace an existing store at --out."""
+
+    progress: bool = True
+    """Show a progress bar."""
+
+    def run(self) -> None:
+        from sparc.data import describe_store
+        from sparc.data.backbones import base as backbones
+        from sparc.data.datasets import base as datasets
+        from sparc.data.extract import extract, parse_options
+
+        name, options = parse_options(self.dataset)
+        dataset = datasets.build(name, **options)
+        streams = {}
+        for item in self.stream:
+            stream, sep, spec = item.partition("=")
+            if not sep or not stream or not spec:
+                raise SparcError(f"--stream expects NAME=BACKBONE[:key=value,...], got {item!r}")
+            if stream in streams:
+                raise SparcError(f"stream {stream!r} given twice")
+            family, bb_options = parse_options(spec)
+            streams[stream] = backbones.build(family, device=self.device, precision=self.precision, **bb_options)
+        store = extract(dataset, streams, self.out, batch_size=self.batch_size, dtype=self.dtype,
+                        normalize=self.normalize, overwrite=self.overwrite, limit=self.limit,
+                        workers=self.workers, progress=self.progress,
+                        dataset_info={"name": name, "options": options})
         print(describe_store(store))
 
 

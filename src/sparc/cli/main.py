@@ -6,10 +6,12 @@ import sys
 
 import tyro
 
-from sparc.cli.commands import ImportCheckpoint, ImportH5, Info, Train
+from sparc.cli.commands import Demo, Extract, ImportCheckpoint, ImportH5, Info, Train
 from sparc.errors import SparcError
 
 COMMANDS = {
+    "demo": Demo,
+    "extract": Extract,
     "train": Train,
     "import-h5": ImportH5,
     "import-checkpoint": ImportCheckpoint,
