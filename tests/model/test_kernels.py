@@ -6,9 +6,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparc.model.kernels import DecodeSelected, SelectLogits, sddmm, spmm, spmm_t
+from sparc.model import kernels as K
+from sparc.model.kernels import SelectLogits, uniform_crow
 
 from ._util import assert_close
+
+
+# The kernels take CSR rows (crow, col, val); most cases here have k entries per row.
+def spmm(idx, val, W):
+    return K.spmm(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), W)
+
+
+def sddmm(idx, A, W):
+    return K.sddmm(uniform_crow(*idx.shape), idx.reshape(-1), A, W).view(idx.shape)
+
+
+def spmm_t(idx, val, A, L):
+    return K.spmm_t(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), A, L)
+
+
+def decode_selected(W, idx, val):
+    return K.DecodeSelected.apply(W, uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1))
 
 TOL = {
     torch.float64: dict(atol=1e-12, rtol=1e-12),
@@ -81,8 +99,8 @@ def test_sddmm_equals_gathered_dense_product(dtype):
 
 @pytest.mark.skipif(not half_supported(torch.float16), reason="no float16 kernels on this CPU build")
 def test_sddmm_half_path_over_several_slabs():
-    # slab = max(1, 2**22 // (k·D)) rows: k·D = 64·32768 gives slabs of 2 rows, so 5 rows
-    # take three slabs, the last one partial.
+    # slab = max(1, 2**22 // D) entries = 128 entries: 5 rows × 64 = 320 entries take
+    # three slabs, the last one partial.
     R, k, L, D = 5, 64, 80, 32768
     g = torch.Generator().manual_seed(1)
     idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(R)])
@@ -132,6 +150,22 @@ def test_kernels_accept_column_slices_of_the_weight_table():
     assert_close(sddmm(idx, A[:, 2:5], Wc), (A[:, 2:5] @ Wc.t()).gather(1, idx))
 
 
+def test_kernels_on_rows_of_different_lengths():
+    # Codes and AuxK codes share one call: rows of 3, 0 and 2 entries.
+    crow = torch.tensor([0, 3, 3, 5])
+    col = torch.tensor([1, 4, 2, 4, 0])
+    val = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5], dtype=torch.float64)
+    W = torch.randn(6, 3, dtype=torch.float64)
+    A = torch.randn(3, 3, dtype=torch.float64)
+    rows = torch.tensor([0, 0, 0, 2, 2])
+    dense = torch.zeros(3, 6, dtype=torch.float64).index_put_((rows, col), val, accumulate=True)
+    assert_close(K.spmm(crow, col, val, W), dense @ W)
+    assert_close(K.spmm_t(crow, col, val, A, 6), dense.t() @ A)
+    assert_close(K.sddmm(crow, col, A, W), (A @ W.t())[rows, col])
+    Wg, vg = W.clone().requires_grad_(), val.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda W, v: K.DecodeSelected.apply(W, crow, col, v), (Wg, vg))
+
+
 # ---------------------------------------------------------------------------- gradcheck
 
 
@@ -139,14 +173,14 @@ def test_gradcheck_decode_selected():
     idx, val, W, _ = sparse_case(R=5, k=3, L=8, D=4)
     W.requires_grad_()
     val.requires_grad_()
-    assert torch.autograd.gradcheck(lambda W, v: DecodeSelected.apply(W, idx, v), (W, val))
+    assert torch.autograd.gradcheck(lambda W, v: decode_selected(W, idx, v), (W, val))
 
 
 def test_gradcheck_decode_selected_on_column_slice():
     idx, val, W, _ = sparse_case(R=4, k=2, L=8, D=6)
     W.requires_grad_()
     val.requires_grad_()
-    assert torch.autograd.gradcheck(lambda W, v: DecodeSelected.apply(W[:, 1:4], idx, v), (W, val))
+    assert torch.autograd.gradcheck(lambda W, v: decode_selected(W[:, 1:4], idx, v), (W, val))
 
 
 def select_logits_fn(x_bd, idx_sbk, stream_ids, cols):

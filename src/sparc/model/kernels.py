@@ -1,17 +1,19 @@
 """Sparse kernels of the efficient formulation (SPEC §4), in pure PyTorch.
 
-A row-sparse code is ``idx_rk`` [R, k] latent ids with values ``val_rk`` [R, k]; a
-weight table ``W_ld`` [L, D] holds one row per latent (the encoder or the decoder of
-all streams side by side). The three primitives:
+Sparse codes are handled as the rows of a CSR matrix [R, L]: row r holds the entries
+``col[crow[r]:crow[r+1]]`` (latent ids) with values ``val[...]``. Rows may have different
+lengths, so the main codes (k entries) and the AuxK codes (k_aux entries) go through one
+call. A weight table ``W_ld`` [L, D] holds one row per latent (the encoder or the
+decoder of all streams side by side). The three primitives:
 
-- ``spmm``:   out[r]    = Σ_j val[r, j] · W[idx[r, j]]               decode
-- ``sddmm``:  out[r, j] = W[idx[r, j]] · A[r]                        gather-dot
-- ``spmm_t``: out[l]    = Σ_{(r, j): idx[r, j] = l} val[r, j] · A[r]   weight gradient
+- ``spmm``:   out[r]   = Σ_{e in row r} val[e] · W[col[e]]            decode
+- ``sddmm``:  out[e]   = W[col[e]] · A[row(e)]                       gather-dot
+- ``spmm_t``: out[l]   = Σ_{e: col[e] = l} val[e] · A[row(e)]        weight gradient
 
-Each costs O(R·k·D) instead of the O(R·L·D) of the dense products they replace. On top
+Each costs O(nnz·D) instead of the O(R·L·D) of the dense products they replace. On top
 of them, two autograd functions give the model its gradients only where the maths has
 them: :class:`SelectLogits` (encoder values at the chosen latents) and
-:class:`DecodeSelected` (decoding a sparse code).
+:class:`DecodeSelected` (decoding sparse codes).
 """
 
 from __future__ import annotations
@@ -25,41 +27,42 @@ from torch import Tensor
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
-def spmm(idx_rk: Tensor, val_rk: Tensor, W_ld: Tensor) -> Tensor:
+def uniform_crow(n_rows: int, k: int, device: torch.device | None = None) -> Tensor:
+    """Row pointers of ``n_rows`` rows of ``k`` entries each."""
+    return torch.arange(0, n_rows * k + 1, k, device=device)
+
+
+def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor) -> Tensor:
     """[R, D]: each row's code decoded through the weight table."""
-    return F.embedding_bag(idx_rk, W_ld, per_sample_weights=val_rk, mode="sum")
+    if col.numel() == 0:
+        return W_ld.new_zeros(crow.numel() - 1, W_ld.shape[1])
+    return F.embedding_bag(col, W_ld, crow[:-1], per_sample_weights=val, mode="sum")
 
 
-def sddmm(idx_rk: Tensor, A_rd: Tensor, W_ld: Tensor) -> Tensor:
-    """[R, k]: dot product of each selected weight row with its sample's row of ``A``."""
-    R, k = idx_rk.shape
+def sddmm(crow: Tensor, col: Tensor, A_rd: Tensor, W_ld: Tensor) -> Tensor:
+    """[nnz]: dot product of each entry's weight row with its row of ``A``."""
     if A_rd.dtype in (torch.float32, torch.float64):
-        crow = torch.arange(0, R * k + 1, k, device=idx_rk.device)
         pattern = torch.sparse_csr_tensor(
-            crow, idx_rk.reshape(-1), A_rd.new_zeros(R * k), (R, W_ld.shape[0]),
+            crow, col, A_rd.new_zeros(col.numel()), (A_rd.shape[0], W_ld.shape[0]),
             check_invariants=False,
         )
-        return torch.sparse.sampled_addmm(pattern, A_rd, W_ld.t(), beta=0.0).values().view(R, k)
+        return torch.sparse.sampled_addmm(pattern, A_rd, W_ld.t(), beta=0.0).values()
     # Half precision: sampled_addmm lacks kernels, so gather rows in slabs instead.
-    out = A_rd.new_empty(R, k)
-    step = max(1, (1 << 22) // max(1, k * W_ld.shape[1]))
-    for r in range(0, R, step):
-        rows = W_ld[idx_rk[r : r + step]]
-        out[r : r + step] = torch.bmm(rows, A_rd[r : r + step, :, None]).squeeze(-1)
+    rows = torch.repeat_interleave(torch.arange(A_rd.shape[0], device=col.device), crow.diff())
+    out = A_rd.new_empty(col.numel())
+    step = max(1, (1 << 22) // max(1, W_ld.shape[1]))
+    for e in range(0, col.numel(), step):
+        out[e : e + step] = (W_ld[col[e : e + step]] * A_rd[rows[e : e + step]]).sum(1)
     return out
 
 
-def spmm_t(idx_rk: Tensor, val_rk: Tensor, A_rd: Tensor, n_latents: int) -> Tensor:
+def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int) -> Tensor:
     """[L, D]: the transpose product, i.e. the gradient of a weight table."""
-    k = idx_rk.shape[1]
-    flat = idx_rk.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=n_latents)
+    order = torch.argsort(col, stable=True)
+    counts = torch.bincount(col, minlength=n_latents)
     offsets = counts.cumsum(0) - counts
-    rows = torch.div(order, k, rounding_mode="floor")
-    return F.embedding_bag(
-        rows, A_rd, offsets, per_sample_weights=val_rk.reshape(-1)[order], mode="sum"
-    )
+    rows = torch.repeat_interleave(torch.arange(A_rd.shape[0], device=col.device), crow.diff())
+    return F.embedding_bag(rows[order], A_rd, offsets, per_sample_weights=val[order], mode="sum")
 
 
 class SelectLogits(torch.autograd.Function):
@@ -98,34 +101,39 @@ class SelectLogits(torch.autograd.Function):
             grad_b_pre = W_enc.new_zeros(D)
             for i, col in enumerate(ctx.cols):
                 torch.mv(W_enc[:, col].t(), c_sl[i], out=grad_b_pre[col]).neg_()
+        crow = uniform_crow(B, k, idx_sbk.device)
         if ctx.needs_input_grad[3]:
             grad_x = x_bd.new_zeros(B, D)
             for i, col in enumerate(ctx.cols):
-                grad_x[:, col] = spmm(idx_sbk[i], grad_sbk[i], W_enc[:, col])
+                grad_x[:, col] = spmm(crow, idx_sbk[i].reshape(-1), grad_sbk[i].reshape(-1), W_enc[:, col])
         if ctx.needs_input_grad[0]:
             # Each sample row of stream s contributes only to its own columns.
             table = x_bd.new_zeros(n * B, D)
             for i, col in enumerate(ctx.cols):
                 torch.sub(x_bd[:, col], b_pre[col], out=table[i * B : (i + 1) * B, col])
-            grad_W = spmm_t(idx_sbk.reshape(n * B, k), grad_sbk.reshape(n * B, k), table, L)
+            grad_W = spmm_t(uniform_crow(n * B, k, idx_sbk.device), idx_sbk.reshape(-1),
+                            grad_sbk.reshape(-1), table, L)
         return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None
 
 
 class DecodeSelected(torch.autograd.Function):
-    """``spmm`` with gradients for the values and the weight table (no bias)."""
+    """``spmm`` with gradients for the values and the weight table (no bias).
+
+    Arguments: ``W_ld`` [L, D], ``crow`` [R + 1], ``col`` [nnz], ``val`` [nnz].
+    """
 
     @staticmethod
-    def forward(ctx, W_ld, idx_rk, val_rk):
-        ctx.save_for_backward(W_ld, idx_rk, val_rk)
-        return spmm(idx_rk, val_rk, W_ld)
+    def forward(ctx, W_ld, crow, col, val):
+        ctx.save_for_backward(W_ld, crow, col, val)
+        return spmm(crow, col, val, W_ld)
 
     @staticmethod
     def backward(ctx, grad_rd):
-        W_ld, idx_rk, val_rk = ctx.saved_tensors
+        W_ld, crow, col, val = ctx.saved_tensors
         grad_W = grad_val = None
         grad_rd = grad_rd.contiguous()
         if ctx.needs_input_grad[0]:
-            grad_W = spmm_t(idx_rk, val_rk, grad_rd, W_ld.shape[0])
-        if ctx.needs_input_grad[2]:
-            grad_val = sddmm(idx_rk, grad_rd, W_ld)
-        return grad_W, None, grad_val
+            grad_W = spmm_t(crow, col, val, grad_rd, W_ld.shape[0])
+        if ctx.needs_input_grad[3]:
+            grad_val = sddmm(crow, col, grad_rd, W_ld)
+        return grad_W, None, None, grad_val

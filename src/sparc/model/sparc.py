@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from sparc.atomic import atomic_path, write_json
 from sparc.errors import SparcError
 from sparc.model.config import SPARCConfig, TopK
-from sparc.model.kernels import DecodeSelected, SelectLogits
+from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
 from sparc.model.outputs import ForwardOutput, Losses, SparseCode, nmse, zero_like_loss
 
 CONFIG_FILE = "config.json"
@@ -125,15 +125,15 @@ class SPARC(nn.Module):
 
     # ------------------------------------------------------------------ encode
 
-    def _encode(self, inputs: Mapping[str, Tensor], topk: TopK):
-        """Codes of the streams given, plus what the loss needs. Returns
-        (ids, values_sbk, idx_sbk, logits_sbl, x_bd)."""
+    def _select(self, inputs: Mapping[str, Tensor], topk: TopK):
+        """Choose the active latents of the streams given. Returns (ids, idx_sbk
+        [S', B, k], logits_sbl [S', B, L] (no grad), x_bd [B, D] (all streams side by
+        side, zeros for those not given; differentiable, so codes have gradients with
+        respect to the inputs too))."""
         if topk not in ("global", "local"):
             raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
         ids = self._streams_of(inputs)
         B, dtype = inputs[self.names[ids[0]]].shape[0], self.W_enc.dtype
-        # All streams side by side (zeros for those not given); differentiable, so the
-        # codes have gradients with respect to the inputs too.
         x_bd = torch.cat([
             inputs[s].to(dtype) if i in ids else self.b_pre.new_zeros(B, d)
             for i, (s, d) in enumerate(self.streams.items())
@@ -151,11 +151,14 @@ class SPARC(nn.Module):
                 idx_sbk = idx_bk.expand(len(ids), -1, -1)
             else:
                 idx_sbk = logits_sbl.topk(self.cfg.k, dim=2).indices
-        pre_sbk = SelectLogits.apply(
+        return ids, idx_sbk, logits_sbl, x_bd
+
+    def _values(self, ids, idx_sbk, logits_sbl, x_bd) -> Tensor:
+        """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable."""
+        return SelectLogits.apply(
             self.W_enc, self.b_pre, self.b_lat, x_bd, logits_sbl, idx_sbk,
             tuple(ids), tuple(self.cols[i] for i in ids),
         )
-        return ids, torch.relu(pre_sbk), idx_sbk, logits_sbl, x_bd
 
     def encode(
         self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None
@@ -166,7 +169,8 @@ class SPARC(nn.Module):
         given, so encoding one stream alone (or passing ``topk="local"``) gives the
         independent encoding used to test alignment honestly.
         """
-        ids, val_sbk, idx_sbk, _, _ = self._encode(inputs, topk or self.cfg.topk)
+        ids, idx_sbk, logits_sbl, x_bd = self._select(inputs, topk or self.cfg.topk)
+        val_sbk = torch.relu(self._values(ids, idx_sbk, logits_sbl, x_bd))
         return {
             self.names[i]: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents)
             for n, i in enumerate(ids)
@@ -177,7 +181,9 @@ class SPARC(nn.Module):
     def decode(self, code: SparseCode, stream: str) -> Tensor:
         """Reconstruct ``stream`` [batch, d_stream] from any code (its own or another's)."""
         col = self.cols[self.stream_index(stream)]
-        out = DecodeSelected.apply(self.W_dec[:, col], code.indices, code.values)
+        B, k = code.indices.shape
+        out = DecodeSelected.apply(self.W_dec[:, col], uniform_crow(B, k, code.indices.device),
+                                   code.indices.reshape(-1), code.values.reshape(-1))
         return out + self.b_pre[col]
 
     # ------------------------------------------------------------------ forward
@@ -185,33 +191,55 @@ class SPARC(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> ForwardOutput:
         """Encode, self- and cross-reconstruct the streams given, and compute the loss.
 
-        In training mode this also advances the dead-latent counters of those streams.
+        In training mode this also advances the dead-latent counters of those streams
+        (before AuxK picks its latents, as the original does).
         """
-        ids, val_sbk, idx_sbk, logits_sbl, x_bd = self._encode(inputs, self.cfg.topk)
-        n, B, k = val_sbk.shape
-        # Decode every source code into every stream's columns in one gather.
-        out_sbd = DecodeSelected.apply(
-            self.W_dec, idx_sbk.reshape(n * B, k), val_sbk.reshape(n * B, k)
-        ).view(n, B, self.W_dec.shape[1])
+        ids, idx_sbk, logits_sbl, x_bd = self._select(inputs, self.cfg.topk)
+        n, B, k = idx_sbk.shape
+        D = self.W_dec.shape[1]
+        if self.training:
+            with torch.no_grad():
+                self._count_firing(ids, idx_sbk, torch.relu(logits_sbl.gather(2, idx_sbk)))
+        aux = self._auxk_selection(ids, logits_sbl)
+        # One encoder call and one decoder call serve the codes and the AuxK codes, so
+        # each weight gets a single gradient tensor.
+        if aux is None:
+            val_sbk = torch.relu(self._values(ids, idx_sbk, logits_sbl, x_bd))
+            crow = uniform_crow(n * B, k, idx_sbk.device)
+            col, val = idx_sbk.reshape(-1), val_sbk.reshape(-1)
+        else:
+            aux_idx, aux_keep, has_dead = aux
+            ka = aux_idx.shape[2]
+            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), logits_sbl, x_bd)
+            val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
+            crow = torch.cat([uniform_crow(n * B, k, idx_sbk.device),
+                              n * B * k + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
+            col = torch.cat([idx_sbk.reshape(-1), aux_idx.reshape(-1)])
+            val = torch.cat([val_sbk.reshape(-1), aux_val.reshape(-1)])
+        out = DecodeSelected.apply(self.W_dec, crow, col, val)
+        # Row block b of the first n·B rows: source b decoded into every stream's columns.
+        out_sbd = out[: n * B].view(n, B, D)
         names = [self.names[i] for i in ids]
         x = {s: x_bd[:, self.cols[i]] for s, i in zip(names, ids)}
         recons: dict[str, Tensor] = {}
         cross: dict[tuple[str, str], Tensor] = {}
         for a, t in enumerate(ids):
-            col = self.cols[t]
+            col_t = self.cols[t]
             for b, s in enumerate(ids):
-                r = out_sbd[b, :, col] + self.b_pre[col]
+                r = out_sbd[b, :, col_t] + self.b_pre[col_t]
                 if a == b:
                     recons[self.names[t]] = r
                 else:
                     cross[(self.names[t], self.names[s])] = r
 
-        if self.training:
-            self._count_firing(ids, idx_sbk, val_sbk)
-        auxk = {
-            self.names[i]: self._auxk_loss(i, x_bd, recons[self.names[i]], logits_sbl[a])
-            for a, i in enumerate(ids)
-        }
+        auxk = {s: zero_like_loss(x_bd) for s in names}
+        if aux is not None:
+            aux_sbd = out[n * B :].view(n, B, D)
+            for a, i in enumerate(ids):
+                if has_dead[a]:
+                    col_i, s = self.cols[i], self.names[i]
+                    target = x[s] - recons[s].detach() + self.b_pre[col_i].detach()
+                    auxk[s] = nmse(aux_sbd[a, :, col_i] + self.b_pre[col_i], target)
         self_nmse = {s: nmse(recons[s], x[s]) for s in names}
         cross_nmse = {(t, s): nmse(r, x[t]) for (t, s), r in cross.items()}
         total = torch.stack(list(self_nmse.values())).mean()
@@ -237,21 +265,32 @@ class SPARC(nn.Module):
         """[S, L] bool: latents that have not fired for ``dead_after_samples`` samples."""
         return self.samples_since_fired >= self.cfg.dead_after_samples
 
-    def _auxk_loss(self, i: int, x_bd: Tensor, recon: Tensor, logits_bl: Tensor) -> Tensor:
-        """AuxK of stream ``i``: its top-k_aux dead latents model the residual."""
-        dead_l = self.dead_mask()[i].nonzero().squeeze(1)
-        if self.cfg.auxk == 0 or dead_l.numel() == 0:
-            return zero_like_loss(x_bd)
-        col = self.cols[i]
-        x = x_bd[:, col]
-        with torch.no_grad():
-            k_aux = min(self.cfg.auxk, dead_l.numel())
-            idx_bk = dead_l[logits_bl[:, dead_l].topk(k_aux, dim=1).indices]
-        pre_bk = SelectLogits.apply(
-            self.W_enc, self.b_pre, self.b_lat, x_bd, logits_bl[None], idx_bk[None], (i,), (col,)
-        )[0]
-        aux = DecodeSelected.apply(self.W_dec[:, col], idx_bk, torch.relu(pre_bk)) + self.b_pre[col]
-        return nmse(aux, x - recon.detach() + self.b_pre[col].detach())
+    @torch.no_grad()
+    def _auxk_selection(self, ids: list[int], logits_sbl: Tensor):
+        """The AuxK latents of each stream: its top-k_aux dead latents by logit.
+
+        Returns None when AuxK is off or no stream has a dead latent; else (idx [S', B,
+        ka], keep [S', B, ka] (0 where a stream has fewer than ka dead latents: padding),
+        has_dead [S'] bool) with ka = min(k_aux, most dead latents of any stream).
+        """
+        if self.cfg.auxk == 0:
+            return None
+        dead = self.dead_mask()[ids]
+        n_dead = dead.sum(1)
+        if int(n_dead.max()) == 0:
+            return None
+        n, B, _ = logits_sbl.shape
+        ka = min(self.cfg.auxk, int(n_dead.max()))
+        idx = torch.zeros(n, B, ka, dtype=torch.long, device=logits_sbl.device)
+        keep = logits_sbl.new_zeros(n, B, ka)
+        for a in range(n):
+            dead_l = dead[a].nonzero().squeeze(1)
+            m = min(ka, dead_l.numel())
+            if m:
+                idx[a, :, :m] = dead_l[logits_sbl[a][:, dead_l].topk(m, dim=1).indices]
+                idx[a, :, m:] = idx[a, :, :1]  # padding, zeroed by keep
+                keep[a, :, :m] = 1
+        return idx, keep, n_dead > 0
 
     # ------------------------------------------------------------------ decoder constraint
 
