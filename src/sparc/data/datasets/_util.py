@@ -1,0 +1,227 @@
+"""Small helpers shared by the dataset adapters: option coercion, file checks, images.
+
+Adapter options may arrive as Python values (library use) or as strings (the command
+line's ``key=value``), so every adapter coerces its options through these helpers and
+reports a bad value as a one-line :class:`~sparc.errors.SparcError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sparc.data.datasets.base import Dataset, Sample
+from sparc.errors import SparcError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+
+
+def as_bool(value: Any, option: str, dataset: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise SparcError(f"dataset {dataset!r}: option {option}={value!r} must be true or false")
+
+
+def as_int(value: Any, option: str, dataset: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        out = int(value)
+    else:
+        raise SparcError(f"dataset {dataset!r}: option {option}={value!r} must be an integer")
+    if minimum is not None and out < minimum:
+        raise SparcError(f"dataset {dataset!r}: option {option}={value!r} must be at least {minimum}")
+    return out
+
+
+def as_list(value: Any, sep: str = ",|") -> list[str]:
+    """A list of strings from a list/tuple or a string split at any character of ``sep``
+    (default ``,`` or ``|``; ``|`` survives the command line's ``key=value,...`` syntax);
+    None → []."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [part.strip() for part in re.split(f"[{re.escape(sep)}]", str(value)) if part.strip()]
+    return [str(v) for v in value]
+
+
+def as_choice(value: Any, option: str, dataset: str, choices: Sequence[str]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise SparcError(f"dataset {dataset!r}: option {option}={value!r} must be one of {', '.join(choices)}")
+    return text
+
+
+def existing_file(path: Any, what: str, dataset: str) -> Path:
+    """``path`` as a Path, or a SparcError saying which file was expected."""
+    if path is None or str(path) == "":
+        raise SparcError(f"dataset {dataset!r}: {what} is required")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SparcError(f"dataset {dataset!r}: {what} not found: '{p}'")
+    return p
+
+
+def existing_dir(path: Any, what: str, dataset: str) -> Path:
+    if path is None or str(path) == "":
+        raise SparcError(f"dataset {dataset!r}: {what} is required")
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise SparcError(f"dataset {dataset!r}: {what} is not a directory: '{p}'")
+    return p
+
+
+def file_list(value: Any, what: str, dataset: str) -> list[Path]:
+    """Files from a path, a glob (matches sorted by path), or a list / '|'- or ','-separated string."""
+    out: list[Path] = []
+    for item in as_list(value):
+        p = Path(item).expanduser()
+        if any(ch in item for ch in "*?["):
+            matches = sorted(q for q in p.parent.glob(p.name) if q.is_file())
+            if not matches:
+                raise SparcError(f"dataset {dataset!r}: no {what} matches '{p}'")
+            out.extend(matches)
+        else:
+            out.append(existing_file(p, what, dataset))
+    if not out:
+        raise SparcError(f"dataset {dataset!r}: {what} is required")
+    return out
+
+
+def load_json(path: Path, what: str, dataset: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SparcError(f"dataset {dataset!r}: {what} '{path}' is not valid JSON ({e})") from None
+
+
+def jsonl_records(path: Path, what: str, dataset: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line of a JSON-lines file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SparcError(f"dataset {dataset!r}: {what} '{path}' line {i} is not JSON ({e.msg})") from None
+                if not isinstance(rec, dict):
+                    raise SparcError(f"dataset {dataset!r}: {what} '{path}' line {i} must be a JSON object")
+                yield i, rec
+    except UnicodeDecodeError:
+        raise SparcError(f"dataset {dataset!r}: {what} '{path}' is not UTF-8 text") from None
+
+
+def check_images(samples: list[Any], root: Path, policy: str, dataset: str) -> list[Any]:
+    """Apply the ``missing_images`` policy: ``error`` (default), ``skip`` or ``ignore``.
+
+    ``error`` and ``skip`` stat every distinct image once; ``ignore`` trusts the index
+    (``load_image`` then fails on the missing ones).
+    """
+    if policy == "ignore":
+        return samples
+    exists: dict[str, bool] = {}
+    for s in samples:
+        if s.image is not None and s.image not in exists:
+            exists[s.image] = (root / s.image).is_file()
+    missing = [name for name, ok in exists.items() if not ok]
+    if not missing:
+        return samples
+    if policy == "error":
+        raise SparcError(
+            f"dataset {dataset!r}: {len(missing)} of {len(exists)} images are missing under '{root}' "
+            f"(first: '{missing[0]}'); pass missing_images=skip to drop their rows"
+        )
+    gone = set(missing)
+    return [s for s in samples if s.image not in gone]
+
+
+def open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def dedupe(ids: Iterable[str]) -> list[str]:
+    """Make ids unique: the 2nd, 3rd, … occurrence of ``x`` becomes ``x#1``, ``x#2``, …"""
+    seen: dict[str, int] = {}
+    taken: set[str] = set()
+    out = []
+    for base in ids:
+        n = seen.get(base, 0)
+        rid = base if n == 0 else f"{base}#{n}"
+        while rid in taken:
+            n += 1
+            rid = f"{base}#{n}"
+        seen[base] = n + 1
+        taken.add(rid)
+        out.append(rid)
+    return out
+
+
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def format_caption(template: str, dataset: str, **fields: str) -> str:
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as e:
+        raise SparcError(
+            f"dataset {dataset!r}: bad caption template {template!r} ({e}); fields are "
+            + ", ".join("{" + k + "}" for k in fields)
+        ) from None
+
+
+def cache_root() -> Path:
+    """``$SPARC_CACHE`` or ``$XDG_CACHE_HOME/sparc`` or ``~/.cache/sparc``."""
+    if os.environ.get("SPARC_CACHE"):
+        return Path(os.environ["SPARC_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "sparc"
+
+
+class ListDataset(Dataset):
+    """A dataset whose samples are built once, in order, at construction."""
+
+    def __init__(self, samples: list[Sample]):
+        self._samples = samples
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self._samples)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self._samples[index]
+
+
+def check_hierarchy(parent: dict[str, str | None], what: str, dataset: str) -> dict[str, str | None]:
+    """Add missing parents as roots and refuse cycles (a label its own ancestor)."""
+    out = dict(parent)
+    for p in list(out.values()):
+        if p is not None:
+            out.setdefault(p, None)
+    for start in out:
+        seen = {start}
+        node = out[start]
+        while node is not None:
+            if node in seen:
+                raise SparcError(f"dataset {dataset!r}: {what} has a cycle through {node!r}")
+            seen.add(node)
+            node = out[node]
+    return out
