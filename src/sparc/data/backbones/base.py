@@ -71,8 +71,13 @@ class Backbone(abc.ABC):
         return self._encode(items).float().cpu()
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies these features (family, model, weights, preprocessing)."""
-        return {"family": self.family, "modality": self.modality, "dim": self.dim}
+        """What identifies these features (family, model, weights, preprocessing).
+
+        JSON-able. Includes the compute precision (fp16 features differ from fp32 ones);
+        families add model, weights and preprocessing, and may load the model to know them.
+        """
+        precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        return {"family": self.family, "modality": self.modality, "dim": self.dim, "precision": precision}
 
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
