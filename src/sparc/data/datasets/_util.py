@@ -195,10 +195,29 @@ def cache_root() -> Path:
 
 
 class ListDataset(Dataset):
-    """A dataset whose samples are built once, in order, at construction."""
+    """A dataset whose samples are built once, in order, at construction.
+
+    Images are files under ``image_root`` (``Sample.image`` is relative to it), the
+    label hierarchy (if any) is ``self._hierarchy``, the attribution ``CREDITS``.
+    """
+
+    CREDITS: str | None = None
+    image_root: Path | None = None
+    _hierarchy: dict[str, str | None] | None = None
 
     def __init__(self, samples: list[Sample]):
         self._samples = samples
+
+    def load_image(self, sample: Sample) -> Image.Image:
+        if sample.image is None or self.image_root is None:
+            raise ValueError(f"sample {sample.row_id} has no image")
+        return open_rgb(self.image_root / sample.image)
+
+    def label_hierarchy(self) -> dict[str, str | None] | None:
+        return None if self._hierarchy is None else dict(self._hierarchy)
+
+    def credits(self) -> str | None:
+        return self.CREDITS
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self._samples)

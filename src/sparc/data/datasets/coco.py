@@ -18,8 +18,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sparc.data.datasets._util import (
     ListDataset,
     as_bool,
@@ -29,7 +27,6 @@ from sparc.data.datasets._util import (
     existing_dir,
     existing_file,
     load_json,
-    open_rgb,
 )
 from sparc.data.datasets.base import Sample, register
 from sparc.errors import SparcError
@@ -64,6 +61,8 @@ class Coco(ListDataset):
     """
 
     name = NAME
+
+    CREDITS = CREDITS
 
     def __init__(
         self,
@@ -117,18 +116,11 @@ class Coco(ListDataset):
                     )
         if len({s.row_id for s in samples}) != len(samples):
             raise SparcError(f"dataset {NAME!r}: '{cap_path}' has duplicate caption annotation ids")
+        self.image_root = self.images
         super().__init__(check_images(samples, self.images, policy, NAME))
 
-    def load_image(self, sample: Sample) -> Image.Image:
-        if sample.image is None:
-            raise ValueError(f"sample {sample.row_id} has no image")
-        return open_rgb(self.images / sample.image)
 
-    def label_hierarchy(self) -> dict[str, str | None] | None:
-        return None if self._hierarchy is None else dict(self._hierarchy)
 
-    def credits(self) -> str | None:
-        return CREDITS
 
 
 def _image_dir(cap_path: Path, images: Any) -> Path:

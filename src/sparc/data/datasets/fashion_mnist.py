@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sparc.data.datasets._util import ListDataset, article, as_int, as_list, existing_dir, format_caption
+from sparc.data.datasets._util import (
+    ListDataset,
+    article,
+    as_int,
+    as_list,
+    existing_dir,
+    format_caption,
+)
 from sparc.data.datasets.base import Sample, register
 from sparc.errors import SparcError
 
@@ -59,6 +66,8 @@ class FashionMnist(ListDataset):
     """
 
     name = NAME
+
+    CREDITS = CREDITS
 
     def __init__(
         self,
@@ -127,9 +136,6 @@ class FashionMnist(ListDataset):
         if split not in PREFIX or not index.isdigit():
             raise ValueError(f"not a Fashion-MNIST image reference: {sample.image!r}")
         return Image.fromarray(self.pixels(split)[int(index)]).convert("RGB")
-
-    def credits(self) -> str | None:
-        return CREDITS
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:

@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sparc.data.datasets._util import (
     IMAGE_SUFFIXES,
     ListDataset,
@@ -39,7 +37,6 @@ from sparc.data.datasets._util import (
     format_caption,
     jsonl_records,
     load_json,
-    open_rgb,
 )
 from sparc.data.datasets.base import Sample, register
 from sparc.data.metadata import parse_labels
@@ -99,15 +96,10 @@ class ImageFolder(ListDataset):
                 )
         if hierarchy is not None and str(hierarchy) != "":
             self._hierarchy = _read_hierarchy(existing_file(hierarchy, "label hierarchy JSON", NAME))
+        self.image_root = self.root
         super().__init__(check_images(samples, self.root, policy, NAME))
 
-    def load_image(self, sample: Sample) -> Image.Image:
-        if sample.image is None:
-            raise ValueError(f"sample {sample.row_id} has no image")
-        return open_rgb(self.root / sample.image)
 
-    def label_hierarchy(self) -> dict[str, str | None] | None:
-        return None if self._hierarchy is None else dict(self._hierarchy)
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -30,8 +30,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sparc.data.datasets._util import (
     ListDataset,
     as_choice,
@@ -43,7 +41,6 @@ from sparc.data.datasets._util import (
     file_list,
     jsonl_records,
     load_json,
-    open_rgb,
 )
 from sparc.data.datasets.base import Sample, register
 from sparc.errors import SparcError
@@ -81,6 +78,8 @@ class OpenImages(ListDataset):
     """
 
     name = NAME
+
+    CREDITS = CREDITS
 
     def __init__(
         self,
@@ -145,18 +144,11 @@ class OpenImages(ListDataset):
             )
             for rid, (_, image_id, caption) in zip(ids, rows, strict=True)
         ]
+        self.image_root = self.images
         super().__init__(check_images(samples, self.images, policy, NAME))
 
-    def load_image(self, sample: Sample) -> Image.Image:
-        if sample.image is None:
-            raise ValueError(f"sample {sample.row_id} has no image")
-        return open_rgb(self.images / sample.image)
 
-    def label_hierarchy(self) -> dict[str, str | None] | None:
-        return None if self._hierarchy is None else dict(self._hierarchy)
 
-    def credits(self) -> str | None:
-        return CREDITS
 
 
 def _read_classes(path: Path) -> dict[str, str]:

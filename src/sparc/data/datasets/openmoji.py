@@ -302,9 +302,6 @@ class OpenMoji(ListDataset):
 
     # -- metadata ---------------------------------------------------------------
 
-    def label_hierarchy(self) -> dict[str, str | None] | None:
-        return dict(self._hierarchy)
-
     def credits(self) -> str | None:
         om = self._om
         attribution = getattr(
