@@ -44,11 +44,17 @@ class Backbone(abc.ABC):
             raise SparcError(f"precision {precision} needs a GPU; use fp32 on the CPU")
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self._loaded = False
+        self._dim: int | None = None
 
     @property
-    @abc.abstractmethod
     def dim(self) -> int:
-        """Length of the feature vector."""
+        """Length of the feature vector (families that learn it from the model set
+        ``self._dim`` in ``_load``; families that know it override this)."""
+        if self._dim is None:
+            self.load()
+        if self._dim is None:
+            raise RuntimeError(f"backbone {self.family!r} did not set its feature dimension")
+        return self._dim
 
     @abc.abstractmethod
     def _load(self) -> None:

@@ -81,14 +81,6 @@ class _Dinov2Base(Backbone):
         super().__init__(device=device, precision=precision)  # type: ignore[arg-type]
         self.preprocess = paper_preprocess(image_size, resize)
         self._model: torch.nn.Module | None = None
-        self._dim: int | None = None
-
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
 
     def _pixels(self, items: Sequence[Any]) -> Tensor:
         return self.preprocess(items).to(self.device, self.dtype)

@@ -72,7 +72,6 @@ class HFClipBackbone(Backbone):
         self._model: Any = None
         self._tokenizer: Any = None
         self._preprocess: ImagePreprocess | None = None
-        self._dim: int | None = None
 
     def _load(self) -> None:
         model = load_hf(
@@ -139,13 +138,6 @@ class HFClipBackbone(Backbone):
                 f"hf-clip: could not get preprocessor_config.json of {self.model_name} ({one_line(e, 200)})"
             ) from None
         return json.loads(Path(path).read_text())
-
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
         if self.tower == "image":

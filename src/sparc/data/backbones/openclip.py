@@ -92,7 +92,6 @@ class OpenClipBackbone(Backbone):
         self._model: torch.nn.Module | None = None
         self._preprocess: ImagePreprocess | None = None
         self._tokenizer: Any = None
-        self._dim: int | None = None
 
     def _is_schema(self) -> bool:
         return self.model_name.startswith(("hf-hub:", "local-dir:"))
@@ -186,13 +185,6 @@ class OpenClipBackbone(Backbone):
         )
 
     # -- encoding --------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
-
     def _encode(self, items: Sequence[Any]) -> Tensor:
         assert self._model is not None
         if self.tower == "image":

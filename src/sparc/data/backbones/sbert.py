@@ -65,7 +65,6 @@ class SentenceTransformersBackbone(Backbone):
         self.prompt = opt_str(prompt, "prompt")
         self.max_seq_length = opt_int(max_seq_length, "max_seq_length", allow_none=True)
         self._model: Any = None
-        self._dim: int | None = None
 
     def _load(self) -> None:
         st = require("sentence_transformers", extra="sentence-transformers", pip="sentence-transformers")
@@ -96,13 +95,6 @@ class SentenceTransformersBackbone(Backbone):
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = get_dim()
         self._dim = int(dim) if dim else int(self._encode(["a"]).shape[-1])
-
-    @property
-    def dim(self) -> int:
-        if self._dim is None:
-            self.load()
-        assert self._dim is not None
-        return self._dim
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
         texts = [str(t) for t in items]
