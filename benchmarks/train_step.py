@@ -200,7 +200,6 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from oracle import DenseSPARC  # tests/oracle.py
-
     from sparc.model import SPARC, SPARCConfig
 
     if args.threads:

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from synthetic import make_store
 
 from sparc.cli.main import main
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.reference import to_reference
+from synthetic import make_store
 
 SMALL = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--no-progress"]
 

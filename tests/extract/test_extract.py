@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from sparc.data import FeatureStore
 from sparc.data.backbones.base import Backbone
 from sparc.data.datasets.base import Dataset, Sample
 from sparc.data.extract import extract, parse_options, work_dir_of

@@ -8,9 +8,9 @@ import json
 
 import pytest
 import torch
-from oracle import DenseSPARC
 from safetensors.torch import save_file
 
+from oracle import DenseSPARC
 from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.reference import from_reference, to_reference

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from oracle import DenseSPARC
 
 from ._util import assert_close, make_inputs, make_model

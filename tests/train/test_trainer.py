@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from synthetic import make_store
 
 from sparc.data import BatchLoader, FeatureStore
 from sparc.model import SPARC, SPARCConfig
 from sparc.train import TrainConfig, Trainer
+from synthetic import make_store
 
 MODEL = SPARCConfig(n_latents=48, k=4, auxk=8, dead_after_samples=96)
 TRAIN = TrainConfig(batch_size=32, epochs=3, lr=3e-3, checkpoint_every=5, log_every=1,

@@ -68,6 +68,9 @@ class SentenceTransformersBackbone(Backbone):
 
     def _load(self) -> None:
         st = require("sentence_transformers", extra="sentence-transformers", pip="sentence-transformers")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its per-load bar would interleave with ours
         local = is_local_path(self.model_name)
         try:
             model = st.SentenceTransformer(
