@@ -16,7 +16,7 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from sparc.errors import SparcError  # noqa: E402
-from sparc.model import SPARC, ForwardOutput, Losses, SparseCode, SPARCConfig  # noqa: E402
+from sparc.model import SPARC, ForwardOutput, Losses, SPARCConfig, SparseCode  # noqa: E402
 
 __version__ = "0.1.0"
 
