@@ -10,9 +10,10 @@ from typing import Annotated, Literal
 
 import tyro
 
-from sparc.errors import SparcError
-from sparc.model import SPARC, SPARCConfig
 from sparc.demo import DemoConfig
+from sparc.errors import SparcError
+from sparc.eval.settings import EvalSettings
+from sparc.model import SPARC, SPARCConfig
 from sparc.train import TrainConfig
 
 Flat = tyro.conf.OmitArgPrefixes
@@ -44,8 +45,7 @@ class Train:
         import torch
 
         from sparc.data import BatchLoader, FeatureStore
-        from sparc.train.trainer import (CHECKPOINT_DIR, Trainer, prepare_run_dir, read_train_config,
-                                         write_train_config)
+        from sparc.train.trainer import CHECKPOINT_DIR, Trainer, prepare_run_dir, read_train_config, write_train_config
 
         prepare_run_dir(self.out, resume=self.resume, overwrite=self.overwrite)
         if self.resume:
@@ -263,6 +263,73 @@ class Info:
             print(f"original checkpoint {p}: {len(state)} tensors; run_config: {json.dumps(run)}")
         else:
             raise SparcError(f"{p} is neither a feature store, a run directory nor a .pth checkpoint")
+
+
+@dataclass
+class Eval:
+    """Evaluate a run on a split of a feature store: eval.json, eval.md and plots."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
+    """Run directory (from 'sparc train') or model directory."""
+
+    store: Path | None = None
+    """Feature store to evaluate on (default: the store the run was trained on)."""
+
+    out: Path | None = None
+    """Directory to write (default: RUN/eval-<split>); an earlier evaluation there is replaced."""
+
+    settings: Annotated[EvalSettings, Flat] = field(default_factory=EvalSettings)
+
+    def run(self) -> None:
+        from sparc.data import FeatureStore
+        from sparc.eval import evaluate, write_eval
+        from sparc.eval.markdown import render_summary
+        from sparc.eval.output import check_out_dir
+
+        model = SPARC.load(self.run_dir)
+        store = FeatureStore.open(self.store or _trained_store(self.run_dir))
+        out = self.out or self.run_dir / f"eval-{self.settings.split}"
+        check_out_dir(out)
+        report = evaluate(model, store, self.settings, run=self.run_dir.resolve().name)
+        write_eval(report, out, plots=self.settings.plots)
+        print(render_summary(report))
+        print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+
+
+@dataclass
+class Compare:
+    """Compare evaluated runs side by side in the paper's table shape (Markdown and JSON)."""
+
+    paths: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_OR_EVAL_DIR")]
+    """Run directories (their eval-<split>/), eval directories or eval.json files."""
+
+    out: Path | None = None
+    """Directory to write compare.md and compare.json into (default: print only)."""
+
+    split: str = "test"
+    """Which eval-<split>/ to read from run directories."""
+
+    def run(self) -> None:
+        from sparc.atomic import write_json, write_text
+        from sparc.eval import compare, render_comparison
+
+        comparison = compare(self.paths, self.split)
+        md = render_comparison(comparison)
+        print(md, end="")
+        if self.out is not None:
+            if self.out.exists() and not self.out.is_dir():
+                raise SparcError(f"{self.out} exists and is not a directory; choose another --out")
+            write_text(self.out / "compare.md", md)
+            write_json(self.out / "compare.json", comparison.to_json())
+            print(f"wrote {self.out / 'compare.md'} and {self.out / 'compare.json'}")
+
+
+def _trained_store(run_dir: Path) -> Path:
+    """The store recorded in RUN/train_config.json."""
+    try:
+        return Path(json.loads((run_dir / "train_config.json").read_text())["store"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SparcError(f"{run_dir} does not record the store it was trained on; pass --store") from None
 
 
 def describe_model(model: SPARC) -> str:

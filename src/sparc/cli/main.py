@@ -6,7 +6,7 @@ import sys
 
 import tyro
 
-from sparc.cli.commands import Demo, Extract, ImportCheckpoint, ImportH5, Info, Train
+from sparc.cli.commands import Compare, Demo, Eval, Extract, ImportCheckpoint, ImportH5, Info, Train
 from sparc.errors import SparcError
 
 COMMANDS = {
@@ -16,6 +16,8 @@ COMMANDS = {
     "import-h5": ImportH5,
     "import-checkpoint": ImportCheckpoint,
     "info": Info,
+    "eval": Eval,
+    "compare": Compare,
 }
 
 

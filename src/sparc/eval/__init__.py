@@ -1,0 +1,53 @@
+"""Evaluation of SPARC models: the paper's metrics, measured without its leaks.
+
+``evaluate(model, store, EvalSettings(...))`` streams over one split of a feature store
+and returns an :class:`EvalReport` (reconstruction, dead latents, concept and per-sample
+Jaccard under joint and independent encoding, cross-stream retrieval, probes);
+``write_eval`` writes it as eval.json + eval.md + plots, and ``compare`` lines several
+evaluations up in the shape of the paper's table. See ``README.md`` beside this file.
+"""
+
+from sparc.eval.comparison import Comparison, ComparisonRow, compare, render_comparison
+from sparc.eval.markdown import render_eval
+from sparc.eval.output import write_eval
+from sparc.eval.pipeline import evaluate
+from sparc.eval.report import (
+    ConceptJaccard,
+    CrossNMSE,
+    DeadLatents,
+    EncodingReport,
+    EvalReport,
+    OneDProbe,
+    PairActiveSets,
+    PairJaccard,
+    ProbeReport,
+    ProbeResult,
+    Reconstruction,
+    RetrievalReport,
+    RetrievalResult,
+)
+from sparc.eval.settings import EvalSettings
+
+__all__ = [
+    "Comparison",
+    "ComparisonRow",
+    "ConceptJaccard",
+    "CrossNMSE",
+    "DeadLatents",
+    "EncodingReport",
+    "EvalReport",
+    "EvalSettings",
+    "OneDProbe",
+    "PairActiveSets",
+    "PairJaccard",
+    "ProbeReport",
+    "ProbeResult",
+    "Reconstruction",
+    "RetrievalReport",
+    "RetrievalResult",
+    "compare",
+    "evaluate",
+    "render_comparison",
+    "render_eval",
+    "write_eval",
+]

@@ -1,0 +1,149 @@
+"""``sparc compare``: evaluated runs side by side, in the shape of the paper's table.
+
+Rows are ordered global + cross, global no-cross, local + cross, local no-cross (the
+paper's four models), then by name. Each figure is the mean over streams or stream pairs
+of what eval.json holds; the concept Jaccard and the dead-latent patterns are the paper's
+(joint encoding, labels as given, all latents), the per-sample Jaccard and the
+retrieval use the independent encoding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparc.errors import SparcError
+from sparc.eval.markdown import fmt, table
+from sparc.eval.report import EvalReport
+from sparc.eval.serialize import to_json
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    name: str
+    path: str
+    model: str
+    """"global + cross", "global, no cross", "local + cross" or "local, no cross"."""
+    n_latents: int
+    k: int
+    split: str
+    n_rows: int
+    concept_jaccard: float
+    """Joint encoding, labels as given, mean over all latents (dead = 0)."""
+    concept_jaccard_active: float
+    """Same, over latents active in ≥ 2 streams."""
+    concept_jaccard_independent: float
+    """Independent encoding, mean over all latents."""
+    active_set_jaccard: float
+    """Per-sample Jaccard, independent encoding, mean over stream pairs."""
+    dead_in_all: int
+    dead_in_some: int
+    alive_in_all: int
+    nmse: float
+    """Joint encoding, mean over streams."""
+    cross_nmse: float
+    """Joint encoding, mean over ordered pairs."""
+    cross_nmse_independent: float
+    """Independent encoding (source stream alone), mean over ordered pairs."""
+    r1_latents: float
+    """Retrieval R@1 with latents, mean over ordered pairs."""
+    r1_cross_recon: float
+    probe_ap_latents: float
+    """Multi-label probe macro AP on latents, mean over streams."""
+    probe_ap_raw: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: list[ComparisonRow]
+    notes: list[str]
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+
+MODEL_ORDER = ("global + cross", "global, no cross", "local + cross", "local, no cross")
+
+
+def find_eval(path: str | Path, split: str = "test") -> Path:
+    """The eval.json of ``path``: an eval.json file, an eval directory, or a run directory
+    holding ``eval-<split>/``."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if (p / "eval.json").is_file():
+        return p / "eval.json"
+    if (p / f"eval-{split}" / "eval.json").is_file():
+        return p / f"eval-{split}" / "eval.json"
+    if p.is_dir():
+        found = sorted(p.glob("eval-*/eval.json"))
+        hint = f" (it has {', '.join(str(f.parent.name) for f in found)}; pass one of them)" if found else ""
+        raise SparcError(f"{p} holds no eval-{split}/eval.json{hint}; run 'sparc eval {p}' first")
+    raise SparcError(f"{p} does not exist")
+
+
+def model_kind(report: EvalReport) -> str:
+    cross = report.model.cross_coef > 0
+    return f"{report.model.topk} {'+ cross' if cross else ', no cross'}".replace(" ,", ",")
+
+
+def row_of(report: EvalReport, path: Path) -> ComparisonRow:
+    joint, indep = report.encoding("joint"), report.encoding("independent")
+    cj, ci = joint.concept(None), indep.concept(None)
+    rv, pr = report.retrieval, report.probes
+    nan = math.nan
+    name = report.run or (path.parent.parent.name if path.parent.name.startswith("eval-") else path.parent.name)
+    return ComparisonRow(
+        name=name, path=str(path), model=model_kind(report), n_latents=report.model.n_latents,
+        k=report.model.k, split=report.split, n_rows=report.n_rows,
+        concept_jaccard=cj.mean_all if cj else nan, concept_jaccard_active=cj.mean_active if cj else nan,
+        concept_jaccard_independent=ci.mean_all if ci else nan,
+        active_set_jaccard=indep.mean_active_set_jaccard(),
+        dead_in_all=joint.dead.dead_in_all, dead_in_some=joint.dead.dead_in_some,
+        alive_in_all=joint.dead.alive_in_all,
+        nmse=joint.reconstruction.mean_nmse(), cross_nmse=joint.reconstruction.mean_cross(),
+        cross_nmse_independent=indep.reconstruction.mean_cross(),
+        r1_latents=rv.mean_r1("latents") if rv else nan, r1_cross_recon=rv.mean_r1("cross_recon") if rv else nan,
+        probe_ap_latents=pr.mean_ap("latents") if pr else nan, probe_ap_raw=pr.mean_ap("raw") if pr else nan,
+    )
+
+
+def compare(paths: Sequence[str | Path], split: str = "test") -> Comparison:
+    """Load the evaluations of ``paths`` and line them up."""
+    if not paths:
+        raise SparcError("give at least one run or eval directory to compare")
+    loaded = []
+    for p in paths:
+        f = find_eval(p, split)
+        loaded.append((EvalReport.load(f), f))
+    rows = [row_of(r, f) for r, f in loaded]
+    order = sorted(range(len(rows)), key=lambda i: (MODEL_ORDER.index(rows[i].model), rows[i].name))
+    rows = [rows[i] for i in order]
+    notes = []
+    for what, get in (("stores", lambda r: r.store), ("splits", lambda r: (r.split, r.n_rows)),
+                      ("streams", lambda r: tuple(r.streams.items())),
+                      ("retrieval query counts", lambda r: r.retrieval.n_queries if r.retrieval else None)):
+        if len({get(r) for r, _ in loaded}) > 1:
+            notes.append(f"the runs were evaluated on different {what}: their figures are not directly comparable")
+    return Comparison(rows=rows, notes=notes)
+
+
+def render_comparison(c: Comparison) -> str:
+    """The comparison as a Markdown table with a legend."""
+    header = ["model", "run", "L", "k", "concept J (all L)", "concept J (active)", "concept J indep.",
+              "per-sample J indep.", "dead all / some / alive all", "NMSE", "cross NMSE",
+              "cross NMSE indep.", "R@1 latents", "R@1 cross-recon", "probe AP latents", "probe AP raw"]
+    rows = [[r.model, r.name, fmt(r.n_latents), str(r.k), fmt(r.concept_jaccard), fmt(r.concept_jaccard_active),
+             fmt(r.concept_jaccard_independent), fmt(r.active_set_jaccard),
+             f"{r.dead_in_all:,} / {r.dead_in_some:,} / {r.alive_in_all:,}", fmt(r.nmse, 4), fmt(r.cross_nmse, 4),
+             fmt(r.cross_nmse_independent, 4), fmt(r.r1_latents), fmt(r.r1_cross_recon),
+             fmt(r.probe_ap_latents), fmt(r.probe_ap_raw)] for r in c.rows]
+    out = ["# Comparison of runs", "", table(header, rows), "",
+           "Concept J and dead patterns: joint encoding, labels as given (the paper's figures; paper: global + cross "
+           "0.80, global no cross 0.73, local + cross 0.26, local no cross 0.17). *indep.*: each stream encoded alone. "
+           "NMSE: mean over streams; cross NMSE: mean over ordered pairs; R@1: mean over ordered stream pairs; "
+           "probe AP: mean over streams."]
+    out += [f"- note: {n}" for n in c.notes]
+    return "\n".join(out) + "\n"

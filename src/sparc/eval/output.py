@@ -1,0 +1,42 @@
+"""Writing an evaluation directory atomically: eval.json, eval.md and plots/."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from sparc.atomic import atomic_path
+from sparc.errors import SparcError
+from sparc.eval.markdown import render_eval
+from sparc.eval.report import EvalReport
+
+JSON_FILE = "eval.json"
+MD_FILE = "eval.md"
+PLOT_DIR = "plots"
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to replace anything but an earlier evaluation (or an empty directory)."""
+    if out.exists() and not out.is_dir():
+        raise SparcError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / JSON_FILE).exists():
+        raise SparcError(f"{out} is not empty and holds no {JSON_FILE}; refusing to replace it, choose another --out")
+
+
+def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> EvalReport:
+    """Write ``report`` into directory ``out`` (replacing an earlier evaluation there).
+
+    Returns the report with its plot paths filled in."""
+    out = Path(out)
+    check_out_dir(out)
+    with atomic_path(out, is_dir=True) as tmp:
+        tmp.mkdir(parents=True, exist_ok=True)
+        if plots:
+            from sparc.eval.plots import draw_plots
+
+            files = draw_plots(report, tmp / PLOT_DIR)
+            report = dataclasses.replace(report, plots={k: f"{PLOT_DIR}/{v}" for k, v in files.items()})
+        (tmp / JSON_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        (tmp / MD_FILE).write_text(render_eval(report))
+    return report

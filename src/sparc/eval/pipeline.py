@@ -1,0 +1,195 @@
+"""``evaluate``: every metric of SPEC §5 for one model on one split of a store.
+
+One streaming pass over the split, ``chunk_rows`` rows at a time, encodes each chunk
+both jointly and independently (:mod:`sparc.eval.encode`) and feeds per-latent and
+per-pair accumulators; only the independent sparse codes (k pairs per row and stream)
+are kept for retrieval and the probes. Memory therefore grows with N·k, never N·L.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sparc.data import FeatureStore
+from sparc.data.gather import read_rows
+from sparc.data.normalize import l2_normalize
+from sparc.data.splits import Split
+from sparc.errors import SparcError
+from sparc.eval.active_sets import ActiveSetAccumulator
+from sparc.eval.codes import CodeTable
+from sparc.eval.concepts import ConceptCounter
+from sparc.eval.encode import decode_all, encode_batch
+from sparc.eval.firing import FiringCounter
+from sparc.eval.labels import label_matrix, max_depth
+from sparc.eval.probing import run_probes
+from sparc.eval.ranking import MatchKeys
+from sparc.eval.reconstruction import ReconstructionAccumulator
+from sparc.eval.report import EncodingReport, EvalReport
+from sparc.eval.retrieval import Retriever
+from sparc.eval.sampling import sample_rows
+from sparc.eval.settings import EvalSettings
+from sparc.model import SPARC, SparseCode
+
+ENCODINGS = ("joint", "independent")
+
+
+def check_streams(model: SPARC, store: FeatureStore) -> list[str]:
+    """The model's streams, after checking the store has them with the same widths."""
+    for s, d in model.streams.items():
+        if s not in store.streams:
+            raise SparcError(f"the store has no stream {s!r} that the model needs "
+                             f"(store streams: {', '.join(store.streams)}); use the store the model was trained on")
+        if store.streams[s] != d:
+            raise SparcError(f"stream {s!r} is {store.streams[s]}-d in the store but {d}-d in the model; "
+                             "use features from the same backbone")
+    return list(model.names)
+
+
+def label_depths(settings: EvalSettings, hierarchy, labels: Sequence[Sequence[str]], notes: list[str]) -> list[int | None]:
+    """``[None, d1, d2, ...]``: the labels as given, then each depth to lift to."""
+    if settings.depths is not None and not settings.depths:
+        return [None]
+    if hierarchy is None:
+        if settings.depths:
+            notes.append("the store has no label hierarchy: concept Jaccard only for the labels as given")
+        return [None]
+    if settings.depths is not None:
+        return [None, *sorted(set(settings.depths))]
+    deepest = max_depth(sorted({x for row in labels for x in row}), hierarchy)
+    return [None, *range(deepest)]
+
+
+class _EncodingState:
+    """The accumulators of one encoding."""
+
+    def __init__(self, streams: list[str], n_latents: int, label_sets):
+        self.recon = ReconstructionAccumulator(streams)
+        self.firing = FiringCounter(streams, n_latents)
+        self.concepts = ConceptCounter(streams, n_latents, label_sets) if label_sets else None
+        self.active = ActiveSetAccumulator(streams)
+
+    def update(self, model: SPARC, start: int, x, codes: dict[str, SparseCode]) -> None:
+        recons = {s: decode_all(model, code) for s, code in codes.items()}
+        self.recon.update(x, codes, recons, model.cols)
+        self.firing.update(codes)
+        if self.concepts is not None:
+            self.concepts.update(start, codes)
+        self.active.update(codes)
+
+    def report(self, encoding: str) -> EncodingReport:
+        concepts = [c for c, _ in self.concepts.results()] if self.concepts is not None else []
+        return EncodingReport(encoding=encoding, reconstruction=self.recon.result(), dead=self.firing.dead(),
+                              firing=self.firing.histogram(), concept_jaccard=concepts,
+                              active_sets=self.active.result())
+
+
+@torch.no_grad()
+def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSettings(), *,
+             run: str = "") -> EvalReport:
+    """Measure ``model`` on ``settings.split`` of ``store``.
+
+    Parameters
+    ----------
+    model
+        The model (moved to ``settings.device`` and put in eval mode).
+    store
+        A feature store holding the model's streams.
+    settings
+        What to measure; recorded in the report.
+    run
+        Name of the run, for the report.
+
+    Returns
+    -------
+    EvalReport
+        Every figure; write it with :func:`sparc.eval.write_eval`.
+    """
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
+    streams = check_streams(model, store)
+    split = Split.parse(settings.split)
+    rows = store.split_rows(split)
+    N = len(rows)
+    if N == 0:
+        raise SparcError(f"split '{split}' of store '{store.path}' has no rows; evaluate another split (--split)")
+    device = torch.device(settings.device)
+    model = model.to(device).eval()
+    meta = store.rows()
+    eval_meta = [meta[r] for r in rows]
+    labels = [m.labels for m in eval_meta]
+    label_sets = []
+    if any(labels):
+        hierarchy = store.label_hierarchy()
+        for depth in label_depths(settings, hierarchy, labels, notes):
+            label_sets.append((depth, label_matrix(labels, hierarchy=hierarchy, depth=depth)))
+    else:
+        notes.append("no evaluated row has labels: concept Jaccard and probes skipped")
+
+    local = model.cfg.topk == "local"
+    states = {"joint": _EncodingState(streams, model.n_latents, label_sets)}
+    states["independent"] = states["joint"] if local else _EncodingState(streams, model.n_latents, label_sets)
+    codes = {s: CodeTable(N, model.cfg.k, model.n_latents) for s in streams}
+    features = {s: store.features(s) for s in streams}
+
+    t0 = time.perf_counter()
+    with tqdm(total=N, disable=not settings.progress, desc="encode", unit="row", unit_scale=True,
+              dynamic_ncols=True) as bar:
+        for a in range(0, N, settings.chunk_rows):
+            b = min(a + settings.chunk_rows, N)
+            x = {}
+            for s in streams:
+                x_nd = read_rows(features[s], rows[a:b]).astype(np.float32)
+                x[s] = torch.from_numpy(x_nd if store.normalized else l2_normalize(x_nd)).to(device)
+            batch = encode_batch(model, x)
+            states["joint"].update(model, a, x, batch.joint)
+            if not local:
+                states["independent"].update(model, a, x, batch.independent)
+            for s in streams:
+                codes[s].put(a, batch.independent[s])
+            bar.update(b - a)
+    seconds["encode"] = time.perf_counter() - t0
+    if local:
+        notes.append("local TopK: the joint and independent encodings are the same")
+    encodings = [states[e].report(e) for e in ENCODINGS]
+
+    t0 = time.perf_counter()
+    keys = MatchKeys([m.group_id for m in eval_meta], [m.caption for m in eval_meta])
+    retriever = Retriever(model, features, rows, codes, keys, block=settings.retrieval_block,
+                          tol=settings.tie_tol, device=device)
+    queries = sample_rows(N, settings.retrieval_queries, settings.seed)
+    retrieval = retriever.run(queries, progress=settings.progress)
+    seconds["retrieval"] = time.perf_counter() - t0
+
+    probes = None
+    reason = _probe_blocker(settings, split, store, any(labels))
+    if reason:
+        notes.append(f"probes skipped: {reason}")
+    else:
+        t0 = time.perf_counter()
+        probes = run_probes(model, store, rows, codes, settings)
+        seconds["probes"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_start
+    return EvalReport(run=run, store=str(store.path), split=str(split), n_rows=N,
+                      streams=dict(model.streams), model=model.cfg, settings=settings,
+                      encodings=encodings, retrieval=retrieval, probes=probes, notes=notes,
+                      seconds={k: round(v, 3) for k, v in seconds.items()})
+
+
+def _probe_blocker(settings: EvalSettings, split: Split, store: FeatureStore, labelled: bool) -> str | None:
+    """Why the probes cannot run, or None."""
+    if not settings.probes:
+        return "turned off (--no-probes)"
+    if not labelled:
+        return "no labels"
+    if split is not Split.TEST:
+        return f"they fit on train and select on val, so they report only on the test split (not '{split}')"
+    for name in ("train", "val"):
+        if len(store.split_rows(name)) == 0:
+            return f"the store's {name} split is empty"
+    return None

@@ -1,0 +1,333 @@
+"""The typed results of an evaluation (everything eval.json holds).
+
+Stream pairs are explicit fields (``a``/``b``, ``target``/``source``, ``query``/``gallery``)
+rather than composite keys, so the JSON reads without conventions. ``NaN`` (written as
+``null``) marks a figure that could not be measured, e.g. an NMSE over zero rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sparc.errors import SparcError
+from sparc.eval.serialize import from_json, to_json
+from sparc.eval.settings import EvalSettings
+from sparc.model import SPARCConfig
+
+FORMAT = "sparc-eval"
+VERSION = 1
+
+Encoding = Literal["joint", "independent"]
+"""``joint``: all streams of a row encoded together (the model's forward; under global TopK
+they share the selected latents). ``independent``: each stream encoded alone, as at query
+time when only one modality is at hand."""
+
+Representation = Literal["latents", "cross_recon", "raw"]
+
+
+# ----------------------------------------------------------------------------- reconstruction
+
+
+@dataclass(frozen=True)
+class CrossNMSE:
+    """NMSE of stream ``target`` reconstructed from the code of stream ``source``."""
+
+    target: str
+    source: str
+    nmse: float
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Reconstruction error and sparsity of one encoding."""
+
+    nmse: dict[str, float]
+    """Per stream: mean over rows of ‖x̂ − x‖² / ‖x‖² (reconstruction from its own code)."""
+    cross: list[CrossNMSE]
+    """Every ordered pair target ≠ source."""
+    l0: dict[str, float]
+    """Per stream: mean number of nonzero code entries per row (not the mask size k)."""
+    zero_rows: dict[str, int]
+    """Per stream: rows whose features are all zero, left out of the NMSE (undefined there)."""
+
+    def cross_nmse(self, target: str, source: str) -> float:
+        for c in self.cross:
+            if c.target == target and c.source == source:
+                return c.nmse
+        raise KeyError((target, source))
+
+    def mean_nmse(self) -> float:
+        return _mean(self.nmse.values())
+
+    def mean_cross(self) -> float:
+        return _mean(c.nmse for c in self.cross)
+
+
+# ----------------------------------------------------------------------------- firing
+
+
+@dataclass(frozen=True)
+class DeadLatents:
+    """Latents that never fire (value > 0) on any evaluated row."""
+
+    n_latents: int
+    dead: dict[str, int]
+    """Per stream."""
+    dead_in_all: int
+    """Dead in every stream."""
+    dead_in_some: int
+    """Dead in at least one stream but not all."""
+    alive_in_all: int
+    """Fire in every stream."""
+
+
+@dataclass(frozen=True)
+class FiringHistogram:
+    """How many latents fire on what fraction of the rows, per stream (dead ones apart)."""
+
+    edges: list[float]
+    """Bin edges of the firing fraction (log-spaced, from 1/n_rows to 1)."""
+    counts: dict[str, list[int]]
+    """Per stream: latents per bin (len(edges) − 1 bins); dead latents are not in any bin."""
+
+
+# ----------------------------------------------------------------------------- alignment
+
+
+@dataclass(frozen=True)
+class PairJaccard:
+    """Concept Jaccard of one stream pair."""
+
+    a: str
+    b: str
+    mean_all: float
+    """Mean over all latents, 0 for a latent not active in both streams."""
+    mean_active: float
+    """Mean over the latents active in both streams."""
+    n_active: int
+    """Latents active in both streams."""
+
+
+@dataclass(frozen=True)
+class ConceptJaccard:
+    """Weighted Jaccard of the per-latent label histograms across streams (SPEC §5), at one
+    label depth."""
+
+    depth: int | None
+    """Hierarchy depth the labels were lifted to (0 = roots); None = the labels as given."""
+    n_classes: int
+    n_labelled_rows: int
+    mean_all: float
+    """Mean of J(l) over all latents, 0 for latents active in fewer than 2 streams (the paper's figure)."""
+    mean_active: float
+    """Mean of J(l) over the latents active in at least 2 streams."""
+    n_active: int
+    """Latents active in at least 2 streams (active: fires on a labelled row)."""
+    pairs: list[PairJaccard]
+    histogram: list[int]
+    """J(l) of the latents active in ≥ 2 streams in 20 bins of width 0.05 on [0, 1]."""
+
+
+@dataclass(frozen=True)
+class PairActiveSets:
+    """Per-sample Jaccard |A_a ∩ A_b| / |A_a ∪ A_b| of the nonzero latents of two streams."""
+
+    a: str
+    b: str
+    mean: float
+    """Mean over rows (a row where both codes are all zero counts 0)."""
+    n_empty: int
+    """Rows where both codes are all zero."""
+    histogram: list[int]
+    """Rows in 20 bins of width 0.05 on [0, 1]."""
+
+
+@dataclass(frozen=True)
+class EncodingReport:
+    """Everything measured from one encoding of the evaluated rows."""
+
+    encoding: Encoding
+    reconstruction: Reconstruction
+    dead: DeadLatents
+    firing: FiringHistogram
+    concept_jaccard: list[ConceptJaccard]
+    """One per depth; the first is the labels as given (empty without labels)."""
+    active_sets: list[PairActiveSets]
+
+    def concept(self, depth: int | None = None) -> ConceptJaccard | None:
+        for c in self.concept_jaccard:
+            if c.depth == depth:
+                return c
+        return None
+
+    def mean_active_set_jaccard(self) -> float:
+        return _mean(p.mean for p in self.active_sets)
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Ranking the gallery stream's rows for queries from another stream."""
+
+    representation: Representation
+    """latents: cosine of the sparse codes; cross_recon: the query's code decoded into the
+    gallery stream, against its raw features; raw: raw features (equal widths only)."""
+    query: str
+    gallery: str
+    r1: float
+    r5: float
+    r10: float
+    median_rank: float
+    mrr: float
+    r1_ci95: float
+    """Half-width of a 95% interval on R@1 from sampling the queries (0 when all rows are queries)."""
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    n_queries: int
+    n_gallery: int
+    encoding: Encoding
+    match_rule: str
+    tie_rule: str
+    results: list[RetrievalResult]
+
+    def get(self, representation: str, query: str, gallery: str) -> RetrievalResult | None:
+        for r in self.results:
+            if (r.representation, r.query, r.gallery) == (representation, query, gallery):
+                return r
+        return None
+
+    def mean_r1(self, representation: str) -> float:
+        return _mean(r.r1 for r in self.results if r.representation == representation)
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Multi-label linear probe on one representation of one stream."""
+
+    stream: str
+    representation: Literal["raw", "latents", "recon"]
+    macro_ap: float
+    """Macro average precision on the report rows."""
+    select_ap: float
+    """Macro AP on the selection (val) rows at the chosen epoch."""
+    best_epoch: int
+    n_classes: int
+
+
+@dataclass(frozen=True)
+class OneDClass:
+    label: str
+    latent: int
+    log_loss: float
+    """Test log-loss on the balanced report rows."""
+    n_test: int
+    """Balanced test rows (positives + as many negatives)."""
+
+
+@dataclass(frozen=True)
+class OneDProbe:
+    """Best single latent per class (SPEC §5), chosen on train + val, scored on test."""
+
+    stream: str
+    mean_log_loss: float
+    n_classes: int
+    classes: list[OneDClass]
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    fit_split: str
+    select_split: str
+    report_split: str
+    fit_rows: int
+    select_rows: int
+    report_rows: int
+    multilabel: list[ProbeResult]
+    one_d: list[OneDProbe]
+
+    def get(self, stream: str, representation: str) -> ProbeResult | None:
+        for p in self.multilabel:
+            if (p.stream, p.representation) == (stream, representation):
+                return p
+        return None
+
+    def mean_ap(self, representation: str) -> float:
+        return _mean(p.macro_ap for p in self.multilabel if p.representation == representation)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Every figure of one evaluation, with what it was measured on and how."""
+
+    run: str
+    store: str
+    split: str
+    n_rows: int
+    streams: dict[str, int]
+    model: SPARCConfig
+    settings: EvalSettings
+    encodings: list[EncodingReport]
+    retrieval: RetrievalReport | None
+    probes: ProbeReport | None
+    notes: list[str] = field(default_factory=list)
+    """What was skipped and why, and other caveats."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase."""
+    plots: dict[str, str] = field(default_factory=dict)
+    """Plot name → PNG path relative to the report."""
+    format: str = FORMAT
+    version: int = VERSION
+
+    def encoding(self, name: Encoding) -> EncodingReport:
+        for e in self.encodings:
+            if e.encoding == name:
+                return e
+        raise KeyError(name)
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalReport:
+        return from_json(cls, data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalReport:
+        """Read an ``eval.json`` (or the directory holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "eval.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SparcError(f"{path} does not exist; run 'sparc eval' first") from None
+        except (OSError, ValueError) as e:
+            raise SparcError(f"cannot read {path} ({e}); run 'sparc eval' again") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SparcError(f"{path} is not a sparc eval.json")
+        if data.get("version") != VERSION:
+            raise SparcError(f"{path} has eval format version {data.get('version')}, this sparc reads {VERSION}")
+        try:
+            return cls.from_json(data)
+        except (ValueError, TypeError, KeyError, SparcError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SparcError(f"{path} is not a valid eval.json ({reason}); run 'sparc eval' again") from None
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan

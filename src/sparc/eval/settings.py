@@ -1,0 +1,90 @@
+"""What ``sparc eval`` measures and how: one frozen dataclass, recorded in eval.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sparc.errors import SparcError
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Settings of an evaluation. Every figure in eval.json is measured under these."""
+
+    split: str = "test"
+    """Split of the store to evaluate on (probes fit on train and select on val, so they run only for test)."""
+
+    chunk_rows: int = 2048
+    """Rows encoded at a time; memory grows with it (about chunk_rows × n_latents × 4 bytes × streams)."""
+
+    depths: tuple[int, ...] | None = None
+    """Label-hierarchy depths (0 = roots) to lift labels to for the concept Jaccard, besides the labels as given; default: every depth of the store's hierarchy."""
+
+    retrieval_queries: int = 5000
+    """Query rows sampled (seeded) for retrieval; 0 = every row. The gallery is always the whole split, so R@K estimates the full-gallery figure."""
+
+    retrieval_block: int = 4096
+    """Gallery rows (and query rows) scored at a time."""
+
+    tie_tol: float = 1e-5
+    """Retrieval: a wrong item scoring within this of the best correct match counts as ranked above it (pessimistic ties)."""
+
+    probes: bool = True
+    """Train the multi-label and 1D probes (only when evaluating the test split)."""
+
+    probe_fit_rows: int = 10000
+    """Most rows of the train split the probes are fitted on (whole groups, seeded; 0 = all)."""
+
+    probe_select_rows: int = 5000
+    """Most rows of the val split the probes select their epoch / latent on (0 = all)."""
+
+    probe_report_rows: int = 20000
+    """Most rows of the evaluated split the probes are scored on (0 = all)."""
+
+    probe_epochs: int = 10
+    """Epochs of the multi-label probe; the epoch with the lowest val loss is kept."""
+
+    probe_batch_size: int = 256
+    """Minibatch of the multi-label probe."""
+
+    probe_lr: float = 1e-3
+    """Adam learning rate of the multi-label probe."""
+
+    one_d_min_positives: int = 50
+    """1D probe: classes need more than this many positives among the train rows."""
+
+    one_d_candidates: int = 8
+    """1D probe: latents (largest train mean-activation gap) fitted per class before selecting on val."""
+
+    plots: bool = True
+    """Draw PNG plots (needs matplotlib)."""
+
+    seed: int = 0
+    """Seed of every sample (retrieval queries, probe rows, balanced negatives) and of the probes."""
+
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:1, ..."""
+
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        positive = ("chunk_rows", "retrieval_block", "probe_epochs", "probe_batch_size",
+                    "one_d_candidates")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("retrieval_queries", "probe_fit_rows", "probe_select_rows",
+                     "probe_report_rows", "one_d_min_positives"):
+            if getattr(self, name) < 0:
+                raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.tie_tol >= 0:
+            raise SparcError(f"tie_tol must be >= 0, got {self.tie_tol}")
+        if not self.probe_lr > 0:
+            raise SparcError(f"probe_lr must be positive, got {self.probe_lr}")
+        if self.depths is not None and any(d < 0 for d in self.depths):
+            raise SparcError(f"depths must be >= 0 (0 = root labels), got {list(self.depths)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

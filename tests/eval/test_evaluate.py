@@ -1,0 +1,115 @@
+"""evaluate(): streaming equals one chunk, counts equal a dense brute force, JSON round trip."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from _eval_helpers import small_model
+
+from sparc.data.normalize import l2_normalize
+from sparc.eval import EvalReport, EvalSettings, evaluate, render_eval, write_eval
+from sparc.eval.labels import label_matrix
+
+FAST = dict(progress=False, probe_epochs=2, retrieval_queries=20)
+
+
+@pytest.fixture(scope="module")
+def reports(store):
+    model = small_model(store)
+    with torch.no_grad():
+        model.b_lat[:, :4] = -100.0  # latents 0-3 can never win the TopK: dead in every stream
+    one = evaluate(model, store, EvalSettings(chunk_rows=100_000, retrieval_block=100_000, **FAST), run="m")
+    many = evaluate(model, store, EvalSettings(chunk_rows=7, retrieval_block=9, **FAST), run="m")
+    return model, one, many
+
+
+def close(a, b, path=""):
+    """Recursive equality; floats to 1e-6 (float32 products of other shapes, sums in another order)."""
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            close(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6, abs=1e-9), path
+    else:
+        assert a == b, path
+
+
+def test_chunked_equals_unchunked(reports):
+    _, one, many = reports
+    # Everything but the chunk sizes (settings) and the timings is the same.
+    close(dataclasses.replace(one, settings=many.settings, seconds={}), dataclasses.replace(many, seconds={}))
+
+
+def test_concept_counts_equal_a_dense_brute_force(store, reports):
+    model, one, _ = reports
+    rows = store.split_rows("test")
+    x = {s: torch.from_numpy(l2_normalize(np.array(store.features(s)[rows], dtype=np.float32))) for s in model.names}
+    Y = label_matrix([store.rows()[r].labels for r in rows]).dense().astype(np.int64)
+    with torch.no_grad():
+        joint = model.encode(x)
+    # cnt[s, l, c] = Σ_i [z_s(i)_l > 0] Y[i, c] from dense codes.
+    cnt = np.stack([(joint[s].dense().numpy() > 0).astype(np.int64).T @ Y for s in model.names])
+    j_sum, n_pairs = np.zeros(model.n_latents), np.zeros(model.n_latents)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            both = (cnt[a].sum(1) > 0) & (cnt[b].sum(1) > 0)
+            j = np.minimum(cnt[a], cnt[b]).sum(1) / np.maximum(np.maximum(cnt[a], cnt[b]).sum(1), 1)
+            j_sum += np.where(both, j, 0)
+            n_pairs += both
+    multi = (cnt.sum(2) > 0).sum(0) >= 2
+    j_l = np.where(multi, j_sum / np.maximum(n_pairs, 1), 0)
+    c = one.encoding("joint").concept(None)
+    assert c.mean_all == pytest.approx(j_l.mean())
+    assert c.mean_active == pytest.approx(j_l[multi].mean())
+    # The dead latents 0-3 count 0 in the mean over all L (the paper's convention).
+    assert one.encoding("joint").dead.dead_in_all >= 4
+    assert c.mean_all == pytest.approx(c.mean_active * c.n_active / model.n_latents)
+
+
+def test_report_contents(store, reports):
+    model, one, _ = reports
+    assert [e.encoding for e in one.encodings] == ["joint", "independent"]
+    assert one.n_rows == len(store.split_rows("test"))
+    # The store's hierarchy has depth 2 (c_i → low_even → low): labels as given, depths 0 and 1.
+    assert [c.depth for c in one.encoding("joint").concept_jaccard] == [None, 0, 1]
+    assert one.encoding("joint").concept(0).n_classes == 2  # low, high
+    # Under global TopK the joint codes share their latents: per-sample Jaccard near 1.
+    assert one.encoding("joint").mean_active_set_jaccard() > one.encoding("independent").mean_active_set_jaccard()
+    assert one.retrieval.n_queries == 20 and one.retrieval.n_gallery == one.n_rows
+    assert len(one.retrieval.results) == 6 * 2 + 2
+    assert one.probes is not None and len(one.probes.multilabel) == 9
+    assert one.probes.fit_split == "train" and one.probes.report_split == "test"
+    md = render_eval(one)
+    assert "## Retrieval" in md and "concept" in md.lower()
+
+
+def test_json_round_trip_and_files(reports, tmp_path):
+    _, one, _ = reports
+    written = write_eval(one, tmp_path / "ev")
+    assert set(written.plots) == {"firing", "jaccard", "cross_nmse", "dead"}
+    for rel in written.plots.values():
+        assert (tmp_path / "ev" / rel).stat().st_size > 1000
+    back = EvalReport.load(tmp_path / "ev")
+    close(back, written)
+    data = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert data["settings"]["chunk_rows"] == 100_000 and data["format"] == "sparc-eval"
+    assert "(plots/firing.png)" in (tmp_path / "ev" / "eval.md").read_text()
+
+
+def test_probes_need_the_test_split(store):
+    model = small_model(store, topk="local")
+    rep = evaluate(model, store, EvalSettings(split="val", **FAST))
+    assert rep.probes is None and any("probes skipped" in n for n in rep.notes)
+    assert any("local TopK" in n for n in rep.notes)
+    assert rep.encodings[0].reconstruction == rep.encodings[1].reconstruction
