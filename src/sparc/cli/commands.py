@@ -109,14 +109,7 @@ class ImportH5:
     def run(self) -> None:
         from sparc.data import describe_store, import_h5
 
-        streams: dict[str, Path] = {}
-        for item in self.stream:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise SparcError(f"--stream expects NAME=FILE.h5, got {item!r}")
-            if name in streams:
-                raise SparcError(f"stream {name!r} given twice")
-            streams[name] = Path(path)
+        streams = {name: Path(path) for name, path in named_values(self.stream, "NAME=FILE.h5").items()}
         store = import_h5(streams, self.out, metadata=self.metadata, dataset=self.dataset,
                           dtype=self.dtype, normalize=self.normalize,
                           drop_nonfinite=self.drop_nonfinite, overwrite=self.overwrite)
@@ -189,12 +182,7 @@ class Extract:
         name, options = parse_options(self.dataset)
         dataset = datasets.build(name, **options)
         streams = {}
-        for item in self.stream:
-            stream, sep, spec = item.partition("=")
-            if not sep or not stream or not spec:
-                raise SparcError(f"--stream expects NAME=BACKBONE[:key=value,...], got {item!r}")
-            if stream in streams:
-                raise SparcError(f"stream {stream!r} given twice")
+        for stream, spec in named_values(self.stream, "NAME=BACKBONE[:key=value,...]").items():
             family, bb_options = parse_options(spec)
             streams[stream] = backbones.build(family, device=self.device, precision=self.precision, **bb_options)
         store = extract(dataset, streams, self.out, batch_size=self.batch_size, dtype=self.dtype,
@@ -330,6 +318,19 @@ def _trained_store(run_dir: Path) -> Path:
         return Path(json.loads((run_dir / "train_config.json").read_text())["store"])
     except (OSError, ValueError, KeyError, TypeError):
         raise SparcError(f"{run_dir} does not record the store it was trained on; pass --store") from None
+
+
+def named_values(items: tuple[str, ...], form: str) -> dict[str, str]:
+    """``--stream`` values ``NAME=VALUE`` → {name: value}, in order, names unique."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SparcError(f"--stream expects {form}, got {item!r}")
+        if name in out:
+            raise SparcError(f"stream {name!r} given twice")
+        out[name] = value
+    return out
 
 
 def describe_model(model: SPARC) -> str:
