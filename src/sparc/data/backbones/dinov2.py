@@ -103,6 +103,7 @@ class _Dinov2Base(Backbone):
 
 
 # --------------------------------------------------------------------------- torch.hub
+@register("dinov2-hub")
 class Dinov2HubBackbone(_Dinov2Base):
     family = "dinov2-hub"
 
@@ -226,6 +227,7 @@ def _vit_letter(name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- timm
+@register("dinov2-timm")
 class Dinov2TimmBackbone(_Dinov2Base):
     family = "dinov2-timm"
 
@@ -292,6 +294,7 @@ def _timm_hub_id(timm: Any, name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------- transformers
+@register("dinov2-hf")
 class Dinov2HFBackbone(_Dinov2Base):
     family = "dinov2-hf"
 
@@ -355,18 +358,3 @@ def load_hf(cls: Any, name: str, *, what: str, revision: str | None, offline: bo
         ) from None
     except ValueError as e:
         raise SparcError(f"{what}: could not load {name} ({one_line(e, 200)})") from None
-
-
-@register("dinov2-hub")
-def dinov2_hub(**options: Any) -> Backbone:
-    return Dinov2HubBackbone(**options)
-
-
-@register("dinov2-timm")
-def dinov2_timm(**options: Any) -> Backbone:
-    return Dinov2TimmBackbone(**options)
-
-
-@register("dinov2-hf")
-def dinov2_hf(**options: Any) -> Backbone:
-    return Dinov2HFBackbone(**options)

@@ -32,6 +32,7 @@ from sparc.errors import SparcError
 _FILES = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"}
 
 
+@register("e5-small")
 class E5SmallBackbone(Backbone):
     family = "e5-small"
     modality = "text"
@@ -88,8 +89,3 @@ class E5SmallBackbone(Backbone):
             }
         )
         return fp
-
-
-@register("e5-small")
-def e5_small(**options: Any) -> Backbone:
-    return E5SmallBackbone(**options)

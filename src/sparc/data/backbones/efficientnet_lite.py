@@ -44,6 +44,7 @@ MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
 
 
+@register("efficientnet-lite")
 class EfficientNetLiteBackbone(Backbone):
     family = "efficientnet-lite"
     modality = "image"
@@ -117,8 +118,3 @@ class EfficientNetLiteBackbone(Backbone):
             }
         )
         return fp
-
-
-@register("efficientnet-lite")
-def efficientnet_lite(**options: Any) -> Backbone:
-    return EfficientNetLiteBackbone(**options)

@@ -46,6 +46,7 @@ from sparc.data.backbones.preprocess import (
 from sparc.errors import SparcError
 
 
+@register("hf-clip")
 class HFClipBackbone(Backbone):
     family = "hf-clip"
 
@@ -213,8 +214,3 @@ def preprocess_from_hf(pp: dict[str, Any], *, default_size: int) -> ImagePreproc
     if squash is not None:
         return ImagePreprocess(size=squash, interpolation=interp, mean=mean, std=std, mode="squash")  # type: ignore[arg-type]
     raise SparcError("preprocessor_config.json without a centre crop gives non-square inputs; not supported")
-
-
-@register("hf-clip")
-def hf_clip(**options: Any) -> Backbone:
-    return HFClipBackbone(**options)

