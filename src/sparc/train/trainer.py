@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -257,16 +258,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise SparcError(f"{run_dir} already holds a run; pass --resume to continue it "
                              "or --overwrite to replace it")
-        import shutil
-
         shutil.rmtree(run_dir)
     elif resume:
         raise SparcError(f"{run_dir} holds no run to resume; drop --resume to start one")
     elif run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise SparcError(f"{run_dir} is not empty; choose a new --out or pass --overwrite")
-        import shutil
-
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -155,19 +155,20 @@ def open_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def dedupe(ids: Iterable[str]) -> list[str]:
-    """Make ids unique: the 2nd, 3rd, … occurrence of ``x`` becomes ``x#1``, ``x#2``, …"""
+def dedupe(ids: Iterable[str], taken: Iterable[str] = ()) -> list[str]:
+    """Make ids unique: the 2nd, 3rd, … occurrence of ``x`` becomes ``x#1``, ``x#2``, …,
+    skipping any id in ``taken`` (ids reserved elsewhere)."""
     seen: dict[str, int] = {}
-    taken: set[str] = set()
+    used = set(taken)
     out = []
     for base in ids:
         n = seen.get(base, 0)
         rid = base if n == 0 else f"{base}#{n}"
-        while rid in taken:
+        while rid in used:
             n += 1
             rid = f"{base}#{n}"
         seen[base] = n + 1
-        taken.add(rid)
+        used.add(rid)
         out.append(rid)
     return out
 

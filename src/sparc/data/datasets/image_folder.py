@@ -32,6 +32,7 @@ from sparc.data.datasets._util import (
     as_choice,
     check_hierarchy,
     check_images,
+    dedupe,
     existing_dir,
     existing_file,
     format_caption,
@@ -151,18 +152,11 @@ def _read_captions(path: Path) -> list[Sample]:
                     f"dataset {NAME!r}: '{path}' line {line}: duplicate row_id {rid!r} (also line {explicit[rid]})"
                 )
             explicit[rid] = line
-    taken = set(explicit)
-    count: dict[str, int] = {}
+    implicit = iter(dedupe((image for rid, image, *_ in rows if rid is None), taken=explicit))
     samples = []
     for rid, image, group, caption, labels in rows:
         if rid is None:
-            n = count.get(image, 0)
-            rid = image if n == 0 else f"{image}#{n}"
-            while rid in taken:
-                n += 1
-                rid = f"{image}#{n}"
-            count[image] = n + 1
-            taken.add(rid)
+            rid = next(implicit)
         samples.append(Sample(row_id=rid, group_id=group or image, image=image, caption=caption, labels=labels))
     if not samples:
         raise SparcError(f"dataset {NAME!r}: captions file '{path}' has no rows")
