@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from sparc.errors import SparcError
 
@@ -42,6 +42,9 @@ class TrainConfig:
     validate: bool = True
     """Measure the losses on the validation split after every epoch."""
 
+    pre_bias_init: Literal["zero", "mean", "median"] = "zero"
+    """Start each stream's pre-bias at 'zero' (the original's), or at the 'mean' or geometric 'median' of the first training batch; features with a large common direction (E5, CNN pools) keep far more latents alive with 'mean' or 'median'."""
+
     resample_after_samples: int | None = 2_560_000
     """Re-initialise a latent of a stream once it has been dead there for this many samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
 
@@ -71,6 +74,8 @@ class TrainConfig:
             raise SparcError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.checkpoint_every < 0 or self.log_every < 1 or self.resample_every < 1:
             raise SparcError("checkpoint_every must be >= 0, log_every and resample_every >= 1")
+        if self.pre_bias_init not in ("zero", "mean", "median"):
+            raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {self.pre_bias_init!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

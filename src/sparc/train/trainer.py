@@ -34,6 +34,7 @@ from sparc.model import SPARC, Losses
 from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
 from sparc.train.metrics import MetricsLog
+from sparc.train.pre_bias import init_pre_bias_
 
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer.pt"
@@ -173,6 +174,8 @@ class Trainer:
                 epoch = self.epoch
                 for batch in self.train_data:
                     batch = {s: x.to(cfg.device, non_blocking=True) for s, x in batch.items()}
+                    if self.step_count == 0:
+                        init_pre_bias_(self.model, batch, cfg.pre_bias_init)
                     out = self.step(batch)
                     bar.update(1)
                     if self.step_count % cfg.log_every == 0 or self.step_count == total:

@@ -1,0 +1,51 @@
+"""Data-dependent initialisation of the pre-bias ``b_pre`` (one per stream).
+
+The original code starts ``b_pre`` at zero. Features from many backbones share a large
+common direction (on the demo's data the mean pairwise cosine is 0.46 for
+EfficientNet-Lite0 images and 0.84 for E5 texts): with ``b_pre = 0`` every row's logits
+are dominated by that direction, the same few latents win the TopK for every row and
+the rest never fire — under global TopK, which sums the streams' logits, most of all.
+Starting ``b_pre`` at the centre of the data removes the shared direction before the
+encoder sees it (OpenAI's TopK SAEs and SAELens start it at the geometric median).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from sparc.errors import SparcError
+from sparc.model import SPARC
+
+PreBiasInit = Literal["zero", "mean", "median"]
+
+
+def geometric_median(x: Tensor, *, iters: int = 100, tol: float = 1e-6) -> Tensor:
+    """The point minimising the summed Euclidean distance to the rows of ``x`` [n, d]
+    (Weiszfeld's iteration from the mean), in float64."""
+    x = x.double()
+    m = x.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (x - m).norm(dim=1).clamp_min(1e-12)
+        new = (w[:, None] * x).sum(0) / w.sum()
+        if (new - m).norm() <= tol * max(m.norm().item(), 1.0):
+            return new
+        m = new
+    return m
+
+
+@torch.no_grad()
+def init_pre_bias_(model: SPARC, batch: Mapping[str, Tensor], method: PreBiasInit) -> None:
+    """Set ``b_pre`` of every stream in ``batch`` to the batch's ``method`` ('mean' or
+    'median'); 'zero' leaves the model as it is."""
+    if method == "zero":
+        return
+    if method not in ("mean", "median"):
+        raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {method!r}")
+    for name, x in batch.items():
+        col = model.cols[model.stream_index(name)]
+        centre = x.double().mean(0) if method == "mean" else geometric_median(x)
+        model.b_pre[col] = centre.to(model.b_pre.dtype)
