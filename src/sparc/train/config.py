@@ -43,7 +43,7 @@ class TrainConfig:
     """Measure the losses on the validation split after every epoch."""
 
     pre_bias_init: Literal["zero", "mean", "median"] = "zero"
-    """Start each stream's pre-bias at 'zero' (the original's), or at the 'mean' or geometric 'median' of the first training batch; features with a large common direction (E5, CNN pools) keep far more latents alive with 'mean' or 'median'."""
+    """Start each stream's pre-bias at 'zero' (the original's), or at the 'mean' or geometric 'median' of the first training batch; on features with a large common direction (E5, CNN pools) 'mean' keeps far more latents alive (experiments/README.md)."""
 
     resample_after_samples: int | None = 2_560_000
     """Re-initialise a latent of a stream once it has been dead there for this many samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
