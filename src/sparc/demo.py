@@ -17,13 +17,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from sparc.atomic import write_text
 from sparc.model import SPARC, SPARCConfig
 from sparc.train import TrainConfig
+from sparc.train.config import PreBiasInit
 
 STREAMS = {
     "img": ("efficientnet-lite", {}),
@@ -65,7 +65,7 @@ class DemoConfig:
     dead_after_samples: int = 50_000
     """AuxK threshold, scaled down to the demo's size."""
 
-    pre_bias_init: Literal["zero", "mean", "median"] = "mean"
+    pre_bias_init: PreBiasInit = "mean"
     """Start of each stream's pre-bias ('mean': the first batch's mean; the original's 'zero' leaves most latents dead on these features, whose mean pairwise cosine is 0.46 to 0.84)."""
 
     seed: int = 42

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sparc.errors import SparcError
+
+PreBiasInit = Literal["zero", "mean", "median"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class TrainConfig:
     validate: bool = True
     """Measure the losses on the validation split after every epoch."""
 
-    pre_bias_init: Literal["zero", "mean", "median"] = "zero"
+    pre_bias_init: PreBiasInit = "zero"
     """Start each stream's pre-bias at 'zero' (the original's), or at the 'mean' or geometric 'median' of the first training batch; on features with a large common direction (E5, CNN pools) 'mean' keeps far more latents alive (experiments/README.md)."""
 
     resample_after_samples: int | None = 2_560_000
@@ -74,7 +76,7 @@ class TrainConfig:
             raise SparcError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.checkpoint_every < 0 or self.log_every < 1 or self.resample_every < 1:
             raise SparcError("checkpoint_every must be >= 0, log_every and resample_every >= 1")
-        if self.pre_bias_init not in ("zero", "mean", "median"):
+        if self.pre_bias_init not in get_args(PreBiasInit):
             raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {self.pre_bias_init!r}")
 
     def to_dict(self) -> dict[str, Any]:
