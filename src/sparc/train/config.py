@@ -10,6 +10,12 @@ from sparc.errors import SparcError
 PreBiasInit = Literal["zero", "mean", "median"]
 
 
+def check_pre_bias_init(method: str) -> None:
+    """SparcError unless ``method`` is one of :data:`PreBiasInit`."""
+    if method not in get_args(PreBiasInit):
+        raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {method!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train a SPARC model."""
@@ -76,8 +82,7 @@ class TrainConfig:
             raise SparcError(f"max_steps must be at least 1, got {self.max_steps}")
         if self.checkpoint_every < 0 or self.log_every < 1 or self.resample_every < 1:
             raise SparcError("checkpoint_every must be >= 0, log_every and resample_every >= 1")
-        if self.pre_bias_init not in get_args(PreBiasInit):
-            raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {self.pre_bias_init!r}")
+        check_pre_bias_init(self.pre_bias_init)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

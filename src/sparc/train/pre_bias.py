@@ -18,9 +18,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from sparc.errors import SparcError
 from sparc.model import SPARC
-from sparc.train.config import PreBiasInit
+from sparc.train.config import PreBiasInit, check_pre_bias_init
 
 
 def geometric_median(x: Tensor, *, iters: int = 100, tol: float = 1e-6) -> Tensor:
@@ -41,10 +40,9 @@ def geometric_median(x: Tensor, *, iters: int = 100, tol: float = 1e-6) -> Tenso
 def init_pre_bias_(model: SPARC, batch: Mapping[str, Tensor], method: PreBiasInit) -> None:
     """Set ``b_pre`` of every stream in ``batch`` to the batch's ``method`` ('mean' or
     'median'); 'zero' leaves the model as it is."""
+    check_pre_bias_init(method)
     if method == "zero":
         return
-    if method not in ("mean", "median"):
-        raise SparcError(f"pre_bias_init must be 'zero', 'mean' or 'median', got {method!r}")
     for name, x in batch.items():
         col = model.cols[model.stream_index(name)]
         centre = x.double().mean(0) if method == "mean" else geometric_median(x)
