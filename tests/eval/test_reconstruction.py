@@ -12,17 +12,17 @@ from sparc.model import SparseCode
 
 
 def test_nmse_cross_and_l0_by_hand():
-    # Two 2-d streams a (columns 0:2) and b (columns 2:4); rows 0 and 1.
+    # Two 2-d streams a and b; rows 0 and 1.
     x = {"a": torch.tensor([[3.0, 4.0], [0.0, 0.0]]), "b": torch.tensor([[1.0, 0.0], [0.0, 2.0]])}
-    # What each source's code decodes to, in every stream's columns.
+    # What each source's code decodes to, in every stream (source → target → [2, 2]).
     recons = {
-        "a": torch.tensor([[3.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0]]),
-        "b": torch.tensor([[0.0, 4.0, 1.0, 0.0], [5.0, 5.0, 0.0, 0.0]]),
+        "a": {"a": torch.tensor([[3.0, 0.0], [1.0, 1.0]]), "b": torch.tensor([[1.0, 1.0], [0.0, 1.0]])},
+        "b": {"a": torch.tensor([[0.0, 4.0], [5.0, 5.0]]), "b": torch.tensor([[1.0, 0.0], [0.0, 0.0]])},
     }
     codes = {"a": SparseCode(torch.tensor([[0, 1, 2]] * 2), torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]), 4),
              "b": SparseCode(torch.tensor([[0, 1, 2]] * 2), torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 3.0]]), 4)}
     acc = ReconstructionAccumulator(["a", "b"])
-    acc.update(x, codes, recons, [slice(0, 2), slice(2, 4)])
+    acc.update(x, codes, recons)
     r = acc.result()
     # a ← a: row 0 ‖(0, −4)‖² / ‖(3, 4)‖² = 16/25; row 1 has ‖x_a‖ = 0: left out (and counted).
     assert r.nmse["a"] == pytest.approx(16 / 25) and r.zero_rows["a"] == 1
@@ -39,7 +39,7 @@ def test_nmse_cross_and_l0_by_hand():
 def test_all_zero_stream_gives_nan():
     acc = ReconstructionAccumulator(["a"])
     acc.update({"a": torch.zeros(2, 2)}, {"a": SparseCode(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1), 4)},
-               {"a": torch.ones(2, 2)}, [slice(0, 2)])
+               {"a": {"a": torch.ones(2, 2)}})
     assert math.isnan(acc.result().nmse["a"]) and acc.result().zero_rows["a"] == 2
 
 

@@ -7,7 +7,6 @@ from _eval_helpers import small_model
 
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable
-from sparc.eval.encode import encode_batch
 from sparc.eval.ranking import MatchKeys
 from sparc.eval.retrieval import Retriever, retrieval_tasks
 from sparc.model import SPARC, SPARCConfig
@@ -19,7 +18,7 @@ def setup(store, model, block):
     feats = {s: store.features(s) for s in model.names}
     x = {s: torch.from_numpy(l2_normalize(np.array(feats[s][rows], dtype=np.float32))) for s in model.names}
     with torch.no_grad():
-        indep = encode_batch(model, x).independent
+        indep = model.select(model.logits(x), "local")
     codes = {}
     for s in model.names:
         codes[s] = CodeTable(len(rows), model.cfg.k, model.n_latents)

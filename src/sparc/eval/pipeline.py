@@ -1,7 +1,7 @@
 """``evaluate``: every metric of SPEC §5 for one model on one split of a store.
 
 One streaming pass over the split, ``chunk_rows`` rows at a time, encodes each chunk
-both jointly and independently (:mod:`sparc.eval.encode`) and feeds per-latent and
+both jointly and independently from one encoder pass (:meth:`SPARC.logits`) and feeds per-latent and
 per-pair accumulators; only the independent sparse codes (k pairs per row and stream)
 are kept for retrieval and the probes. Memory therefore grows with N·k, never N·L.
 """
@@ -23,7 +23,6 @@ from sparc.errors import SparcError
 from sparc.eval.active_sets import ActiveSetAccumulator
 from sparc.eval.codes import CodeTable
 from sparc.eval.concepts import ConceptCounter
-from sparc.eval.encode import decode_all, encode_batch
 from sparc.eval.firing import FiringCounter
 from sparc.eval.labels import label_matrix, max_depth
 from sparc.eval.probing import run_probes
@@ -74,8 +73,8 @@ class _EncodingState:
         self.active = ActiveSetAccumulator(streams)
 
     def update(self, model: SPARC, start: int, x, codes: dict[str, SparseCode]) -> None:
-        recons = {s: decode_all(model, code) for s, code in codes.items()}
-        self.recon.update(x, codes, recons, model.cols)
+        recons = {s: model.decode_all(code) for s, code in codes.items()}
+        self.recon.update(x, codes, recons)
         self.firing.update(codes)
         if self.concepts is not None:
             self.concepts.update(start, codes)
@@ -146,12 +145,14 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
             for s in streams:
                 x_nd = read_rows(features[s], rows[a:b]).astype(np.float32)
                 x[s] = torch.from_numpy(x_nd if store.normalized else l2_normalize(x_nd)).to(device)
-            batch = encode_batch(model, x)
-            states["joint"].update(model, a, x, batch.joint)
+            # One encoder pass serves both encodings (docs/method.md §5).
+            logits = model.logits(x)
+            independent = model.select(logits, "local")
+            states["joint"].update(model, a, x, independent if local else model.select(logits))
             if not local:
-                states["independent"].update(model, a, x, batch.independent)
+                states["independent"].update(model, a, x, independent)
             for s in streams:
-                codes[s].put(a, batch.independent[s])
+                codes[s].put(a, independent[s])
             bar.update(b - a)
     seconds["encode"] = time.perf_counter() - t0
     if local:

@@ -23,7 +23,6 @@ from sparc.data import FeatureStore, RowMeta
 from sparc.data.gather import read_rows
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable
-from sparc.eval.encode import decode, encode_batch
 from sparc.eval.labels import label_matrix
 from sparc.eval.probe1d import one_d_probe
 from sparc.eval.probes import fit_multilabel_probe
@@ -47,7 +46,7 @@ def encode_rows(model: SPARC, store: FeatureStore, rows: np.ndarray, chunk: int,
     parts: dict[str, list[SparseCode]] = {s: [] for s in model.names}
     for a in range(0, len(rows), chunk):
         x = {s: read_unit(store, s, rows[a:a + chunk]).to(device) for s in model.names}
-        for s, code in encode_batch(model, x).independent.items():
+        for s, code in model.select(model.logits(x), "local").items():
             parts[s].append(SparseCode(code.indices.cpu(), code.values.cpu(), code.n_latents))
     return {s: SparseCode(torch.cat([p.indices for p in ps]), torch.cat([p.values for p in ps]),
                           model.n_latents) for s, ps in parts.items()}
@@ -94,8 +93,9 @@ def run_probes(model: SPARC, store: FeatureStore, eval_rows: np.ndarray, codes: 
                 elif rep == "latents":
                     inputs = list(sets)
                 else:
-                    inputs = [decode(model, SparseCode(c.indices.to(device), c.values.to(device), c.n_latents),
-                                     s).cpu() for c in sets]
+                    with torch.no_grad():
+                        inputs = [model.decode(SparseCode(c.indices.to(device), c.values.to(device), c.n_latents),
+                                               s).cpu() for c in sets]
                 if int(keep.sum()) == 0:
                     fit = None
                 else:

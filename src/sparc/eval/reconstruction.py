@@ -10,22 +10,13 @@ import torch
 from torch import Tensor
 
 from sparc.eval.report import CrossNMSE, Reconstruction
-from sparc.model import SparseCode
-
-
-def row_nmse(recon: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row ‖recon − target‖² / ‖target‖² (float64), and the mask of rows where it is
-    defined (‖target‖ > 0); 0 elsewhere."""
-    den = target.pow(2).sum(1).double()
-    num = (recon - target).pow(2).sum(1).double()
-    ok = den > 0
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den)), ok
+from sparc.model import SparseCode, row_nmse
 
 
 class ReconstructionAccumulator:
     """Sums of per-row NMSE for every (target, source) pair and of nonzero code entries.
 
-    NMSE is ``mean over rows of ‖x̂ − x‖² / ‖x‖²`` (SPEC §2); rows with ‖x‖ = 0 are left
+    NMSE is ``mean over rows of ‖x̂ − x‖² / ‖x‖²`` (docs/method.md §2); rows with ‖x‖ = 0 are left
     out and counted. L0 counts the NONZERO entries of a code, not its mask size k.
     """
 
@@ -39,7 +30,7 @@ class ReconstructionAccumulator:
         self._n = 0
 
     def update(self, x: Mapping[str, Tensor], codes: Mapping[str, SparseCode],
-               recons: Mapping[str, Tensor], cols: Sequence[slice]) -> None:
+               recons: Mapping[str, Mapping[str, Tensor]]) -> None:
         """Add one chunk.
 
         Parameters
@@ -49,17 +40,15 @@ class ReconstructionAccumulator:
         codes
             Stream → its code.
         recons
-            Source stream → its code decoded into every stream [B, Σd] (sliced by ``cols``,
-            one slice per stream of ``self.streams``).
+            Source stream → target stream → the source's code decoded into the target
+            [B, d_target] (:meth:`SPARC.decode_all`).
         """
         for t, target in enumerate(self.streams):
             x_t = x[target]
-            den = x_t.pow(2).sum(1).double()
-            ok = den > 0
-            inv = torch.where(ok, 1.0 / torch.where(ok, den, 1.0), 0.0)
+            ok = x_t.pow(2).sum(1) > 0
             for s, source in enumerate(self.streams):
-                num = torch.linalg.vector_norm(recons[source][:, cols[t]] - x_t, dim=1).double().pow(2)
-                self._sum[t, s] += float((num * inv).sum())
+                per_row = row_nmse(recons[source][target], x_t).double()
+                self._sum[t, s] += float(torch.where(ok, per_row, 0.0).sum())
             n_ok = int(ok.sum())
             self._rows[t] += n_ok
             self._zero[t] += ok.numel() - n_ok

@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from sparc.data.gather import read_rows
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable, csr, dense_transposed, unit_values
-from sparc.eval.encode import decode
 from sparc.eval.ranking import MATCH_RULE, TIE_RULE, MatchKeys, best_scores, rank_queries, retrieval_metrics
 from sparc.eval.report import RetrievalReport, RetrievalResult
 from sparc.model import SPARC, SparseCode
@@ -89,10 +88,11 @@ class Retriever:
         x = read_rows(self.features[stream], rows).astype(np.float32)
         return torch.from_numpy(l2_normalize(x)).to(self.device)
 
+    @torch.no_grad()
     def cross(self, target: str, source: str, positions: np.ndarray | slice) -> Tensor:
         """Unit-norm decodes of ``source``'s codes into ``target``."""
         code = self.codes[source].code(positions, self.device)
-        return F.normalize(decode(self.model, code, target).float(), dim=1)
+        return F.normalize(self.model.decode(code, target).float(), dim=1)
 
     def latents(self, stream: str, positions: np.ndarray | slice) -> SparseCode:
         """Codes of ``positions`` with unit-norm values."""

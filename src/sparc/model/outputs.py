@@ -32,6 +32,16 @@ class SparseCode(NamedTuple):
         return (self.values > 0).sum(dim=1)
 
 
+class StreamLogits(NamedTuple):
+    """Encoder logits of a batch for the streams given, before any selection
+    (:meth:`SPARC.logits`); :meth:`SPARC.select` turns them into codes."""
+
+    streams: tuple[str, ...]
+    """Names of the streams, in the model's order."""
+    logits: Tensor
+    """[n_streams, batch, n_latents] ``W_enc^s (x_s − b_pre^s) + b_lat^s``, without gradient."""
+
+
 class Losses(NamedTuple):
     """Loss components of one batch (SPEC §2). Per-term values are unweighted."""
 
@@ -65,9 +75,15 @@ class ForwardOutput(NamedTuple):
     losses: Losses
 
 
+def row_nmse(recon: Tensor, target: Tensor) -> Tensor:
+    """[batch] ‖recon − target‖² / ‖target‖² of each row (docs/method.md §2); not finite
+    where ‖target‖ = 0."""
+    return (recon - target).pow(2).sum(-1) / target.pow(2).sum(-1)
+
+
 def nmse(recon: Tensor, target: Tensor) -> Tensor:
-    """Normalised MSE: mean over the batch of ‖recon − target‖² / ‖target‖²."""
-    return ((recon - target).pow(2).sum(-1) / target.pow(2).sum(-1)).mean()
+    """Normalised MSE: the mean of :func:`row_nmse` over the batch."""
+    return row_nmse(recon, target).mean()
 
 
 def zero_like_loss(ref: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from sparc.atomic import atomic_path, write_json
 from sparc.errors import SparcError
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
-from sparc.model.outputs import ForwardOutput, Losses, SparseCode, nmse, zero_like_loss
+from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, nmse, zero_like_loss
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -125,33 +125,70 @@ class SPARC(nn.Module):
 
     # ------------------------------------------------------------------ encode
 
-    def _select(self, inputs: Mapping[str, Tensor], topk: TopK):
-        """Choose the active latents of the streams given. Returns (ids, idx_sbk
-        [S', B, k], logits_sbl [S', B, L] (no grad), x_bd [B, D] (all streams side by
-        side, zeros for those not given; differentiable, so codes have gradients with
-        respect to the inputs too))."""
-        if topk not in ("global", "local"):
-            raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
-        ids = self._streams_of(inputs)
+    def _side_by_side(self, inputs: Mapping[str, Tensor], ids: list[int]) -> Tensor:
+        """[B, D]: the streams given side by side in the model's columns, zeros for
+        the others (differentiable, so codes have gradients with respect to the inputs)."""
         B, dtype = inputs[self.names[ids[0]]].shape[0], self.W_enc.dtype
-        x_bd = torch.cat([
+        return torch.cat([
             inputs[s].to(dtype) if i in ids else self.b_pre.new_zeros(B, d)
             for i, (s, d) in enumerate(self.streams.items())
         ], dim=1)
-        with torch.no_grad():
-            u_bd = x_bd - self.b_pre
-            # Dense logits per stream: the same flops as one GEMM over the concatenated
-            # streams, and the per-stream values at the chosen latents come for free.
-            logits_sbl = u_bd.new_empty(len(ids), B, self.n_latents)
-            for n, i in enumerate(ids):
-                col = self.cols[i]
-                torch.addmm(self.b_lat[i], u_bd[:, col], self.W_enc[:, col].t(), out=logits_sbl[n])
-            if topk == "global":
-                idx_bk = logits_sbl.sum(0).topk(self.cfg.k, dim=1).indices
-                idx_sbk = idx_bk.expand(len(ids), -1, -1)
-            else:
-                idx_sbk = logits_sbl.topk(self.cfg.k, dim=2).indices
-        return ids, idx_sbk, logits_sbl, x_bd
+
+    @torch.no_grad()
+    def _logits_of(self, ids: list[int], x_bd: Tensor) -> Tensor:
+        """[S', B, L] logits of the streams ``ids`` (no gradient)."""
+        u_bd = x_bd - self.b_pre
+        # Dense logits per stream: the same flops as one GEMM over the concatenated
+        # streams, and the per-stream values at the chosen latents come for free.
+        logits_sbl = u_bd.new_empty(len(ids), x_bd.shape[0], self.n_latents)
+        for n, i in enumerate(ids):
+            col = self.cols[i]
+            torch.addmm(self.b_lat[i], u_bd[:, col], self.W_enc[:, col].t(), out=logits_sbl[n])
+        return logits_sbl
+
+    @torch.no_grad()
+    def _topk(self, logits_sbl: Tensor, topk: TopK) -> Tensor:
+        """[S', B, k] indices chosen from ``logits_sbl`` under ``topk``."""
+        if topk == "global":
+            return logits_sbl.sum(0).topk(self.cfg.k, dim=1).indices.expand(logits_sbl.shape[0], -1, -1)
+        if topk == "local":
+            return logits_sbl.topk(self.cfg.k, dim=2).indices
+        raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
+
+    def logits(self, inputs: Mapping[str, Tensor]) -> StreamLogits:
+        """Encoder logits ``W_enc^s (x_s − b_pre^s) + b_lat^s`` of the streams given, in
+        one pass and without gradient: the input of :meth:`select`.
+
+        One set of logits serves several selections, so the joint and the independent
+        codes of a batch cost one encoder pass (docs/method.md §1, §4).
+        """
+        ids = self._streams_of(inputs)
+        logits_sbl = self._logits_of(ids, self._side_by_side(inputs, ids))
+        return StreamLogits(tuple(self.names[i] for i in ids), logits_sbl)
+
+    @torch.no_grad()
+    def select(self, logits: StreamLogits, topk: TopK | None = None) -> dict[str, SparseCode]:
+        """Sparse codes chosen from ``logits`` (no gradient).
+
+        ``topk="global"`` picks one set of latents from the summed logits of the
+        streams in ``logits`` (the joint code); ``"local"`` lets every stream pick its
+        own, which for a global model is the *independent* encoding (each stream
+        encoded alone). Default: the model's own TopK. Equal, bitwise, to
+        :meth:`encode` of the same inputs.
+        """
+        idx_sbk = self._topk(logits.logits, topk or self.cfg.topk)
+        val_sbk = torch.relu(logits.logits.gather(2, idx_sbk))
+        return {s: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents) for n, s in enumerate(logits.streams)}
+
+    def _select(self, inputs: Mapping[str, Tensor], topk: TopK):
+        """Choose the active latents of the streams given. Returns (ids, idx_sbk
+        [S', B, k], logits_sbl [S', B, L] (no grad), x_bd [B, D] (differentiable))."""
+        if topk not in ("global", "local"):
+            raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
+        ids = self._streams_of(inputs)
+        x_bd = self._side_by_side(inputs, ids)
+        logits_sbl = self._logits_of(ids, x_bd)
+        return ids, self._topk(logits_sbl, topk), logits_sbl, x_bd
 
     def _values(self, ids, idx_sbk, logits_sbl, x_bd) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable."""
@@ -163,7 +200,7 @@ class SPARC(nn.Module):
     def encode(
         self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None
     ) -> dict[str, SparseCode]:
-        """Sparse codes of any subset of streams.
+        """Sparse codes of any subset of streams, differentiable.
 
         Under global TopK the latents are chosen from the summed logits of the streams
         given, so encoding one stream alone (or passing ``topk="local"``) gives the
@@ -178,13 +215,24 @@ class SPARC(nn.Module):
 
     # ------------------------------------------------------------------ decode
 
+    def _decode_rows(self, code: SparseCode, cols: slice) -> Tensor:
+        B, k = code.indices.shape
+        return DecodeSelected.apply(self.W_dec[:, cols], uniform_crow(B, k, code.indices.device),
+                                    code.indices.reshape(-1), code.values.reshape(-1).to(self.W_dec.dtype))
+
     def decode(self, code: SparseCode, stream: str) -> Tensor:
         """Reconstruct ``stream`` [batch, d_stream] from any code (its own or another's)."""
         col = self.cols[self.stream_index(stream)]
-        B, k = code.indices.shape
-        out = DecodeSelected.apply(self.W_dec[:, col], uniform_crow(B, k, code.indices.device),
-                                   code.indices.reshape(-1), code.values.reshape(-1))
-        return out + self.b_pre[col]
+        return self._decode_rows(code, col) + self.b_pre[col]
+
+    def decode_all(self, code: SparseCode) -> dict[str, Tensor]:
+        """Reconstruct every stream from one code at once: stream → [batch, d_stream].
+
+        The k decoder rows of a sample are read once for all streams (they share the
+        latent ids), so this costs one decode, not S.
+        """
+        out_bd = self._decode_rows(code, slice(None)) + self.b_pre
+        return {s: out_bd[:, col] for s, col in zip(self.names, self.cols)}
 
     # ------------------------------------------------------------------ forward
 
@@ -261,9 +309,39 @@ class SPARC(nn.Module):
             counter = self.samples_since_fired[i]
             counter.add_(B).masked_fill_(fired, 0)
 
-    def dead_mask(self) -> Tensor:
-        """[S, L] bool: latents that have not fired for ``dead_after_samples`` samples."""
-        return self.samples_since_fired >= self.cfg.dead_after_samples
+    def dead_mask(self, after_samples: int | None = None) -> Tensor:
+        """[S, L] bool: latents that have not fired in a stream for ``after_samples``
+        training samples (default: the config's ``dead_after_samples``, AuxK's threshold)."""
+        return self.samples_since_fired >= (self.cfg.dead_after_samples if after_samples is None else after_samples)
+
+    @torch.no_grad()
+    def reinit_latents_(self, stream: str, latents: Tensor, *, std: float,
+                        generator: torch.Generator | None = None) -> list[tuple[nn.Parameter, tuple]]:
+        """Start ``latents`` of ``stream`` afresh: encoder rows ~ N(0, std²), decoder rows
+        their unit-norm copies, latent bias 0, firing counter 0 (docs/method.md §2).
+
+        Returns the (parameter, index) slices it wrote, so that an optimizer can reset
+        its state there too.
+        """
+        i = self.stream_index(stream)
+        col = self.cols[i]
+        rows = torch.randn(latents.numel(), col.stop - col.start, generator=generator, dtype=self.W_enc.dtype)
+        rows = rows.to(self.W_enc.device) * std
+        self.W_enc[latents, col] = rows
+        self.W_dec[latents, col] = rows / rows.norm(dim=1, keepdim=True)
+        self.b_lat[i, latents] = 0
+        self.samples_since_fired[i, latents] = 0
+        return [(self.W_enc, (latents, col)), (self.W_dec, (latents, col)), (self.b_lat, (i, latents))]
+
+    @torch.no_grad()
+    def set_pre_bias_(self, values: Mapping[str, Tensor]) -> None:
+        """Set the pre-bias ``b_pre^s`` of each stream in ``values`` (stream → [d_s])."""
+        for name, v in values.items():
+            col = self.cols[self.stream_index(name)]
+            if v.shape != (col.stop - col.start,):
+                raise SparcError(f"pre-bias of stream {name!r} must have shape [{col.stop - col.start}], "
+                                 f"got {list(v.shape)}")
+            self.b_pre[col] = v.to(self.b_pre.dtype)
 
     @torch.no_grad()
     def _auxk_selection(self, ids: list[int], logits_sbl: Tensor):

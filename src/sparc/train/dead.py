@@ -1,4 +1,4 @@
-"""The dead-latent policy.
+"""The dead-latent policy (docs/method.md §2).
 
 A latent is *dead* in a stream when it has not fired there (value > fire_threshold)
 for ``SPARCConfig.dead_after_samples`` training samples (default 256,000: the
@@ -32,22 +32,15 @@ def resample_dead_latents(
 ) -> int:
     """Re-initialise the latents dead for at least ``after_samples``; return how many."""
     total = 0
-    for i, col in enumerate(model.cols):
-        idx = (model.samples_since_fired[i] >= after_samples).nonzero().squeeze(1)
+    dead = model.dead_mask(after_samples)
+    for i, stream in enumerate(model.names):
+        idx = dead[i].nonzero().squeeze(1)
         if idx.numel() == 0:
             continue
         total += idx.numel()
-        d = col.stop - col.start
-        rows = torch.randn(idx.numel(), d, generator=generator, dtype=model.W_enc.dtype)
-        rows = rows.to(model.W_enc.device) * std
-        model.W_enc[idx, col] = rows
-        model.W_dec[idx, col] = rows / rows.norm(dim=1, keepdim=True)
-        model.b_lat[i, idx] = 0
-        model.samples_since_fired[i, idx] = 0
-        for p, where in ((model.W_enc, (idx, col)), (model.W_dec, (idx, col)),
-                         (model.b_lat, (i, idx))):
+        for p, where in model.reinit_latents_(stream, idx, std=std, generator=generator):
+            state = optimizer.state.get(p, {})
             for moment in ("exp_avg", "exp_avg_sq"):
-                state = optimizer.state.get(p, {})
                 if moment in state:
                     state[moment][where] = 0
     return total

@@ -43,7 +43,5 @@ def init_pre_bias_(model: SPARC, batch: Mapping[str, Tensor], method: PreBiasIni
     check_pre_bias_init(method)
     if method == "zero":
         return
-    for name, x in batch.items():
-        col = model.cols[model.stream_index(name)]
-        centre = x.double().mean(0) if method == "mean" else geometric_median(x)
-        model.b_pre[col] = centre.to(model.b_pre.dtype)
+    model.set_pre_bias_({name: x.double().mean(0) if method == "mean" else geometric_median(x)
+                         for name, x in batch.items()})

@@ -92,7 +92,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-            fused=_fused_supported(model.W_enc),
+            fused=all(_fused_supported(p) for p in model.parameters()),
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
