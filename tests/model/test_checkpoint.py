@@ -398,7 +398,7 @@ def test_config_limits_are_accepted_and_dict_round_trip():
     for k in (1, 7):
         cfg = SPARCConfig(n_latents=8, k=k, topk="local", auxk=0)
         assert SPARCConfig.from_dict(cfg.to_dict()) == cfg
-    with sparc_error("unknown model config keys"):
+    with sparc_error("unknown key 'topx'"):
         SPARCConfig.from_dict({"n_latents": 8, "k": 2, "topx": "global"})
 
 

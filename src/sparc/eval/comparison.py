@@ -17,7 +17,7 @@ from pathlib import Path
 from sparc.errors import SparcError
 from sparc.eval.markdown import fmt, table
 from sparc.eval.report import EvalReport
-from sparc.eval.serialize import to_json
+from sparc.jsonio import to_json
 
 
 @dataclass(frozen=True)

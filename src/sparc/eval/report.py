@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from sparc.errors import SparcError
-from sparc.eval.serialize import from_json, to_json
 from sparc.eval.settings import EvalSettings
+from sparc.jsonio import from_json, to_json
 from sparc.model import SPARCConfig
 
 FORMAT = "sparc-eval"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sparc.errors import SparcError
+from sparc.jsonio import from_json
 
 TopK = Literal["global", "local"]
 
@@ -59,9 +60,6 @@ class SPARCConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SPARCConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SparcError(f"unknown model config keys {unknown}; is this a sparc config.json?")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], *, what: str = "model config") -> SPARCConfig:
+        """Read a config written by :meth:`to_dict` (the rule of :mod:`sparc.jsonio`)."""
+        return from_json(cls, d, what=what)

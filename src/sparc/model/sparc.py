@@ -431,7 +431,7 @@ class SPARC(nn.Module):
             )
         try:
             meta = json.loads(cfg_file.read_text())
-            streams, cfg = meta["streams"], SPARCConfig.from_dict(meta["config"])
+            streams, cfg = meta["streams"], SPARCConfig.from_dict(meta["config"], what=f"{cfg_file}: config")
             if not isinstance(streams, dict) or not all(isinstance(d, int) for d in streams.values()):
                 raise TypeError("'streams' must map names to dimensions")
         except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -1,11 +1,12 @@
-"""Training settings. Defaults are the paper's (SPEC §3)."""
+"""Training settings. Defaults are the paper's (docs/method.md §3)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 from sparc.errors import SparcError
+from sparc.jsonio import from_json
 
 PreBiasInit = Literal["zero", "mean", "median"]
 
@@ -88,6 +89,6 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any], *, what: str = "training config") -> TrainConfig:
+        """Read a config written by :meth:`to_dict` (the rule of :mod:`sparc.jsonio`)."""
+        return from_json(cls, d, what=what)

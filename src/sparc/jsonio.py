@@ -1,20 +1,29 @@
-"""Typed results to JSON and back.
+"""Typed values to JSON and back: the one rule for every file sparc reads.
 
-Results are frozen dataclasses holding numbers, strings, lists, ``dict[str, X]`` and
-other such dataclasses. :func:`to_json` turns one into plain JSON values (NaN and ±inf
-become ``null``, as JSON has no such numbers); :func:`from_json` rebuilds it from its
-type hints, so ``from_json(T, to_json(x)) == x`` up to NaN.
+Configs, run records, manifests and results are frozen dataclasses holding numbers,
+strings, lists, ``dict[str, X]`` and other such dataclasses. :func:`to_json` turns one
+into plain JSON values (NaN and ±inf become ``null``, as JSON has no such numbers);
+:func:`from_json` rebuilds it from its type hints, so ``from_json(T, to_json(x)) == x``
+up to NaN.
+
+The rule for reading (docs/formats.md): a missing key takes the field's default, and
+an **unknown key is an error** naming the key — a file from a newer sparc, or one that
+is not what it claims to be, is refused rather than half-understood.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
+
+from sparc.errors import SparcError
 
 T = TypeVar("T")
 
@@ -34,10 +43,30 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-def from_json(tp: type[T], data: Any) -> T:
-    """Rebuild a value of type ``tp`` from :func:`to_json` output (missing fields take
-    their defaults, unknown keys are ignored so newer files stay readable)."""
-    return _build(tp, data, "")
+def from_json(tp: type[T], data: Any, *, what: str | None = None) -> T:
+    """Rebuild a value of type ``tp`` from :func:`to_json` output.
+
+    Missing fields take their defaults; unknown keys, wrong types and values the
+    dataclass refuses raise one :class:`SparcError` line naming ``what`` (the file or
+    thing being read) and where in it the problem is.
+    """
+    try:
+        return _build(tp, data, "")
+    except (ValueError, TypeError) as e:
+        raise SparcError(f"{what or tp.__name__}: {e}") from None
+
+
+def read_json(path: str | Path, tp: type[T], *, what: str | None = None) -> T:
+    """:func:`from_json` of the JSON file at ``path``; one-line errors for a missing or
+    malformed file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SparcError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SparcError(f"{path} is not readable JSON ({e})") from None
+    return from_json(tp, data, what=what or str(path))
 
 
 def _build(tp: Any, data: Any, where: str) -> Any:
@@ -46,11 +75,20 @@ def _build(tp: Any, data: Any, where: str) -> Any:
         if not isinstance(data, dict):
             raise ValueError(f"{where or tp.__name__}: expected an object, got {type(data).__name__}")
         hints = get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} "
+                             + ", ".join(repr(f"{where}.{k}".lstrip(".")) for k in unknown)
+                             + " (written by a newer sparc, or not this kind of file)")
         kwargs = {
             f.name: _build(hints[f.name], data[f.name], f"{where}.{f.name}")
             for f in dataclasses.fields(tp) if f.init and f.name in data
         }
-        return tp(**kwargs)
+        try:
+            return tp(**kwargs)
+        except SparcError as e:
+            raise ValueError(f"{where.lstrip('.') or tp.__name__}: {e}") from None
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if data is None and type(None) in args:
