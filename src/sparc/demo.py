@@ -13,17 +13,17 @@ run with the same settings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from sparc.atomic import write_text
+from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
+from sparc.model.config import TopK
 from sparc.train import TrainConfig
-from sparc.train.config import PreBiasInit
 
 STREAMS = {
     "img": ("efficientnet-lite", {}),
@@ -31,15 +31,17 @@ STREAMS = {
     "e5": ("e5-small", {}),
 }
 
-VARIANTS = {
-    "sparc": {"topk": "global", "cross_coef": 1.0},
-    "local": {"topk": "local", "cross_coef": 1.0},
-}
+VARIANTS: dict[str, TopK] = {"sparc": "global", "local": "local"}
+"""The demo's two models: SPARC (global TopK) and the local-TopK baseline, otherwise alike."""
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the demo (defaults sized for a 2-core laptop: a few minutes)."""
+    """Settings of the demo. The model and training defaults are sized for a 2-core
+    laptop (a few minutes): L = 2048, k = 16, lr 1e-3 (the demo set is small), 60 epochs,
+    the AuxK threshold scaled down to 50,000 samples, and the pre-bias started at the
+    first batch's mean (the original's zero leaves most latents dead on these features,
+    whose mean pairwise cosine is 0.46 to 0.84: experiments/README.md)."""
 
     out: Path = Path("sparc-demo")
     """Output folder: store/, runs/, summary.md."""
@@ -47,32 +49,12 @@ class DemoConfig:
     limit: int | None = None
     """Use only the first N emoji (quick runs)."""
 
-    n_latents: int = 2048
-    """Latents of the SPARC models."""
+    model: SPARCConfig = SPARCConfig(n_latents=2048, k=16, dead_after_samples=50_000)
+    """Model settings shared by both runs (the demo trains both TopK types, so --topk is not for it)."""
 
-    k: int = 16
-    """Active latents per sample."""
-
-    epochs: int = 60
-    """Training epochs of each model."""
-
-    lr: float = 1e-3
-    """Adam learning rate (higher than the paper's 1e-4: the demo set is small)."""
-
-    batch_size: int = 256
-    """Rows per training step."""
-
-    dead_after_samples: int = 50_000
-    """AuxK threshold, scaled down to the demo's size."""
-
-    pre_bias_init: PreBiasInit = "mean"
-    """Start of each stream's pre-bias ('mean': the first batch's mean; the original's 'zero' leaves most latents dead on these features, whose mean pairwise cosine is 0.46 to 0.84)."""
-
-    seed: int = 42
-    """Seed of training."""
-
-    progress: bool = True
-    """Show progress bars."""
+    train: TrainConfig = TrainConfig(lr=1e-3, epochs=60, checkpoint_every=0, pre_bias_init="mean",
+                                     resample_after_samples=500_000)
+    """Training settings shared by both runs."""
 
 
 @dataclass
@@ -87,15 +69,17 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     """Run the demo and return where everything went."""
     from sparc.data import FeatureStore
 
+    if cfg.model.topk != "global":
+        raise SparcError("the demo trains both TopK types (SPARC and the local baseline); drop --topk")
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(store=out / "store")
     t0 = time.perf_counter()
     store = _cached_store(cfg, result.store)
     result.seconds["features"] = time.perf_counter() - t0
-    for name, variant in VARIANTS.items():
+    for name, topk in VARIANTS.items():
         t = time.perf_counter()
-        result.runs[name] = _train(cfg, store, out / "runs" / name, variant)
+        result.runs[name] = _train(cfg, store, out / "runs" / name, topk)
         result.seconds[f"train {name}"] = time.perf_counter() - t
     t = time.perf_counter()
     result.summary = _summarise(cfg, FeatureStore.open(result.store), result)
@@ -124,35 +108,20 @@ def _cached_store(cfg: DemoConfig, path: Path):
     print(f"extracting features of {min(len(dataset), cfg.limit or len(dataset))} OpenMoji emoji "
           f"with {', '.join(f'{n}={f}' for n, (f, _) in STREAMS.items())}")
     return extract(dataset, streams, path, batch_size=64, overwrite=True, limit=cfg.limit,
-                   progress=cfg.progress, dataset_info=info)
+                   progress=cfg.train.progress, dataset_info=info)
 
 
-def _train(cfg: DemoConfig, store, run_dir: Path, variant: dict) -> Path:
-    from sparc.data import BatchLoader
-    from sparc.train import Trainer
-    from sparc.train.trainer import prepare_run_dir, write_train_config
+def _train(cfg: DemoConfig, store, run_dir: Path, topk: TopK) -> Path:
+    from sparc.train import finished_with, new_spec, open_run
 
-    model_cfg = SPARCConfig(n_latents=cfg.n_latents, k=cfg.k, dead_after_samples=cfg.dead_after_samples, **variant)
-    train_cfg = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, epochs=cfg.epochs, seed=cfg.seed,
-                            checkpoint_every=0, log_every=10, progress=cfg.progress,
-                            resample_after_samples=10 * cfg.dead_after_samples, pre_bias_init=cfg.pre_bias_init)
-    extra = {"store": str(store.path.resolve()), "streams": list(store.streams)}
-    saved = run_dir / "train_config.json"
-    if (run_dir / "model.safetensors").exists() and saved.exists():
-        old = json.loads(saved.read_text())
-        if old.get("train") == train_cfg.to_dict() and old.get("model") == model_cfg.to_dict() \
-                and old.get("store_created") == store.manifest.created:
-            print(f"reusing the finished run {run_dir}")
-            return run_dir
-    prepare_run_dir(run_dir, resume=False, overwrite=True)
-    write_train_config(run_dir, train_cfg, {**extra, "model": model_cfg.to_dict(), "store_created": store.manifest.created})
-    torch.manual_seed(train_cfg.seed)
-    model = SPARC(store.streams, model_cfg)
-    train = BatchLoader(store, "train", batch_size=train_cfg.batch_size, seed=train_cfg.seed)
-    val = BatchLoader(store, "val", batch_size=1024, shuffle=False)
-    print(f"training {run_dir.name}: topk={model_cfg.topk}, cross_coef={model_cfg.cross_coef}, "
-          f"L={cfg.n_latents}, k={cfg.k}, {cfg.epochs} epochs")
-    Trainer(model, train_cfg, train, val, run_dir=run_dir).fit()
+    spec = new_spec(store, dataclasses.replace(cfg.model, topk=topk), cfg.train)
+    if finished_with(run_dir, spec):
+        print(f"reusing the finished run {run_dir}")
+        return run_dir
+    print(f"training {run_dir.name}: topk={topk}, cross_coef={cfg.model.cross_coef}, "
+          f"L={cfg.model.n_latents}, k={cfg.model.k}, {cfg.train.epochs} epochs")
+    # The demo owns its output folder: a run there with other settings is replaced.
+    open_run(run_dir, spec, overwrite=True).trainer.fit()
     return run_dir
 
 
@@ -161,7 +130,7 @@ def _summarise(cfg: DemoConfig, store, result: DemoResult) -> str:
     from sparc.eval import EvalSettings, compare, evaluate, render_comparison, write_eval
 
     for name, run in result.runs.items():
-        report = evaluate(SPARC.load(run), store, EvalSettings(split="test", progress=cfg.progress), run=name)
+        report = evaluate(SPARC.load(run), store, EvalSettings(split="test", progress=cfg.train.progress), run=name)
         write_eval(report, run / "eval-test", plots=True)
     table = render_comparison(compare(list(result.runs.values()), split="test"))
     lines = [

@@ -42,40 +42,19 @@ class Train:
     """Replace whatever --out holds."""
 
     def run(self) -> None:
-        import torch
+        from sparc.data import FeatureStore
+        from sparc.train import new_spec, open_run
 
-        from sparc.data import BatchLoader, FeatureStore
-        from sparc.train.trainer import CHECKPOINT_DIR, Trainer, prepare_run_dir, read_train_config, write_train_config
-
-        prepare_run_dir(self.out, resume=self.resume, overwrite=self.overwrite)
-        if self.resume:
-            cfg, extra = read_train_config(self.out)
-            store = FeatureStore.open(extra["store"])
-            model = SPARC.load(self.out / CHECKPOINT_DIR, device=cfg.device)
-            streams = extra["streams"]
+        spec = None if self.resume else new_spec(FeatureStore.open(self.store), self.model, self.train, self.streams)
+        run = open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite)
+        if run.resumed:
             print(f"resuming {self.out} with its saved settings")
-        else:
-            cfg = self.train
-            store = FeatureStore.open(self.store)
-            streams = store.select_streams(self.streams)
-            torch.manual_seed(cfg.seed)
-            model = SPARC({s: store.streams[s] for s in streams}, self.model, device=cfg.device)
-            extra = {"store": str(self.store.resolve()), "streams": list(streams)}
-            write_train_config(self.out, cfg, extra)
-        train = BatchLoader(store, "train", batch_size=cfg.batch_size, streams=streams, seed=cfg.seed)
-        val = None
-        if cfg.validate and len(store.split_rows("val")):
-            val = BatchLoader(store, "val", batch_size=max(cfg.batch_size, 1024), streams=streams, shuffle=False)
-        trainer = Trainer(model, cfg, train, val, run_dir=self.out,
-                          extra_config={"model": model.config_dict(), **extra, "train": cfg.to_dict()})
-        if self.resume:
-            trainer.load_checkpoint(self.out / CHECKPOINT_DIR)
         try:
-            trainer.fit()
+            run.trainer.fit()
         except KeyboardInterrupt:
-            raise SparcError(f"interrupted at step {trainer.step_count}; continue with: "
+            raise SparcError(f"interrupted at step {run.trainer.step_count}; continue with: "
                              f"sparc train {self.store} --out {self.out} --resume") from None
-        print(f"trained {trainer.step_count} steps; model saved in {self.out}")
+        print(f"trained {run.trainer.step_count} steps; model saved in {self.out}")
 
 
 @dataclass
@@ -218,7 +197,7 @@ class ImportCheckpoint:
     """Replace an existing model at --out."""
 
     def run(self) -> None:
-        from sparc.train.trainer import run_exists
+        from sparc.train.run import run_exists
 
         if run_exists(self.out) and not self.overwrite:
             raise SparcError(f"{self.out} already holds a model; pass --overwrite to replace it")
@@ -313,11 +292,12 @@ class Compare:
 
 
 def _trained_store(run_dir: Path) -> Path:
-    """The store recorded in RUN/train_config.json."""
-    try:
-        return Path(json.loads((run_dir / "train_config.json").read_text())["store"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise SparcError(f"{run_dir} does not record the store it was trained on; pass --store") from None
+    """The store recorded in the run's spec (RUN/train_config.json)."""
+    from sparc.train.run import RUN_SPEC, RunSpec
+
+    if not (run_dir / RUN_SPEC).exists():
+        raise SparcError(f"{run_dir} does not record the store it was trained on; pass --store")
+    return Path(RunSpec.read(run_dir).store)
 
 
 def named_values(items: tuple[str, ...], form: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 A run directory holds::
 
     RUN/config.json, RUN/model.safetensors     the final model (SPARC.load(RUN))
-    RUN/train_config.json                      TrainConfig and where the data came from
+    RUN/train_config.json                      how the run was made (:mod:`sparc.train.run`)
     RUN/metrics.jsonl                          one JSON record per logged step / validation
     RUN/checkpoint/                            the latest resumable state: the model,
                                                trainer.pt (optimizer, RNG, data position)
@@ -15,9 +15,7 @@ weights as an uninterrupted one (bitwise on CPU).
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sparc.atomic import atomic_path, write_json
+from sparc.atomic import atomic_path
 from sparc.errors import SparcError
 from sparc.model import SPARC, Losses
 from sparc.train.config import TrainConfig
@@ -247,40 +245,6 @@ class Trainer:
         self.train_data.load_state_dict(state["data"])
         self.generator.set_state(state["generator"])
         self.step_count = int(state["step"])
-
-
-def run_exists(run_dir: Path) -> bool:
-    return (run_dir / CHECKPOINT_DIR).is_dir() or (run_dir / "config.json").exists()
-
-
-def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over an existing run unless resuming or overwriting."""
-    if run_exists(run_dir):
-        if resume:
-            return
-        if not overwrite:
-            raise SparcError(f"{run_dir} already holds a run; pass --resume to continue it "
-                             "or --overwrite to replace it")
-        shutil.rmtree(run_dir)
-    elif resume:
-        raise SparcError(f"{run_dir} holds no run to resume; drop --resume to start one")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise SparcError(f"{run_dir} is not empty; choose a new --out or pass --overwrite")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def write_train_config(run_dir: Path, cfg: TrainConfig, extra: dict[str, Any]) -> None:
-    write_json(run_dir / "train_config.json", {"train": cfg.to_dict(), **extra})
-
-
-def read_train_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
-    try:
-        d = json.loads((run_dir / "train_config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SparcError(f"{run_dir}/train_config.json is missing or invalid ({e}); the run cannot be resumed") from None
-    return TrainConfig.from_dict(d.pop("train")), d
 
 
 def _fused_supported(p: Tensor) -> bool:
