@@ -34,6 +34,9 @@ def test_missing_dir_and_manifest(tmp_path):
         (lambda m: json.dumps({**m, "streams": {"a": {"dim": 2, "dtype": "int8", "file": "x"}}}), "dtype must be"),
         (lambda m: json.dumps({**m, "streams": {"a": {"dim": 2, "dtype": "float32", "file": "/etc/x"}}}),
          "relative path"),
+        (lambda m: json.dumps({**m, "rows_sorted": True}), "unknown key 'rows_sorted' .*newer sparc"),
+        (lambda m: json.dumps({**m, "streams": {"a": {"dim": 2, "dtype": "float32", "file": "x", "scale": 2}}}),
+         "stream 'a': unknown key 'scale'"),
         (lambda m: json.dumps({**m, "n_rows": m["n_rows"] + 1}), "holds float32 \\[20, 6\\] but the manifest says"),
     ],
 )

@@ -16,6 +16,9 @@ MANIFEST = "manifest.json"
 ROWS = "rows.jsonl"
 SPLITS = "splits.npy"
 DTYPES = ("float32", "float16")
+EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows")
+"""Optional top-level keys: the dataset's description, its label hierarchy, and the rows
+the extractor left out. Any other unknown key is refused (the rule of :mod:`sparc.jsonio`)."""
 # Stream names become file names: keep them to a safe alphabet.
 STREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -42,6 +45,13 @@ class Manifest:
     dropped_nonfinite: int = 0
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    """The optional keys of :data:`EXTENSIONS` present in the file."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.extra) - set(EXTENSIONS))
+        if unknown:
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                             "(written by a newer sparc, or not a sparc manifest)")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``manifest.json``."""
@@ -115,6 +125,9 @@ def _parse(obj: Any) -> Manifest:
     for name, s in obj["streams"].items():
         if not STREAM_NAME.fullmatch(name):
             raise ValueError(f"invalid stream name {name!r}")
+        unknown = sorted(set(s) - {"dim", "dtype", "file", "source"})
+        if unknown:
+            raise ValueError(f"stream {name!r}: unknown key {', '.join(map(repr, unknown))}")
         dim, dtype, file = s["dim"], s["dtype"], s["file"]
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ValueError(f"stream {name!r}: dim must be a positive integer, got {dim!r}")
