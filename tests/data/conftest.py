@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _data_helpers import DIMS, random_features, simple_meta, write
+
+from tests.data.helpers import DIMS, random_features, simple_meta, write
 
 
 @pytest.fixture

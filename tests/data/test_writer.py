@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from _data_helpers import DIMS, assert_clean_failure, random_features, simple_meta, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -14,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from sparc.data import FeatureStore, RowMeta, StoreWriter
 from sparc.data.npy import HEADER_BYTES, npy_header
 from sparc.errors import SparcError
+from tests.data.helpers import DIMS, assert_clean_failure, random_features, simple_meta, write
 
 
 def test_round_trip_raw_values_and_metadata(tmp_path):

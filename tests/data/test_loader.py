@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _data_helpers import random_features, simple_meta, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparc.data import Batch, BatchLoader, FeatureStore, RowMeta, StoreWriter
 from sparc.errors import SparcError
+from tests.data.helpers import random_features, simple_meta, write
 
 N = 1000
 

@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
-from _data_helpers import assert_clean_failure
 
 from sparc.data import FeatureStore, RowMeta, import_h5
 from sparc.errors import SparcError
+from tests.data.helpers import assert_clean_failure
 
 h5py = pytest.importorskip("h5py")
 

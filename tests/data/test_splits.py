@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _data_helpers import random_features, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparc.data import FeatureStore, RowMeta, Split
 from sparc.data.splits import assign_splits, check_fractions
 from sparc.errors import SparcError
+from tests.data.helpers import random_features, write
 
 group_lists = st.lists(st.text(min_size=0, max_size=6), min_size=1, max_size=60)
 
