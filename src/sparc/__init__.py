@@ -1,22 +1,22 @@
 """sparc: concept-aligned sparse autoencoders (SPARC) across models and modalities.
 
-The subpackages, in the order data flows through them:
+The subpackages, in the order data flows through them (the method: docs/method.md):
 
-- :mod:`sparc.data`  — the feature store, splits, batch loader, HDF5 import
-- :mod:`sparc.model` — the SPARC module, its config and typed outputs, sparse kernels
-- :mod:`sparc.train` — the trainer, its config, the dead-latent policy
-- :mod:`sparc.cli`   — the ``sparc`` command
+- :mod:`sparc.extract` — the input pipeline: datasets, backbones, extraction into a store
+- :mod:`sparc.data`    — the feature store, splits, batch loader, HDF5 import
+- :mod:`sparc.model`   — the SPARC module, its config and typed outputs, sparse kernels
+- :mod:`sparc.train`   — the run workflow, the trainer, its config, the dead-latent policy
+- :mod:`sparc.eval`    — the paper's metrics, ``sparc eval`` and ``sparc compare``
+- :mod:`sparc.cli`     — the ``sparc`` command
+
+Importing sparc changes no process-wide state. The ``sparc`` command backs large CPU
+tensors with transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``, unless already set; see
+:func:`sparc.cli.main.main`); library users who train on the CPU can set that variable
+themselves before PyTorch's first allocation.
 """
 
-import os
-
-# Back large CPU tensors with transparent huge pages (PyTorch reads this once, at its
-# first allocation): fresh gradient buffers of the 8192×2560 weights then cost a few
-# page faults instead of ~20,000, about 25 ms per buffer on a 2-core machine.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-from sparc.errors import SparcError  # noqa: E402
-from sparc.model import SPARC, ForwardOutput, Losses, SPARCConfig, SparseCode  # noqa: E402
+from sparc.errors import SparcError
+from sparc.model import SPARC, ForwardOutput, Losses, SPARCConfig, SparseCode
 
 __version__ = "0.1.0"
 

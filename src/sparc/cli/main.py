@@ -24,6 +24,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``sparc``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    # Back large CPU tensors with transparent huge pages: fresh gradient buffers of the
+    # 8192×2560 weights then cost a few page faults instead of ~20,000, about 25 ms per
+    # buffer on a 2-core machine. PyTorch reads the variable at its first allocation,
+    # which no import before this line makes (tests/test_import.py checks). Set it to 0 to opt out.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
         command = tyro.extras.subcommand_cli_from_dict(
             COMMANDS, args=argv, prog="sparc",

@@ -1,4 +1,4 @@
-"""Sparse kernels of the efficient formulation (SPEC §4), in pure PyTorch.
+"""Sparse kernels of the efficient formulation (docs/method.md §4), in pure PyTorch.
 
 Sparse codes are handled as the rows of a CSR matrix [R, L]: row r holds the entries
 ``col[crow[r]:crow[r+1]]`` (latent ids) with values ``val[...]``. Rows may have different
@@ -24,7 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def csr_tensor(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A sparse CSR tensor, built without PyTorch's "support is in beta" notice (the
+    kernels use only its stable operations; the notice is silenced here, not process-wide)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, val, shape, check_invariants=False)
 
 
 def uniform_crow(n_rows: int, k: int, device: torch.device | None = None) -> Tensor:
@@ -42,10 +49,7 @@ def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor) -> Tensor:
 def sddmm(crow: Tensor, col: Tensor, A_rd: Tensor, W_ld: Tensor) -> Tensor:
     """[nnz]: dot product of each entry's weight row with its row of ``A``."""
     if A_rd.dtype in (torch.float32, torch.float64):
-        pattern = torch.sparse_csr_tensor(
-            crow, col, A_rd.new_zeros(col.numel()), (A_rd.shape[0], W_ld.shape[0]),
-            check_invariants=False,
-        )
+        pattern = csr_tensor(crow, col, A_rd.new_zeros(col.numel()), (A_rd.shape[0], W_ld.shape[0]))
         return torch.sparse.sampled_addmm(pattern, A_rd, W_ld.t(), beta=0.0).values()
     # Half precision: sampled_addmm lacks kernels, so gather rows in slabs instead.
     rows = torch.repeat_interleave(torch.arange(A_rd.shape[0], device=col.device), crow.diff())
