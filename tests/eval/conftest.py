@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from _eval_helpers import HIERARCHY
 
 from sparc.data import FeatureStore
 from synthetic import make_store
+
+from .helpers import HIERARCHY
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from _eval_helpers import small_model
 
 from sparc.data.normalize import l2_normalize
 from sparc.eval import EvalReport, EvalSettings, evaluate, render_eval, write_eval
 from sparc.eval.labels import label_matrix
+
+from .helpers import small_model
 
 FAST = dict(progress=False, probe_epochs=2, retrieval_queries=20)
 

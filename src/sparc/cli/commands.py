@@ -250,8 +250,8 @@ class Eval:
     def run(self) -> None:
         from sparc.data import FeatureStore
         from sparc.eval import evaluate, write_eval
-        from sparc.eval.markdown import render_summary
-        from sparc.eval.output import check_out_dir
+        from sparc.eval.output.markdown import render_summary
+        from sparc.eval.output.write import check_out_dir
 
         model = SPARC.load(self.run_dir)
         store = FeatureStore.open(self.store or _trained_store(self.run_dir))

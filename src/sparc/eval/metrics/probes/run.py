@@ -24,9 +24,9 @@ from sparc.data.gather import read_rows
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable
 from sparc.eval.labels import label_matrix
-from sparc.eval.probe1d import one_d_probe
-from sparc.eval.probes import fit_multilabel_probe
-from sparc.eval.report import ProbeReport, ProbeResult
+from sparc.eval.metrics.probes.linear import fit_multilabel_probe
+from sparc.eval.metrics.probes.one_d import one_d_probe
+from sparc.eval.results import ProbeReport, ProbeResult
 from sparc.eval.sampling import group_codes, sample_groups
 from sparc.eval.settings import EvalSettings
 from sparc.model import SPARC, SparseCode

@@ -1,4 +1,4 @@
-"""The 1D probe (SPEC §5): how well does the single best latent predict a class?
+"""The 1D probe (docs/method.md §5.6): how well does the single best latent predict a class?
 
 For each class with more than ``min_positives`` positives among the train rows:
 
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from sparc.eval.labels import LabelMatrix
-from sparc.eval.report import OneDClass, OneDProbe
+from sparc.eval.results import OneDClass, OneDProbe
 from sparc.model import SparseCode
 
 

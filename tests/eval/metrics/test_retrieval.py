@@ -3,13 +3,14 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _eval_helpers import small_model
 
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable
-from sparc.eval.ranking import MatchKeys
-from sparc.eval.retrieval import Retriever, retrieval_tasks
+from sparc.eval.metrics.ranking import MatchKeys
+from sparc.eval.metrics.retrieval import Retriever, retrieval_tasks
 from sparc.model import SPARC, SPARCConfig
+
+from ..helpers import small_model
 
 
 def setup(store, model, block):

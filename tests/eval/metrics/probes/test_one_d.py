@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sparc.eval.labels import label_matrix
-from sparc.eval.probe1d import balanced, fit_logistic_1d, log_loss, one_d_probe
+from sparc.eval.metrics.probes.one_d import balanced, fit_logistic_1d, log_loss, one_d_probe
 from sparc.model import SparseCode
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from sparc.eval.plots import PLOTS
-from sparc.eval.report import EvalReport
+from sparc.eval.output.plots import PLOTS
+from sparc.eval.results import EvalReport
 
 
 def fmt(x: float | int | None, digits: int = 3) -> str:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparc.eval.concepts import ConceptCounter, concept_jaccard, pair_jaccard
 from sparc.eval.labels import label_matrix
+from sparc.eval.metrics.concept_jaccard import ConceptCounter, concept_jaccard, pair_jaccard
 from sparc.model import SparseCode
 
 

@@ -114,7 +114,7 @@ class PairJaccard:
 
 @dataclass(frozen=True)
 class ConceptJaccard:
-    """Weighted Jaccard of the per-latent label histograms across streams (SPEC §5), at one
+    """Weighted Jaccard of the per-latent label histograms across streams (docs/method.md §5.2), at one
     label depth."""
 
     depth: int | None
@@ -237,7 +237,7 @@ class OneDClass:
 
 @dataclass(frozen=True)
 class OneDProbe:
-    """Best single latent per class (SPEC §5), chosen on train + val, scored on test."""
+    """Best single latent per class (docs/method.md §5.6), chosen on train + val, scored on test."""
 
     stream: str
     mean_log_loss: float

@@ -1,4 +1,5 @@
-"""How often each latent fires per stream; dead latents and their patterns across streams."""
+"""Dead latents (docs/method.md §5.4): how often each latent fires per stream, the latents
+that never fire and their patterns across streams."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sparc.eval.report import DeadLatents, FiringHistogram
+from sparc.eval.results import DeadLatents, FiringHistogram
 from sparc.model import SparseCode
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sparc.errors import SparcError
-from sparc.eval.report import EvalReport
+from sparc.eval.results import EvalReport
 
 PLOTS = {
     "firing": "Firing frequency of the latents per stream",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sparc.atomic import atomic_path
 from sparc.errors import SparcError
-from sparc.eval.markdown import render_eval
-from sparc.eval.report import EvalReport
+from sparc.eval.output.markdown import render_eval
+from sparc.eval.results import EvalReport
 
 JSON_FILE = "eval.json"
 MD_FILE = "eval.md"
@@ -33,7 +33,7 @@ def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> Ev
     with atomic_path(out, is_dir=True) as tmp:
         tmp.mkdir(parents=True, exist_ok=True)
         if plots:
-            from sparc.eval.plots import draw_plots
+            from sparc.eval.output.plots import draw_plots
 
             files = draw_plots(report, tmp / PLOT_DIR)
             report = dataclasses.replace(report, plots={k: f"{PLOT_DIR}/{v}" for k, v in files.items()})

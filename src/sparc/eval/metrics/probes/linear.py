@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparc.eval.average_precision import macro_average_precision as macro_ap
+from sparc.eval.metrics.probes.average_precision import macro_average_precision as macro_ap
 from sparc.model import SparseCode
 
 Inputs = Tensor | SparseCode

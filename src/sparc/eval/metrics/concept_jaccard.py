@@ -1,4 +1,4 @@
-"""Concept Jaccard (SPEC §5): do the latents mean the same labels in every stream?
+"""Concept Jaccard (docs/method.md §5.2): do the latents mean the same labels in every stream?
 
 For latent l and stream s, ``cnt[s, l, c]`` is the number of labelled rows with label c on
 which l fires (z_s(i)_l > 0). Two streams agree on l when its label histograms match:
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sparc.eval.labels import LabelMatrix
-from sparc.eval.report import ConceptJaccard, PairJaccard
+from sparc.eval.results import ConceptJaccard, PairJaccard
 from sparc.model import SparseCode
 
 N_BINS = 20

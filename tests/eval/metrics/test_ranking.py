@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparc.eval.ranking import MatchKeys, best_scores, rank_queries, retrieval_metrics
+from sparc.eval.metrics.ranking import MatchKeys, best_scores, rank_queries, retrieval_metrics
 
 
 def ranks_of(scores, acceptable, tol=1e-6, block=2):

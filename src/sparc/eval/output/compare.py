@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparc.errors import SparcError
-from sparc.eval.markdown import fmt, table
-from sparc.eval.report import EvalReport
+from sparc.eval.output.markdown import fmt, table
+from sparc.eval.results import EvalReport
 from sparc.jsonio import to_json
 
 

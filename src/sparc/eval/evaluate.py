@@ -1,4 +1,4 @@
-"""``evaluate``: every metric of SPEC §5 for one model on one split of a store.
+"""``evaluate``: every metric of docs/method.md §5 for one model on one split of a store.
 
 One streaming pass over the split, ``chunk_rows`` rows at a time, encodes each chunk
 both jointly and independently from one encoder pass (:meth:`SPARC.logits`) and feeds per-latent and
@@ -20,16 +20,16 @@ from sparc.data.gather import read_rows
 from sparc.data.normalize import l2_normalize
 from sparc.data.splits import Split
 from sparc.errors import SparcError
-from sparc.eval.active_sets import ActiveSetAccumulator
 from sparc.eval.codes import CodeTable
-from sparc.eval.concepts import ConceptCounter
-from sparc.eval.firing import FiringCounter
 from sparc.eval.labels import label_matrix, max_depth
-from sparc.eval.probing import run_probes
-from sparc.eval.ranking import MatchKeys
-from sparc.eval.reconstruction import ReconstructionAccumulator
-from sparc.eval.report import EncodingReport, EvalReport
-from sparc.eval.retrieval import Retriever
+from sparc.eval.metrics.active_sets import ActiveSetAccumulator
+from sparc.eval.metrics.concept_jaccard import ConceptCounter
+from sparc.eval.metrics.dead_latents import FiringCounter
+from sparc.eval.metrics.probes.run import run_probes
+from sparc.eval.metrics.ranking import MatchKeys
+from sparc.eval.metrics.reconstruction import ReconstructionAccumulator
+from sparc.eval.metrics.retrieval import Retriever
+from sparc.eval.results import EncodingReport, EvalReport
 from sparc.eval.sampling import sample_rows
 from sparc.eval.settings import EvalSettings
 from sparc.model import SPARC, SparseCode

@@ -1,4 +1,4 @@
-"""Per-sample active-set Jaccard: do two streams of the same row use the same latents?
+"""Per-sample active-set Jaccard (docs/method.md §5.3): do two streams of the same row use the same latents?
 
 ``A_s(i)`` is the set of nonzero latents of stream s on row i, and the score is
 ``|A_s ∩ A_t| / |A_s ∪ A_t|``. Under joint global-TopK encoding the candidate sets are
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sparc.eval.report import PairActiveSets
+from sparc.eval.results import PairActiveSets
 from sparc.model import SparseCode
 
 N_BINS = 20

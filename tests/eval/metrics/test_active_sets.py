@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sparc.eval.active_sets import ActiveSetAccumulator, active_set_jaccard
+from sparc.eval.metrics.active_sets import ActiveSetAccumulator, active_set_jaccard
 from sparc.model import SparseCode
 
 

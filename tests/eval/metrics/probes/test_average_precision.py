@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparc.eval.average_precision import average_precision, macro_average_precision
+from sparc.eval.metrics.probes.average_precision import average_precision, macro_average_precision
 
 
 def test_by_hand():

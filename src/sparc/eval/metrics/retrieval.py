@@ -1,4 +1,4 @@
-"""Cross-stream retrieval for every ordered stream pair (SPEC §5).
+"""Cross-stream retrieval for every ordered stream pair (docs/method.md §5.5).
 
 Queries are a seeded sample of rows of stream s (all rows when asked); the gallery is
 every row of the split in stream t, so R@K estimates the full-gallery figure. Three
@@ -11,7 +11,7 @@ representations, all compared by cosine:
 
 Scores are computed one (query chunk × gallery block) at a time — dense products for
 dense vectors, a sparse CSR × dense product for codes — so memory is bounded by the
-block size, not the split; see :mod:`sparc.eval.ranking` for matches and ties.
+block size, not the split; see :mod:`sparc.eval.metrics.ranking` for matches and ties.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from sparc.data.gather import read_rows
 from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable, csr, dense_transposed, unit_values
-from sparc.eval.ranking import MATCH_RULE, TIE_RULE, MatchKeys, best_scores, rank_queries, retrieval_metrics
-from sparc.eval.report import RetrievalReport, RetrievalResult
+from sparc.eval.metrics.ranking import MATCH_RULE, TIE_RULE, MatchKeys, best_scores, rank_queries, retrieval_metrics
+from sparc.eval.results import RetrievalReport, RetrievalResult
 from sparc.model import SPARC, SparseCode
 
 QUERY_SLAB = 512

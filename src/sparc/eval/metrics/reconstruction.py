@@ -1,4 +1,4 @@
-"""NMSE, cross-reconstruction NMSE and L0, accumulated chunk by chunk."""
+"""NMSE, cross-reconstruction NMSE and L0 (docs/method.md §5.1), accumulated chunk by chunk."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sparc.eval.report import CrossNMSE, Reconstruction
+from sparc.eval.results import CrossNMSE, Reconstruction
 from sparc.model import SparseCode, row_nmse
 
 
 class ReconstructionAccumulator:
     """Sums of per-row NMSE for every (target, source) pair and of nonzero code entries.
 
-    NMSE is ``mean over rows of ‖x̂ − x‖² / ‖x‖²`` (docs/method.md §2); rows with ‖x‖ = 0 are left
+    NMSE is ``mean over rows of ‖x̂ − x‖² / ‖x‖²`` (docs/method.md §2.1); rows with ‖x‖ = 0 are left
     out and counted. L0 counts the NONZERO entries of a code, not its mask size k.
     """
 
