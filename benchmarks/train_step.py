@@ -4,13 +4,13 @@
 Measures, side by side in one run, the median milliseconds of one full training step
 (forward, backward, decoder constraint, fused Adam step, zero_grad) of
 
-  (a) sparc  -- ``sparc.model.SPARC``, the efficient formulation (SPEC §4);
+  (a) sparc  -- ``sparc.model.SPARC``, the efficient formulation (docs/method.md §4);
   (b) dense  -- ``DenseSPARC`` from ``tests/oracle.py``, the literal dense formulation as
                 the original code computes it (every logit matrix and every decode dense);
   (c) floor  -- one B×D×L GEMM (x_cat @ W_encᵀ) plus one fused Adam step over parameters
                 of exactly sparc's shapes: work no formulation of the step can avoid.
 
-Targets (SPEC §4): (a) at least 8× faster than (b), and (a) within 1.3× of (c).
+Targets (BENCHMARKS.md): (a) at least 8× faster than (b), and (a) within 1.3× of (c).
 
 Before timing, (a) and (b) are run on the same first batch and their losses compared, so
 the comparison is of the same maths. The three are timed interleaved (round-robin), so

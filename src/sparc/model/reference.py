@@ -1,4 +1,4 @@
-"""Import of the original code's checkpoint (``msae_checkpoint.pth``, SPEC §6).
+"""Import of the original code's checkpoint (``msae_checkpoint.pth``, docs/method.md §6).
 
 The original keeps one ``nn.Linear`` per stream: ``encoders.<s>.weight`` [L, d_s],
 ``decoders.<s>.weight`` [d_s, L], ``pre_biases.<s>`` [d_s], ``latent_biases.<s>`` [L]
