@@ -21,9 +21,6 @@ class CodeTable:
         self.indices = np.zeros((n_rows, k), dtype=np.int32)
         self.values = np.zeros((n_rows, k), dtype=np.float32)
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
     def put(self, start: int, code: SparseCode) -> None:
         """Store ``code`` as rows ``start, start + 1, ...``."""
         n = code.indices.shape[0]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from sparc.errors import SparcError
 
@@ -85,6 +84,3 @@ class EvalSettings:
             raise SparcError(f"probe_lr must be positive, got {self.probe_lr}")
         if self.depths is not None and any(d < 0 for d in self.depths):
             raise SparcError(f"depths must be >= 0 (0 = root labels), got {list(self.depths)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -79,8 +79,7 @@ class ConceptCounter:
         self.streams = list(streams)
         self.n_latents = n_latents
         self.depths = [d for d, _ in label_sets]
-        self.sizes = [m.n_classes for _, m in label_sets]
-        self.offsets = np.concatenate(([0], np.cumsum(self.sizes))).astype(np.int64)
+        self.offsets = np.concatenate(([0], np.cumsum([m.n_classes for _, m in label_sets]))).astype(np.int64)
         self.n_classes = int(self.offsets[-1])
         # One class space for all depths: row i's classes at every depth, offset per depth.
         n_rows = label_sets[0][1].n_rows if label_sets else 0

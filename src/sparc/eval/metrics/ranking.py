@@ -37,7 +37,6 @@ class MatchKeys:
         caps = np.array([c if c else "" for c in captions], dtype=object).astype(str)
         _, code = np.unique(caps, return_inverse=True)
         self.caption = np.where(caps == "", -1, code).astype(np.int64)
-        self.n = len(self.group)
 
     def pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every acceptable (query, gallery row) pair of the query positions ``queries``.

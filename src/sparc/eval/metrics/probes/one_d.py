@@ -18,7 +18,6 @@ constant guess scores ln 2 ≈ 0.693 on balanced rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -128,10 +127,8 @@ def one_d_probe(
     select: SparseCode, y_select: LabelMatrix,
     report: SparseCode, y_report: LabelMatrix,
     *, min_positives: int = 50, n_candidates: int = 8, seed: int = 0,
-    class_names: Sequence[str] | None = None,
 ) -> OneDProbe:
     """The 1D probe of one stream's codes; the three label matrices share their classes."""
-    names = class_names or y_fit.names
     dense = (y_fit.dense(), y_select.dense(), y_report.dense())
     pos = [d.sum(0) for d in dense]
     eligible = np.flatnonzero((pos[0] > min_positives) & (pos[1] > 0) & (pos[2] > 0))
@@ -154,6 +151,6 @@ def one_d_probe(
         w, b = fit_logistic_1d(np.concatenate([x_fit[choice:choice + 1], x_sel[choice:choice + 1]], axis=1),
                                np.concatenate([l_fit, l_sel]))
         loss = log_loss(columns(report, r_rep, latent), l_rep, w, b)
-        results.append(OneDClass(label=names[c], latent=int(latent[0]), log_loss=float(loss[0]), n_test=len(r_rep)))
+        results.append(OneDClass(label=y_fit.names[c], latent=int(latent[0]), log_loss=float(loss[0]), n_test=len(r_rep)))
     mean = float(np.mean([r.log_loss for r in results])) if results else math.nan
     return OneDProbe(stream=stream, mean_log_loss=mean, n_classes=len(results), classes=results)
