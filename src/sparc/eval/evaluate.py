@@ -11,16 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sparc.data import FeatureStore
-from sparc.data.gather import read_rows
-from sparc.data.normalize import l2_normalize
 from sparc.data.splits import Split
 from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable
+from sparc.eval.features import model_inputs
 from sparc.eval.labels import label_matrix, max_depth
 from sparc.eval.metrics.active_sets import ActiveSetAccumulator
 from sparc.eval.metrics.concept_jaccard import ConceptCounter
@@ -141,10 +139,7 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
               dynamic_ncols=True) as bar:
         for a in range(0, N, settings.chunk_rows):
             b = min(a + settings.chunk_rows, N)
-            x = {}
-            for s in streams:
-                x_nd = read_rows(features[s], rows[a:b]).astype(np.float32)
-                x[s] = torch.from_numpy(x_nd if store.normalized else l2_normalize(x_nd)).to(device)
+            x = {s: model_inputs(store, s, rows[a:b]).to(device) for s in streams}
             # One encoder pass serves both encodings (docs/method.md §5).
             logits = model.logits(x)
             independent = model.select(logits, "local")

@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sparc.data.gather import read_rows
-from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable, csr, dense_transposed, unit_values
+from sparc.eval.features import read_features
 from sparc.eval.metrics.ranking import MATCH_RULE, TIE_RULE, MatchKeys, best_scores, rank_queries, retrieval_metrics
 from sparc.eval.results import RetrievalReport, RetrievalResult
 from sparc.model import SPARC, SparseCode
@@ -84,9 +83,7 @@ class Retriever:
 
     def raw(self, stream: str, positions: np.ndarray | slice) -> Tensor:
         """Unit-norm float32 raw features of ``positions`` (sorted) on the device."""
-        rows = self.rows[positions]
-        x = read_rows(self.features[stream], rows).astype(np.float32)
-        return torch.from_numpy(l2_normalize(x)).to(self.device)
+        return read_features(self.features[stream], self.rows[positions]).to(self.device)
 
     @torch.no_grad()
     def cross(self, target: str, source: str, positions: np.ndarray | slice) -> Tensor:

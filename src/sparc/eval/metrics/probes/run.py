@@ -20,9 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sparc.data import FeatureStore, RowMeta
-from sparc.data.gather import read_rows
-from sparc.data.normalize import l2_normalize
 from sparc.eval.codes import CodeTable
+from sparc.eval.features import model_inputs
 from sparc.eval.labels import label_matrix
 from sparc.eval.metrics.probes.linear import fit_multilabel_probe
 from sparc.eval.metrics.probes.one_d import one_d_probe
@@ -34,18 +33,12 @@ from sparc.model import SPARC, SparseCode
 REPRESENTATIONS = ("raw", "latents", "recon")
 
 
-def read_unit(store: FeatureStore, stream: str, rows: np.ndarray) -> torch.Tensor:
-    """Unit-norm float32 features of the sorted store ``rows``."""
-    x = read_rows(store.features(stream), rows).astype(np.float32)
-    return torch.from_numpy(l2_normalize(x))
-
-
 def encode_rows(model: SPARC, store: FeatureStore, rows: np.ndarray, chunk: int,
                 device: torch.device) -> dict[str, SparseCode]:
     """Independent codes of the sorted store ``rows``, on the CPU."""
     parts: dict[str, list[SparseCode]] = {s: [] for s in model.names}
     for a in range(0, len(rows), chunk):
-        x = {s: read_unit(store, s, rows[a:a + chunk]).to(device) for s in model.names}
+        x = {s: model_inputs(store, s, rows[a:a + chunk]).to(device) for s in model.names}
         for s, code in model.select(model.logits(x), "local").items():
             parts[s].append(SparseCode(code.indices.cpu(), code.values.cpu(), code.n_latents))
     return {s: SparseCode(torch.cat([p.indices for p in ps]), torch.cat([p.values for p in ps]),
@@ -85,7 +78,7 @@ def run_probes(model: SPARC, store: FeatureStore, eval_rows: np.ndarray, codes: 
     with tqdm(total=steps, disable=not settings.progress, desc="probes", dynamic_ncols=True) as bar:
         for s in model.names:
             sets = (code_fit[s], code_sel[s], code_rep[s])
-            raw = [read_unit(store, s, rows) for rows in (fit_rows, sel_rows, rep_rows)]
+            raw = [model_inputs(store, s, rows) for rows in (fit_rows, sel_rows, rep_rows)]
             for rep in REPRESENTATIONS:
                 bar.set_postfix_str(f"{s} {rep}", refresh=False)
                 if rep == "raw":
