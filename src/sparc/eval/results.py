@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
@@ -27,6 +28,8 @@ they share the selected latents). ``independent``: each stream encoded alone, as
 time when only one modality is at hand."""
 
 Representation = Literal["latents", "cross_recon", "raw"]
+
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- reconstruction
@@ -55,10 +58,10 @@ class Reconstruction:
     """Per stream: rows whose features are all zero, left out of the NMSE (undefined there)."""
 
     def cross_nmse(self, target: str, source: str) -> float:
-        for c in self.cross:
-            if c.target == target and c.source == source:
-                return c.nmse
-        raise KeyError((target, source))
+        c = _find(self.cross, target=target, source=source)
+        if c is None:
+            raise KeyError((target, source))
+        return c.nmse
 
     def mean_nmse(self) -> float:
         return _mean(self.nmse.values())
@@ -159,10 +162,7 @@ class EncodingReport:
     active_sets: list[PairActiveSets]
 
     def concept(self, depth: int | None = None) -> ConceptJaccard | None:
-        for c in self.concept_jaccard:
-            if c.depth == depth:
-                return c
-        return None
+        return _find(self.concept_jaccard, depth=depth)
 
     def mean_active_set_jaccard(self) -> float:
         return _mean(p.mean for p in self.active_sets)
@@ -199,10 +199,7 @@ class RetrievalReport:
     results: list[RetrievalResult]
 
     def get(self, representation: str, query: str, gallery: str) -> RetrievalResult | None:
-        for r in self.results:
-            if (r.representation, r.query, r.gallery) == (representation, query, gallery):
-                return r
-        return None
+        return _find(self.results, representation=representation, query=query, gallery=gallery)
 
     def mean_r1(self, representation: str) -> float:
         return _mean(r.r1 for r in self.results if r.representation == representation)
@@ -257,10 +254,7 @@ class ProbeReport:
     one_d: list[OneDProbe]
 
     def get(self, stream: str, representation: str) -> ProbeResult | None:
-        for p in self.multilabel:
-            if (p.stream, p.representation) == (stream, representation):
-                return p
-        return None
+        return _find(self.multilabel, stream=stream, representation=representation)
 
     def mean_ap(self, representation: str) -> float:
         return _mean(p.macro_ap for p in self.multilabel if p.representation == representation)
@@ -293,10 +287,10 @@ class EvalReport:
     version: int = VERSION
 
     def encoding(self, name: Encoding) -> EncodingReport:
-        for e in self.encodings:
-            if e.encoding == name:
-                return e
-        raise KeyError(name)
+        e = _find(self.encodings, encoding=name)
+        if e is None:
+            raise KeyError(name)
+        return e
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -326,6 +320,11 @@ class EvalReport:
         except (ValueError, TypeError, KeyError, SparcError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SparcError(f"{path} is not a valid eval.json ({reason}); run 'sparc eval' again") from None
+
+
+def _find(items: Iterable[T], **fields) -> T | None:
+    """The first of ``items`` whose attributes equal ``fields``, or None."""
+    return next((x for x in items if all(getattr(x, k) == v for k, v in fields.items())), None)
 
 
 def _mean(values) -> float:
