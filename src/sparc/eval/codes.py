@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from sparc.model import SparseCode
+from sparc.model.kernels import csr_tensor, uniform_crow
 
 
 class CodeTable:
@@ -47,9 +48,7 @@ def csr(code: SparseCode, values: Tensor | None = None) -> Tensor:
     idx, order = code.indices.sort(dim=1)
     vals = vals.gather(1, order)
     B, k = idx.shape
-    crow = torch.arange(0, B * k + 1, k, device=idx.device)
-    return torch.sparse_csr_tensor(crow, idx.reshape(-1), vals.reshape(-1), (B, code.n_latents),
-                                   check_invariants=False)
+    return csr_tensor(uniform_crow(B, k, idx.device), idx.reshape(-1), vals.reshape(-1), (B, code.n_latents))
 
 
 def dense_transposed(code: SparseCode, values: Tensor | None = None) -> Tensor:
