@@ -406,3 +406,45 @@ def test_config_limits_are_accepted_and_dict_round_trip():
 def test_invalid_streams(streams):
     with sparc_error("stream"):
         SPARC(streams, SPARCConfig(n_latents=8, k=2))
+
+
+# ---------------------------------------------------------------------------- stream order
+
+
+def test_stream_order_survives_json_key_reordering(tmp_path):
+    # Two streams of the same width: a swap would load silently with the wrong weights.
+    model = make_model(dims=(4, 4, 3), names=("zeta", "alpha", "mid"))
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert [s["name"] for s in meta["streams"]] == ["zeta", "alpha", "mid"]
+    assert [s["columns"] for s in meta["streams"]] == [[0, 4], [4, 8], [8, 11]]
+    (tmp_path / "config.json").write_text(json.dumps(meta, sort_keys=True))
+    loaded = SPARC.load(tmp_path)
+    assert loaded.names == ["zeta", "alpha", "mid"]
+    x = make_inputs(model, 6)
+    with torch.no_grad():
+        for s in model.names:
+            assert torch.equal(loaded.encode(x)[s].indices, model.encode(x)[s].indices)
+
+
+def test_version_1_config_still_loads(tmp_path):
+    model = make_model()
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["version"], meta["streams"] = 1, dict(model.streams)
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    assert SPARC.load(tmp_path).streams == model.streams
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["streams"][1].update(columns=[4, 8]), "claims columns"),
+    (lambda m: m["streams"][1].update(name="a"), "needs a new name"),
+    (lambda m: m.update(version=7), "version 7"),
+])
+def test_inconsistent_stream_list_is_refused(tmp_path, edit, match):
+    make_model().save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    edit(meta)
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with sparc_error(match):
+        SPARC.load(tmp_path)

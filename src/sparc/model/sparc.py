@@ -33,6 +33,9 @@ from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits,
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 2
+"""config.json versions: 1 kept the streams as a name → dim object (order = key order);
+2 keeps them as a list with each stream's column range."""
 
 
 class SPARC(nn.Module):
@@ -393,13 +396,16 @@ class SPARC(nn.Module):
     # ------------------------------------------------------------------ save / load
 
     def config_dict(self) -> dict:
+        """What ``config.json`` holds. The streams are a list, so their order (which
+        fixes the weights' column ranges) never depends on how a JSON tool orders keys."""
         return {
             "format": "sparc-model",
-            "version": 1,
-            "streams": self.streams,
+            "version": FORMAT_VERSION,
+            "streams": [{"name": s, "dim": d, "columns": [c.start, c.stop]}
+                        for (s, d), c in zip(self.streams.items(), self.cols)],
             "config": self.cfg.to_dict(),
             "layout": {
-                "W_enc": "[n_latents, sum(dims)]; stream columns in the order of 'streams'",
+                "W_enc": "[n_latents, sum(dims)]; stream s owns the columns 'streams[s].columns'",
                 "W_dec": "[n_latents, sum(dims)]; unit-norm rows within each stream's columns",
                 "b_pre": "[sum(dims)]",
                 "b_lat": "[n_streams, n_latents]",
@@ -431,9 +437,8 @@ class SPARC(nn.Module):
             )
         try:
             meta = json.loads(cfg_file.read_text())
-            streams, cfg = meta["streams"], SPARCConfig.from_dict(meta["config"], what=f"{cfg_file}: config")
-            if not isinstance(streams, dict) or not all(isinstance(d, int) for d in streams.values()):
-                raise TypeError("'streams' must map names to dimensions")
+            streams = _streams_of_config(meta)
+            cfg = SPARCConfig.from_dict(meta["config"], what=f"{cfg_file}: config")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SparcError(f"{cfg_file} is not a valid sparc config ({e}); re-save the model") from None
         try:
@@ -466,3 +471,29 @@ class SPARC(nn.Module):
                     f"{tuple(t.shape)} from config.json; the files do not belong together"
                 )
         self.load_state_dict({name: state[name] for name in own})
+
+
+def _streams_of_config(meta: dict) -> dict[str, int]:
+    """Stream name → dim, in the model's order, from a config.json of any version."""
+    version, streams = meta.get("version"), meta["streams"]
+    if version == 1:
+        # Order = JSON key order: right for files as sparc wrote them.
+        if not isinstance(streams, dict) or not all(isinstance(d, int) for d in streams.values()):
+            raise TypeError("'streams' must map names to dimensions")
+        return dict(streams)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"version {version!r} is not one this sparc reads (1, {FORMAT_VERSION})")
+    if not isinstance(streams, list) or not streams:
+        raise TypeError("'streams' must be a non-empty list")
+    out: dict[str, int] = {}
+    offset = 0
+    for entry in streams:
+        name, dim, cols = entry["name"], entry["dim"], entry["columns"]
+        if not isinstance(name, str) or not isinstance(dim, int) or isinstance(dim, bool) or name in out:
+            raise TypeError(f"stream entry {entry!r} needs a new name and an integer dim")
+        if list(cols) != [offset, offset + dim]:
+            raise ValueError(f"stream {name!r} claims columns {cols}, but its place in the list gives "
+                             f"[{offset}, {offset + dim}]")
+        out[name] = dim
+        offset += dim
+    return out
