@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sparc.data.backbones import build
 from sparc.errors import SparcError
+from sparc.extract.backbones import build
 
 PACKAGED = {
     "efficientnet-lite0": ("efficientnet-lite", {"model": "lite0"}),

@@ -91,9 +91,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
 def _cached_store(cfg: DemoConfig, path: Path):
     """The demo's feature store: reused when it holds the same data and models."""
     from sparc.data import FeatureStore
-    from sparc.data.backbones import base as backbones
-    from sparc.data.datasets import base as datasets
-    from sparc.data.extract import extract
+    from sparc.extract import backbones, datasets, extract
 
     streams = {name: backbones.build(family, **opts) for name, (family, opts) in STREAMS.items()}
     info = {"name": "openmoji", "options": {}, "limit": cfg.limit}

@@ -14,6 +14,7 @@ from sparc.demo import DemoConfig
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
 from sparc.model import SPARC, SPARCConfig
+from sparc.options import named_values
 from sparc.train import TrainConfig
 
 Flat = tyro.conf.OmitArgPrefixes
@@ -116,14 +117,17 @@ class Demo:
 class Extract:
     """Encode a dataset with one backbone per stream into a feature store; resumable."""
 
-    dataset: str
-    """Dataset adapter, with options: NAME[:key=value,...] (e.g. image-folder:root=imgs,captions=c.csv)."""
+    dataset: Annotated[str | None, tyro.conf.arg(metavar="NAME[:KEY=VALUE,...]")] = None
+    """Dataset adapter, with options (e.g. image-folder:root=imgs,captions=c.csv); required."""
 
-    stream: tuple[str, ...]
-    """One NAME=BACKBONE[:key=value,...] per stream, e.g. img=efficientnet-lite txt=minilm."""
+    stream: Annotated[tuple[str, ...], tyro.conf.arg(metavar="NAME=BACKBONE[:KEY=VALUE,...]")] = ()
+    """One per stream, e.g. img=efficientnet-lite txt=minilm; required."""
 
-    out: Path
-    """Store directory to create."""
+    out: Annotated[Path | None, tyro.conf.arg(metavar="PATH")] = None
+    """Store directory to create; required."""
+
+    list_options: Annotated[bool, tyro.conf.arg(name="list"), tyro.conf.FlagCreatePairsOff] = False
+    """Print every dataset and backbone with its options (name, type, default, help) and exit."""
 
     batch_size: int = 64
     """Samples per backbone call."""
@@ -154,20 +158,31 @@ class Extract:
 
     def run(self) -> None:
         from sparc.data import describe_store
-        from sparc.data.backbones import base as backbones
-        from sparc.data.datasets import base as datasets
-        from sparc.data.extract import extract, parse_options
+        from sparc.extract import extract
+        from sparc.extract.backbones import BACKBONES
+        from sparc.extract.datasets import DATASETS
+        from sparc.options import json_options, parse_spec, split_spec
 
-        name, options = parse_options(self.dataset)
-        dataset = datasets.build(name, **options)
+        if self.list_options:
+            print("datasets (--dataset NAME[:key=value,...]):\n" + DATASETS.describe())
+            print("backbones (--stream NAME=FAMILY[:key=value,...]; all also take --device and --precision):\n"
+                  + BACKBONES.describe())
+            return
+        missing = [flag for flag, given in (("--dataset", self.dataset), ("--stream", self.stream), ("--out", self.out))
+                   if not given]
+        if missing or self.dataset is None or self.out is None:
+            raise SparcError(f"extract needs {', '.join(missing)} (see the datasets and backbones with --list)")
+        name, options = parse_spec(self.dataset, DATASETS)
+        dataset = DATASETS.get(name)(options)
         streams = {}
         for stream, spec in named_values(self.stream, "NAME=BACKBONE[:key=value,...]").items():
-            family, bb_options = parse_options(spec)
-            streams[stream] = backbones.build(family, device=self.device, precision=self.precision, **bb_options)
+            family, bb_options = parse_spec(spec, BACKBONES)
+            streams[stream] = BACKBONES.get(family)(bb_options, device=self.device, precision=self.precision)
+        given = json_options(options, keys=split_spec(self.dataset)[1])
         store = extract(dataset, streams, self.out, batch_size=self.batch_size, dtype=self.dtype,
                         normalize=self.normalize, overwrite=self.overwrite, limit=self.limit,
                         workers=self.workers, progress=self.progress,
-                        dataset_info={"name": name, "options": options})
+                        dataset_info={"name": name, "options": given})
         print(describe_store(store))
 
 
@@ -298,19 +313,6 @@ def _trained_store(run_dir: Path) -> Path:
     if not (run_dir / RUN_SPEC).exists():
         raise SparcError(f"{run_dir} does not record the store it was trained on; pass --store")
     return Path(RunSpec.read(run_dir).store)
-
-
-def named_values(items: tuple[str, ...], form: str) -> dict[str, str]:
-    """``--stream`` values ``NAME=VALUE`` → {name: value}, in order, names unique."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise SparcError(f"--stream expects {form}, got {item!r}")
-        if name in out:
-            raise SparcError(f"stream {name!r} given twice")
-        out[name] = value
-    return out
 
 
 def describe_model(model: SPARC) -> str:

@@ -2,6 +2,8 @@
 
 A store is a directory of memory-mappable ``.npy`` files (one per stream), per-row
 metadata and a group-based train/val/test split; see ``DESIGN.md`` beside this file.
+Stores are filled by :mod:`sparc.extract` (datasets through backbones) or imported
+from the original code's HDF5 files (:func:`import_h5`).
 """
 
 from sparc.data.describe import describe_store
