@@ -119,7 +119,8 @@ def _train(cfg: DemoConfig, store, run_dir: Path, topk: TopK) -> Path:
     print(f"training {run_dir.name}: topk={topk}, cross_coef={cfg.model.cross_coef}, "
           f"L={cfg.model.n_latents}, k={cfg.model.k}, {cfg.train.epochs} epochs")
     # The demo owns its output folder: a run there with other settings is replaced.
-    open_run(run_dir, spec, overwrite=True).trainer.fit()
+    with open_run(run_dir, spec, overwrite=True) as run:
+        run.trainer.fit()
     return run_dir
 
 

@@ -27,12 +27,12 @@ def store(tmp_path_factory):
 def test_fresh_run_records_its_spec_and_trains(store, tmp_path):
     spec = new_spec(store, MODEL, TRAIN, ["clip_txt", "dino"])
     assert spec.streams == ("clip_txt", "dino") and spec.store == str(store.path.resolve())
-    run = open_run(tmp_path / "r", spec)
-    assert not run.resumed and RunSpec.read(tmp_path / "r") == spec
-    assert list(run.trainer.model.streams) == ["clip_txt", "dino"]
-    # Validation batches hold at least 1024 rows, whatever the training batch.
-    assert run.trainer.val_data.batch_size == 1024
-    run.trainer.fit()
+    with open_run(tmp_path / "r", spec) as run:
+        assert not run.resumed and RunSpec.read(tmp_path / "r") == spec
+        assert list(run.trainer.model.streams) == ["clip_txt", "dino"]
+        # Validation batches hold at least 1024 rows, whatever the training batch.
+        assert run.trainer.val_data.batch_size == 1024
+        run.trainer.fit()
     assert finished_with(tmp_path / "r", spec)
     # The progress bar does not change the result; anything else does.
     assert finished_with(tmp_path / "r", dataclasses.replace(spec, train=dataclasses.replace(TRAIN, progress=True)))
@@ -41,7 +41,8 @@ def test_fresh_run_records_its_spec_and_trains(store, tmp_path):
 
 
 def test_same_seed_same_model_as_by_hand(store, tmp_path):
-    run = open_run(tmp_path / "r", new_spec(store, MODEL, TRAIN))
+    with open_run(tmp_path / "r", new_spec(store, MODEL, TRAIN)) as run:
+        pass
     torch.manual_seed(TRAIN.seed)
     by_hand = SPARC(store.streams, MODEL)
     for a, b in zip(run.trainer.model.state_dict().values(), by_hand.state_dict().values()):
@@ -50,24 +51,26 @@ def test_same_seed_same_model_as_by_hand(store, tmp_path):
 
 def test_resume_uses_the_recorded_spec(store, tmp_path):
     spec = new_spec(store, MODEL, dataclasses.replace(TRAIN, max_steps=2, checkpoint_every=1))
-    run = open_run(tmp_path / "r", spec)
-    run.trainer.fit()
-    again = open_run(tmp_path / "r", resume=True)
-    assert again.resumed and again.spec == spec and again.trainer.step_count == 2
+    with open_run(tmp_path / "r", spec) as run:
+        run.trainer.fit()
+    with open_run(tmp_path / "r", resume=True) as again:
+        assert again.resumed and again.spec == spec and again.trainer.step_count == 2
 
 
 def test_runs_recorded_without_model_settings_still_resume(store, tmp_path):
     # `sparc train` used to record only the store, the streams and the training settings.
     spec = new_spec(store, MODEL, dataclasses.replace(TRAIN, max_steps=1, checkpoint_every=1))
-    open_run(tmp_path / "r", spec).trainer.fit()
+    with open_run(tmp_path / "r", spec) as run:
+        run.trainer.fit()
     path = tmp_path / "r" / RUN_SPEC
     old = json.loads(path.read_text())
     path.write_text(json.dumps({"train": old["train"], "store": old["store"], "streams": old["streams"]}))
-    assert open_run(tmp_path / "r", resume=True).spec.model is None
+    with open_run(tmp_path / "r", resume=True) as run:
+        assert run.spec.model is None
 
 
 def test_unknown_key_in_the_spec_is_a_one_line_error(store, tmp_path):
-    open_run(tmp_path / "r", new_spec(store, MODEL, TRAIN))
+    open_run(tmp_path / "r", new_spec(store, MODEL, TRAIN)).close()
     path = tmp_path / "r" / RUN_SPEC
     path.write_text(json.dumps({**json.loads(path.read_text()), "optimizer": "sgd"}))
     with pytest.raises(SparcError, match=r"train_config.json: unknown key 'optimizer'") as e:
@@ -78,5 +81,5 @@ def test_unknown_key_in_the_spec_is_a_one_line_error(store, tmp_path):
     bad.pop("optimizer")
     bad["train"]["lr"] = -1
     path.write_text(json.dumps(bad))
-    with pytest.raises(SparcError, match=r"train: lr must be positive"):
+    with pytest.raises(SparcError, match=r"train: lr must be a positive number"):
         RunSpec.read(tmp_path / "r")

@@ -39,22 +39,41 @@ class Train:
     resume: bool = False
     """Continue the run in --out from its last checkpoint (its saved settings are used)."""
 
+    resume_lr: float | None = None
+    """With --resume: continue with this learning rate instead of the saved one (e.g. lower, after a divergence)."""
+
+    other_store: bool = False
+    """With --resume: continue on STORE even though it is not the store the run was trained on."""
+
     overwrite: bool = False
-    """Replace whatever --out holds."""
+    """Replace the run in --out (only a folder sparc wrote as a run; anything else is refused)."""
 
     def run(self) -> None:
         from sparc.data import FeatureStore
+        from sparc.errors import Interrupted, TrainingDiverged
         from sparc.train import new_spec, open_run
 
+        if self.resume_lr is not None and not self.resume:
+            raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
+        if self.resume_lr is not None:
+            TrainConfig(lr=self.resume_lr)  # the same checks as --lr
         spec = None if self.resume else new_spec(FeatureStore.open(self.store), self.model, self.train, self.streams)
-        run = open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite)
-        if run.resumed:
-            print(f"resuming {self.out} with its saved settings")
-        try:
-            run.trainer.fit()
-        except KeyboardInterrupt:
-            raise SparcError(f"interrupted at step {run.trainer.step_count}; continue with: "
-                             f"sparc train {self.store} --out {self.out} --resume") from None
+        with open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite, store=self.store,
+                      lr=self.resume_lr, other_store=self.other_store) as run:
+            if run.resumed:
+                print(f"resuming {self.out} with its saved settings (lr {run.spec.train.lr:g})")
+            try:
+                run.trainer.fit()
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted at step {run.trainer.step_count}; continue with: "
+                                  f"sparc train {self.store} --out {self.out} --resume") from None
+            except TrainingDiverged as e:
+                lower = f"{run.spec.train.lr / 10:g}"
+                how = (f"resume from it with a lower learning rate: sparc train {self.store} --out {self.out} "
+                       f"--resume --resume-lr {lower}") if e.checkpoint_step is not None else (
+                    f"start again with a lower learning rate: sparc train {self.store} --out {self.out} "
+                    f"--overwrite --lr {lower}")
+                raise TrainingDiverged(f"{e}; {how}", step=e.step, checkpoint_step=e.checkpoint_step) from None
         print(f"trained {run.trainer.step_count} steps; model saved in {self.out}")
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         command.run()
     except SparcError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sparc.errors import SparcError
@@ -78,9 +79,9 @@ class EvalSettings:
                      "probe_report_rows", "one_d_min_positives"):
             if getattr(self, name) < 0:
                 raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.tie_tol >= 0:
-            raise SparcError(f"tie_tol must be >= 0, got {self.tie_tol}")
-        if not self.probe_lr > 0:
-            raise SparcError(f"probe_lr must be positive, got {self.probe_lr}")
+        if not (math.isfinite(self.tie_tol) and self.tie_tol >= 0):
+            raise SparcError(f"tie_tol must be a number >= 0, got {self.tie_tol}")
+        if not (math.isfinite(self.probe_lr) and self.probe_lr > 0):
+            raise SparcError(f"probe_lr must be a positive number, got {self.probe_lr}")
         if self.depths is not None and any(d < 0 for d in self.depths):
             raise SparcError(f"depths must be >= 0 (0 = root labels), got {list(self.depths)}")

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from sparc.data import FeatureStore
 from sparc.data.splits import Split
+from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable
 from sparc.eval.features import model_inputs
@@ -115,7 +116,11 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     N = len(rows)
     if N == 0:
         raise SparcError(f"split '{split}' of store '{store.path}' has no rows; evaluate another split (--split)")
-    device = torch.device(settings.device)
+    device = torch.device(check_device(settings.device))
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise SparcError(f"the model's weights {name} are not finite (the training diverged); "
+                             "retrain it with a lower learning rate")
     model = model.to(device).eval()
     meta = store.rows()
     eval_meta = [meta[r] for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -51,8 +52,10 @@ class SPARCConfig:
             raise SparcError(f"topk must be 'global' or 'local', got {self.topk!r}")
         if self.auxk < 0:
             raise SparcError(f"auxk must be non-negative, got {self.auxk}")
-        if self.auxk_coef < 0 or self.cross_coef < 0:
-            raise SparcError("auxk_coef and cross_coef must be non-negative")
+        for name in ("auxk_coef", "cross_coef", "fire_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise SparcError(f"{name} must be a non-negative number, got {value}")
         if self.dead_after_samples < 1:
             raise SparcError("dead_after_samples must be at least 1")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -75,8 +76,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise SparcError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise SparcError(f"lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SparcError(f"lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise SparcError(f"adam_eps must be a positive number, got {self.adam_eps}")
+        if not (math.isfinite(self.resample_std) and self.resample_std > 0):
+            raise SparcError(f"resample_std must be a positive number, got {self.resample_std}")
+        if self.resample_after_samples is not None and self.resample_after_samples < 1:
+            raise SparcError(f"resample_after_samples must be at least 1 (or None), got {self.resample_after_samples}")
         if self.epochs < 1:
             raise SparcError(f"epochs must be at least 1, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from sparc.atomic import write_text
 from sparc.errors import SparcError
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``. A cut-off last line (a process killed while
+    writing it) is dropped with a warning; damage anywhere else is an error."""
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if i == len(lines):
+                print(f"warning: {path}: dropping its cut-off last line", file=sys.stderr)
+                continue
+            raise SparcError(f"{path} line {i} is not a JSON record; remove that line to continue") from None
+        records.append(record)
+    return records
 
 
 class MetricsLog:
@@ -30,13 +53,16 @@ class MetricsLog:
                 raise SparcError("--wandb-project needs the wandb package: pip install 'sparc-sae[wandb]'") from None
             self._wandb = wandb.init(project=wandb_project, config=run_config, dir=str(run_dir))
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (written after the checkpoint a run resumes from)."""
+    def truncate_after(self, step: int, *, val_epochs: int | None = None) -> None:
+        """Drop the records written after the checkpoint a run resumes from: training
+        records past ``step``, and validation records of epochs ``>= val_epochs`` (whose
+        validation the resumed run repeats)."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep = [r for r in read_metrics(self.path)
+                if r.get("step", 0) <= step
+                and not (r.get("split") == "val" and val_epochs is not None and r.get("epoch", 0) >= val_epochs)]
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:

@@ -12,22 +12,23 @@ holds a finished run of exactly the same settings (the demo reuses those).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from sparc.atomic import write_json
+from sparc.atomic import old_of, write_json
 from sparc.data import BatchLoader, FeatureStore
+from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.jsonio import read_json, to_json
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
 from sparc.train.config import TrainConfig
 from sparc.train.trainer import CHECKPOINT_DIR, Trainer
+from sparc.workspace import RUN, check_not_input, clean_stale, exclusive_lock, remove_owned
 
 RUN_SPEC = "train_config.json"
 MIN_VAL_BATCH = 1024
@@ -62,8 +63,13 @@ class RunSpec:
             other, train=dataclasses.replace(other.train, progress=False))
 
 
-class Run(NamedTuple):
-    """A run ready to train: ``run.trainer.fit()``."""
+@dataclass
+class Run:
+    """A run ready to train, holding its directory's writer lock until closed::
+
+        with open_run(out, spec) as run:
+            run.trainer.fit()
+    """
 
     spec: RunSpec
     """The settings, as recorded in the run directory."""
@@ -71,28 +77,44 @@ class Run(NamedTuple):
     """The trainer, holding the model, the loaders and (when resumed) the checkpoint's state."""
     resumed: bool
     """Whether the run continues from its checkpoint."""
+    _lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    def close(self) -> None:
+        """Release the run directory's lock."""
+        self._lock.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def run_exists(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run or a model (finished or not)."""
-    return (run_dir / CHECKPOINT_DIR).is_dir() or (run_dir / CONFIG_FILE).exists()
+    return (run_dir / CHECKPOINT_DIR).is_dir() or (run_dir / CONFIG_FILE).exists() or old_of(
+        run_dir / CHECKPOINT_DIR).is_dir()
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over an existing run unless resuming or overwriting."""
+    """Refuse to write over an existing run unless resuming, or overwriting a folder
+    that sparc wrote as a run; never delete anything else (:mod:`sparc.workspace`).
+    Call with the run directory's lock held."""
+    if run_dir.is_dir():
+        clean_stale(run_dir)
     if run_exists(run_dir):
         if resume:
             return
         if not overwrite:
             raise SparcError(f"{run_dir} already holds a run; pass --resume to continue it "
                              "or --overwrite to replace it")
-        shutil.rmtree(run_dir)
+        remove_owned(run_dir, RUN)
     elif resume:
         raise SparcError(f"{run_dir} holds no run to resume; drop --resume to start one")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         if not overwrite:
             raise SparcError(f"{run_dir} is not empty; choose a new --out or pass --overwrite")
-        shutil.rmtree(run_dir)
+        remove_owned(run_dir, RUN)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -114,8 +136,11 @@ def finished_with(run_dir: Path, spec: RunSpec) -> bool:
 
 
 def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool = False,
-             overwrite: bool = False) -> Run:
+             overwrite: bool = False, store: str | Path | None = None, lr: float | None = None,
+             other_store: bool = False) -> Run:
     """Start the run ``spec`` in ``run_dir``, or resume the run there.
+
+    Holds the run directory's writer lock until the returned :class:`Run` is closed.
 
     Parameters
     ----------
@@ -127,21 +152,52 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
     resume
         Continue from ``run_dir``'s checkpoint.
     overwrite
-        Replace what ``run_dir`` holds.
+        Replace the run ``run_dir`` holds (only a folder sparc wrote as a run).
+    store
+        When resuming: the store the caller names, which must be the one the run was
+        trained on (same creation stamp) unless ``other_store``.
+    lr
+        When resuming: continue with this learning rate (e.g. lower, after a divergence);
+        the run's recorded settings are updated.
+    other_store
+        When resuming: accept a ``store`` other than the one the run was trained on.
     """
     run_dir = Path(run_dir)
     if not resume and spec is None:
         raise ValueError("a fresh run needs its spec")
+    if spec is not None and not resume:
+        check_device(spec.train.device)
+        check_not_input(run_dir, [spec.store])
+    lock = contextlib.ExitStack()
+    lock.enter_context(exclusive_lock(run_dir, "sparc train"))
+    try:
+        return _open_locked(run_dir, spec, lock, resume=resume, overwrite=overwrite, store=store, lr=lr,
+                            other_store=other_store)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack, *, resume: bool,
+                 overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool) -> Run:
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
-        spec = RunSpec.read(run_dir)
-        store = FeatureStore.open(spec.store)
-        model = SPARC.load(run_dir / CHECKPOINT_DIR, device=spec.train.device)
+        recorded = RunSpec.read(run_dir)
+        data = _resume_store(run_dir, recorded, store, other_store)
+        spec = dataclasses.replace(recorded, store=str(data.path.resolve()), store_created=data.manifest.created)
+        if lr is not None:
+            spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
+        if spec != recorded:
+            write_json(run_dir / RUN_SPEC, to_json(spec))
+        model = SPARC.load(run_dir / CHECKPOINT_DIR, device=check_device(spec.train.device))
+        store = data
     else:
         assert spec is not None
         if spec.model is None:
             raise ValueError("a fresh run needs its model settings")
         store = FeatureStore.open(spec.store)
+        if spec.store_created and store.manifest.created != spec.store_created:
+            raise SparcError(f"{spec.store} changed since this run's settings were made; make them again")
         torch.manual_seed(spec.train.seed)
         model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, device=spec.train.device)
         write_json(run_dir / RUN_SPEC, to_json(spec))
@@ -155,4 +211,17 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
                       extra_config={**to_json(spec), "stream_dims": dict(model.streams)})
     if resume:
         trainer.load_checkpoint(run_dir / CHECKPOINT_DIR)
-    return Run(spec, trainer, resume)
+    return Run(spec, trainer, resume, lock)
+
+
+def _resume_store(run_dir: Path, spec: RunSpec, store: str | Path | None, other_store: bool) -> FeatureStore:
+    """The store a resumed run continues on: the one it was trained on (by creation
+    stamp, wherever it now lies), or any other when ``other_store``."""
+    data = FeatureStore.open(store if store is not None else spec.store)
+    if other_store:
+        return data
+    moved = Path(data.path).resolve() != Path(spec.store)
+    if (spec.store_created and data.manifest.created != spec.store_created) or (not spec.store_created and moved):
+        raise SparcError(f"{data.path} is not the store {run_dir} was trained on ({spec.store}, created "
+                         f"{spec.store_created or 'unknown'}); name that store, or pass --other-store to continue on this one")
+    return data

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sparc.atomic import atomic_path
-from sparc.errors import SparcError
+from sparc.errors import SparcError, TrainingDiverged
 from sparc.model import SPARC, Losses
 from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
@@ -94,6 +94,11 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
+        self.validated = 0
+        """Epochs whose validation has been logged (a resumed run catches up on the
+        last one when the checkpoint came between the epoch's end and its validation)."""
+        self.checkpoint_step: int | None = None
+        """Step of the last checkpoint written or resumed from."""
         self.extra_config = extra_config or {}
         self._stop_requested = False
 
@@ -109,6 +114,9 @@ class Trainer:
         model = self.model
         model.train()
         out = model(batch)
+        loss = out.losses.total.item()
+        if not math.isfinite(loss):
+            raise self._diverged(self.step_count + 1, f"the loss is {loss}")
         out.losses.total.backward()
         model.remove_parallel_grad_()
         self.optimizer.step()
@@ -160,8 +168,10 @@ class Trainer:
         log = MetricsLog(self.run_dir, tensorboard=cfg.tensorboard, wandb_project=cfg.wandb_project,
                          run_config=self.extra_config) if self.run_dir else None
         if log:
-            log.truncate_after(self.step_count)
+            log.truncate_after(self.step_count, val_epochs=self.validated)
         total = self.total_steps()
+        if cfg.validate and self.val_data is not None and self.validated < self.epoch:
+            self._validate_epoch(self.epoch - 1, log, print)
         bar = tqdm(total=total, initial=min(self.step_count, total), disable=not cfg.progress,
                    desc="train", unit="step", dynamic_ncols=True)
         previous = signal.getsignal(signal.SIGINT)
@@ -189,10 +199,7 @@ class Trainer:
                         break
                 if self.epoch != epoch and cfg.validate and self.val_data is not None:
                     # The epoch ran to its end (the data source has moved to the next).
-                    val = self.validate()
-                    if log:
-                        log.write({"step": self.step_count, "epoch": epoch, "split": "val", **val})
-                    bar.write(f"epoch {epoch + 1}/{cfg.epochs} val: {_postfix(val)}")
+                    self._validate_epoch(epoch, log, bar.write)
         finally:
             signal.signal(signal.SIGINT, previous)
             bar.close()
@@ -204,6 +211,19 @@ class Trainer:
             log.close()
         if self._stop_requested:
             raise KeyboardInterrupt
+
+    def _validate_epoch(self, epoch: int, log: MetricsLog | None, say) -> None:
+        val = self.validate()
+        if log:
+            log.write({"step": self.step_count, "epoch": epoch, "split": "val", **val})
+        say(f"epoch {epoch + 1}/{self.cfg.epochs} val: {_postfix(val)}")
+        self.validated = epoch + 1
+
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
+        saved = (f"the checkpoint of step {self.checkpoint_step} is kept" if self.checkpoint_step is not None
+                 else "no checkpoint was written")
+        return TrainingDiverged(f"training diverged at step {step}: {what}; {saved}",
+                                step=step, checkpoint_step=self.checkpoint_step)
 
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C stops at once
@@ -220,16 +240,26 @@ class Trainer:
             "data": self.train_data.state_dict(),
             "generator": self.generator.get_state(),
             "train_config": self.cfg.to_dict(),
+            "validated": self.validated,
         }
 
     def save_checkpoint(self) -> Path:
         """Write RUN/checkpoint atomically (model + trainer state)."""
         assert self.run_dir is not None
+        self.check_finite()
         target = self.run_dir / CHECKPOINT_DIR
         with atomic_path(target, is_dir=True) as tmp:
             self.model.save(tmp)
             torch.save(self.state_dict(), tmp / TRAINER_STATE)
+        self.checkpoint_step = self.step_count
         return target
+
+    @torch.no_grad()
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` if a weight is not finite (before any save)."""
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise self._diverged(self.step_count, f"the weights {name} are not finite")
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore everything :meth:`save_checkpoint` wrote (the model must already hold
@@ -242,9 +272,13 @@ class Trainer:
         except Exception as e:
             raise SparcError(f"{path / TRAINER_STATE} is corrupt ({type(e).__name__}); start again with --overwrite") from None
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr  # the run's settings decide (a resume may lower it)
         self.train_data.load_state_dict(state["data"])
         self.generator.set_state(state["generator"])
         self.step_count = int(state["step"])
+        self.validated = int(state.get("validated", self.epoch))
+        self.checkpoint_step = self.step_count
 
 
 def _fused_supported(p: Tensor) -> bool:

@@ -72,7 +72,8 @@ def rank_queries(
     tol: float,
     progress: tqdm | None = None,
 ) -> np.ndarray:
-    """Ranks (1 = best) of the best acceptable match of each query.
+    """Ranks (1 = best) of the best acceptable match of each query; ``n_gallery`` (a
+    miss) where that match's score is not finite.
 
     Parameters
     ----------
@@ -104,7 +105,10 @@ def rank_queries(
             above -= torch.bincount(q[hit], minlength=len(best)).cpu()
         if progress is not None:
             progress.update(b - a)
-    return 1 + above.numpy()
+    ranks = 1 + above.numpy()
+    # A query whose own match has no finite score is a miss (worst rank), never a tie at 1.
+    ranks[~torch.isfinite(best).numpy()] = n_gallery
+    return ranks
 
 
 def best_scores(pair_score: Callable[[np.ndarray, np.ndarray], np.ndarray],

@@ -1,0 +1,157 @@
+"""Folders sparc writes: one writer at a time, nothing of the user's deleted, and
+recovery from any interruption (docs/formats.md, "Writing safely").
+
+- :func:`exclusive_lock` — an OS file lock (``flock``) on ``.<name>.lock`` beside the
+  folder, held for the whole command. The OS releases it when the process dies, so a
+  killed writer never leaves a stale lock; a second writer gets a one-line error naming
+  the process that holds it.
+- :func:`remove_owned` — ``--overwrite`` deletes a folder only when sparc wrote it: it
+  must hold a marker of its kind (a run's ``train_config.json``, a store's
+  ``manifest.json``, an evaluation's ``eval.json``) and nothing but entries sparc writes
+  there. Anything else is refused, with the first foreign entry named.
+- :func:`check_not_input` — an output may not be, contain or lie inside an input of
+  the same command.
+- :func:`clean_stale` — temporary files and folders (``.NAME.*.tmp``) that a killed
+  writer left are removed by the next writer, which holds the lock, so their owner is
+  gone; a directory swap cut between its two renames is completed
+  (:func:`sparc.atomic.recover_swap`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import fnmatch
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparc.atomic import recover_swap
+from sparc.errors import SparcError
+
+
+@dataclass(frozen=True)
+class FolderKind:
+    """What sparc writes in one kind of output folder."""
+
+    name: str
+    """What the folder is, for messages ("run directory", ...)."""
+    markers: tuple[str, ...]
+    """Files of which at least one identifies the folder as sparc's."""
+    entries: tuple[str, ...]
+    """Glob patterns of every entry sparc writes there (temporaries included)."""
+
+
+TEMPORARY = (".*.tmp", ".*.old")
+RUN = FolderKind("run directory", ("train_config.json", "config.json"),
+                 ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
+                  "eval-*", "tensorboard", "wandb", *TEMPORARY))
+STORE = FolderKind("feature store", ("manifest.json",),
+                   ("manifest.json", "rows.jsonl", "splits.npy", "features", *TEMPORARY))
+EVAL = FolderKind("evaluation", ("eval.json",), ("eval.json", "eval.md", "plots", *TEMPORARY))
+
+
+# ---------------------------------------------------------------------------- locks
+
+
+def lock_file(target: Path) -> Path:
+    """Where the lock of ``target`` lives: beside it, so it survives the folder's
+    replacement and never sits among the files it protects."""
+    target = Path(target).absolute()
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def exclusive_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold the writer's lock of ``target`` for the ``with`` block.
+
+    Raises a one-line :class:`SparcError` naming the holder when another process has it.
+    """
+    path = lock_file(Path(target))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise SparcError(f"{target} is being written by {holder}; wait for it to finish or stop it "
+                             f"(one writer at a time)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({command})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+# ---------------------------------------------------------------------------- ownership
+
+
+def foreign_entry(path: Path, kind: FolderKind) -> str | None:
+    """The first entry of ``path`` that sparc does not write in a folder of ``kind``
+    (or a note that no marker is there); None when sparc owns all of it."""
+    names = sorted(p.name for p in path.iterdir())
+    if not any(m in names for m in kind.markers):
+        return f"no {' or '.join(kind.markers)}"
+    for name in names:
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in kind.entries):
+            return repr(name)
+    return None
+
+
+def remove_owned(path: str | os.PathLike, kind: FolderKind) -> None:
+    """Delete ``path`` if sparc wrote it as a ``kind`` folder; refuse anything else."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        raise SparcError(f"{path} is not a {kind.name}; refusing to replace it: choose another output path")
+    foreign = foreign_entry(path, kind)
+    if foreign is not None:
+        raise SparcError(f"{path} is not a {kind.name} written by sparc ({foreign}); refusing to delete it: "
+                         "choose another output path")
+    shutil.rmtree(path)
+
+
+def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out") -> None:
+    """Refuse an output that is, contains or lies inside one of ``inputs``."""
+    o = Path(out).resolve()
+    for i in inputs:
+        p = Path(i).resolve()
+        if o == p or p.is_relative_to(o) or o.is_relative_to(p):
+            raise SparcError(f"{flag} {out} overlaps the input {i}; write the output somewhere else")
+
+
+# ---------------------------------------------------------------------------- temporaries
+
+
+def clean_stale(folder: str | os.PathLike, *, beside: bool = True) -> None:
+    """Remove what killed writers of ``folder`` left: temporaries inside it and (with
+    ``beside``) its own ``.NAME.*.tmp`` siblings; complete cut directory swaps.
+
+    Call only while holding ``folder``'s lock: then no live process owns them.
+    """
+    folder = Path(folder)
+    if beside and folder.parent.is_dir():
+        for p in folder.parent.glob(f".{folder.name}.*.tmp"):
+            _remove(p)
+    recover_swap(folder)
+    if folder.is_dir():
+        for p in list(folder.iterdir()):
+            if p.name.startswith(".") and p.name.endswith(".old") and p.is_dir():
+                base = p.with_name(p.name[1:-4])
+                recover_swap(base)
+                if base.exists() and p.exists():
+                    _remove(p)
+        for p in folder.glob(".*.tmp"):
+            _remove(p)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
