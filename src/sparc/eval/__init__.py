@@ -7,7 +7,6 @@ Jaccard under joint and independent encoding, cross-stream retrieval, probes);
 evaluations up in the shape of the paper's table. See ``README.md`` beside this file.
 """
 
-from sparc.eval.streaming import evaluate
 from sparc.eval.output.compare import Comparison, ComparisonRow, compare, render_comparison
 from sparc.eval.output.markdown import render_eval
 from sparc.eval.output.write import write_eval
@@ -27,6 +26,7 @@ from sparc.eval.results import (
     RetrievalResult,
 )
 from sparc.eval.settings import EvalSettings
+from sparc.eval.streaming import evaluate
 
 __all__ = [
     "Comparison",

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-
 def csr_tensor(crow: Tensor, col: Tensor, val: Tensor, shape: tuple[int, int]) -> Tensor:
     """A sparse CSR tensor, built without PyTorch's "support is in beta" notice (the
     kernels use only its stable operations; the notice is silenced here, not process-wide)."""

@@ -43,7 +43,7 @@ class StreamLogits(NamedTuple):
 
 
 class Losses(NamedTuple):
-    """Loss components of one batch (SPEC §2). Per-term values are unweighted."""
+    """Loss components of one batch (docs/method.md §2). Per-term values are unweighted."""
 
     total: Tensor
     """The training objective: mean self NMSE + auxk_coef·mean AuxK + cross_coef·mean cross NMSE."""
