@@ -83,3 +83,21 @@ def test_set_pre_bias_and_reinit_latents():
     assert set(changed[:, 0].tolist()) == {2, 5} and set(changed[:, 1].tolist()) <= set(range(6, 11))
     assert torch.allclose(model.W_dec[[2, 5], 6:11].norm(dim=1), torch.ones(2))
     assert [p.shape for p, _ in touched] == [model.W_enc.shape, model.W_dec.shape, model.b_lat.shape]
+
+
+
+def test_decoder_directions_are_the_decode_of_one_hot_codes():
+    from sparc.model import SparseCode
+
+    model = _model("global")
+    ids = torch.arange(24)[:, None]
+    for s, d in DIMS.items():
+        dirs = model.decoder_directions(s)
+        assert dirs.shape == (24, d) and not dirs.requires_grad
+        assert torch.allclose(dirs.norm(dim=1), torch.ones(24), atol=1e-6)
+        with torch.no_grad():
+            one_hot = model.decode(SparseCode(ids, torch.ones(24, 1), 24), s)
+            zero = model.decode(SparseCode(ids, torch.zeros(24, 1), 24), s)  # b_pre
+        assert torch.allclose(dirs, one_hot - zero, atol=1e-6)
+        dirs += 1  # a copy: the model is untouched
+        assert torch.allclose(model.decoder_directions(s).norm(dim=1), torch.ones(24), atol=1e-6)

@@ -237,6 +237,13 @@ class SPARC(nn.Module):
         out_bd = self._decode_rows(code, slice(None)) + self.b_pre
         return {s: out_bd[:, col] for s, col in zip(self.names, self.cols)}
 
+    @torch.no_grad()
+    def decoder_directions(self, stream: str) -> Tensor:
+        """[L, d_s]: row ``l`` is latent ``l``'s decoder direction in ``stream`` (column
+        ``l`` of the paper's ``W_dec^s``), unit norm (docs/method.md §1.7). A detached
+        copy: what decoding a code with value 1 at latent ``l`` adds to ``b_pre^s``."""
+        return self.W_dec[:, self.cols[self.stream_index(stream)]].detach().clone()
+
     # ------------------------------------------------------------------ forward
 
     def forward(self, inputs: Mapping[str, Tensor]) -> ForwardOutput:
