@@ -45,7 +45,7 @@ class FolderKind:
     """Glob patterns of every entry sparc writes there (temporaries included)."""
 
 
-TEMPORARY = (".*.tmp", ".*.old")
+TEMPORARY = (".*.tmp", ".*.old", ".*.lock")
 RUN = FolderKind("run directory", ("train_config.json", "config.json"),
                  ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
                   "eval-*", "tensorboard", "wandb", *TEMPORARY))
@@ -68,24 +68,37 @@ def lock_file(target: Path) -> Path:
 def exclusive_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
     """Hold the writer's lock of ``target`` for the ``with`` block.
 
-    Raises a one-line :class:`SparcError` naming the holder when another process has it.
+    Raises a one-line :class:`SparcError` naming the holder when another process has
+    it. The lock file is removed on release; a process that opened it just before then
+    sees, once it holds the lock, that the path no longer names its file, and starts over.
     """
     path = lock_file(Path(target))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise SparcError(f"{target} is being written by {holder}; wait for it to finish or stop it "
                              f"(one writer at a time)") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} ({command})\n".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
         os.close(fd)  # closing releases the lock
 
 

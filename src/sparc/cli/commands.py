@@ -88,7 +88,7 @@ class ImportH5:
     """Store directory to create."""
 
     metadata: Path | None = None
-    """CSV or JSONL with row_id, group_id, image, caption, labels per row (optional)."""
+    """CSV or JSONL with row_id, group_id (split unit), image (rows with the same image match in retrieval), caption, labels per row (optional)."""
 
     dataset: str = "features"
     """Name of the HDF5 dataset holding the [N, D] features."""
@@ -286,13 +286,19 @@ class Eval:
         from sparc.eval import evaluate, write_eval
         from sparc.eval.output.markdown import render_summary
         from sparc.eval.output.write import check_out_dir
+        from sparc.workspace import check_not_input, clean_stale, exclusive_lock
 
         model = SPARC.load(self.run_dir)
         store = FeatureStore.open(self.store or _trained_store(self.run_dir))
         out = self.out or self.run_dir / f"eval-{self.settings.split}"
-        check_out_dir(out)
-        report = evaluate(model, store, self.settings, run=self.run_dir.resolve().name)
-        write_eval(report, out, plots=self.settings.plots)
+        check_not_input(out, [store.path])
+        if self.run_dir.resolve().is_relative_to(out.resolve()):
+            raise SparcError(f"--out {out} holds the run {self.run_dir}; write the evaluation somewhere else")
+        with exclusive_lock(out, "sparc eval"):
+            clean_stale(out)
+            check_out_dir(out)
+            report = evaluate(model, store, self.settings, run=self.run_dir.resolve().name)
+            write_eval(report, out, plots=self.settings.plots)
         print(render_summary(report))
         print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
 

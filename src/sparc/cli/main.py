@@ -5,21 +5,24 @@ from __future__ import annotations
 import os
 import sys
 
-import tyro
-
-from sparc.cli.commands import Compare, Demo, Eval, Extract, ImportCheckpoint, ImportH5, Info, Train
 from sparc.errors import SparcError
 
-COMMANDS = {
-    "demo": Demo,
-    "extract": Extract,
-    "train": Train,
-    "import-h5": ImportH5,
-    "import-checkpoint": ImportCheckpoint,
-    "info": Info,
-    "eval": Eval,
-    "compare": Compare,
-}
+
+def commands() -> dict[str, type]:
+    """The subcommands. Imported when the command runs, not when this module is, so a
+    Ctrl-C during the (slow) imports of PyTorch ends as cleanly as one later on."""
+    from sparc.cli.commands import Compare, Demo, Eval, Extract, ImportCheckpoint, ImportH5, Info, Train
+
+    return {
+        "demo": Demo,
+        "extract": Extract,
+        "train": Train,
+        "import-h5": ImportH5,
+        "import-checkpoint": ImportCheckpoint,
+        "info": Info,
+        "eval": Eval,
+        "compare": Compare,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     # which no import before this line makes (tests/test_import.py checks). Set it to 0 to opt out.
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
+        import tyro
+
         command = tyro.extras.subcommand_cli_from_dict(
-            COMMANDS, args=argv, prog="sparc",
+            commands(), args=argv, prog="sparc",
             description="sparc: concept-aligned sparse autoencoders (SPARC) across models and modalities.",
         )
         command.run()

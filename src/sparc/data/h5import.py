@@ -16,6 +16,7 @@ from sparc.data.rows import RowMeta
 from sparc.data.store import FeatureStore
 from sparc.data.writer import StoreWriter
 from sparc.errors import SparcError
+from sparc.workspace import clean_stale, exclusive_lock
 
 INDICES = "indices"
 
@@ -149,44 +150,47 @@ def import_h5(
         raise SparcError("import_h5 needs at least one stream: name -> HDF5 file")
     if chunk_rows < 1:
         raise SparcError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    paths = {name: Path(p) for name, p in streams.items()}
-    with contextlib.ExitStack() as stack:
-        ds = {name: _open_stream(stack, name, path, dataset) for name, path in paths.items()}
-        counts = {name: d.shape[0] for name, d in ds.items()}
-        if len(set(counts.values())) > 1:
-            listed = ", ".join(f"{name}={c} ({paths[name]})" for name, c in counts.items())
-            raise SparcError(
-                f"streams have different row counts: {listed}; rows are aligned by position, "
-                "so every file needs the same rows"
-            )
-        n = next(iter(counts.values()))
-        # Constructing the writer checks the output path before the slow steps below.
-        writer = StoreWriter(
-            out,
-            {name: d.shape[1] for name, d in ds.items()},
-            dtype=dtype,
-            normalize=normalize,
-            split_fractions=split_fractions,
-            split_seed=split_seed,
-            overwrite=overwrite,
-            drop_nonfinite=drop_nonfinite,
-            sources={
-                name: {"format": "hdf5", "path": str(path.resolve()), "dataset": dataset}
-                for name, path in paths.items()
-            },
-        )
-        idx_n = _row_ids({name: d.file for name, d in ds.items()}, paths, n)
-        ids = [str(i) for i in idx_n.tolist()] if idx_n is not None else [str(i) for i in range(n)]
-        meta_by_id = read_metadata(metadata) if metadata is not None else {}
-        _check_metadata(meta_by_id, ids)
-        with writer:
-            n_bad, first_bad = _copy_rows(writer, ds, ids, meta_by_id, chunk_rows, progress)
-            if n_bad and not drop_nonfinite:
+    # One writer per store; what killed writers left is removed (docs/formats.md).
+    with exclusive_lock(out, "sparc import-h5"):
+        clean_stale(out)
+        paths = {name: Path(p) for name, p in streams.items()}
+        with contextlib.ExitStack() as stack:
+            ds = {name: _open_stream(stack, name, path, dataset) for name, path in paths.items()}
+            counts = {name: d.shape[0] for name, d in ds.items()}
+            if len(set(counts.values())) > 1:
+                listed = ", ".join(f"{name}={c} ({paths[name]})" for name, c in counts.items())
                 raise SparcError(
-                    f"{n_bad} of {n} rows have NaN/Inf features (first: row {first_bad}); "
-                    "pass --drop-nonfinite (drop_nonfinite=True) to drop them"
+                    f"streams have different row counts: {listed}; rows are aligned by position, "
+                    "so every file needs the same rows"
                 )
-    return FeatureStore.open(out)
+            n = next(iter(counts.values()))
+            # Constructing the writer checks the output path before the slow steps below.
+            writer = StoreWriter(
+                out,
+                {name: d.shape[1] for name, d in ds.items()},
+                dtype=dtype,
+                normalize=normalize,
+                split_fractions=split_fractions,
+                split_seed=split_seed,
+                overwrite=overwrite,
+                drop_nonfinite=drop_nonfinite,
+                sources={
+                    name: {"format": "hdf5", "path": str(path.resolve()), "dataset": dataset}
+                    for name, path in paths.items()
+                },
+            )
+            idx_n = _row_ids({name: d.file for name, d in ds.items()}, paths, n)
+            ids = [str(i) for i in idx_n.tolist()] if idx_n is not None else [str(i) for i in range(n)]
+            meta_by_id = read_metadata(metadata) if metadata is not None else {}
+            _check_metadata(meta_by_id, ids)
+            with writer:
+                n_bad, first_bad = _copy_rows(writer, ds, ids, meta_by_id, chunk_rows, progress)
+                if n_bad and not drop_nonfinite:
+                    raise SparcError(
+                        f"{n_bad} of {n} rows have NaN/Inf features (first: row {first_bad}); "
+                        "pass --drop-nonfinite (drop_nonfinite=True) to drop them"
+                    )
+        return FeatureStore.open(out)
 
 
 def _copy_rows(

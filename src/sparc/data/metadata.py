@@ -57,8 +57,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, RowMeta]:
     """Read metadata keyed by row id; SparcError naming the file and line if bad.
 
     The file is CSV (header with a ``row_id`` column) or JSON lines (``.jsonl``); other
-    columns are ``group_id``, ``image``, ``caption`` and ``labels`` (JSON list or
-    ``'|'``-separated), all optional.
+    columns are ``group_id`` (the split unit), ``image`` (the retrieval identity: rows
+    with the same image), ``caption`` and ``labels`` (JSON list or ``'|'``-separated),
+    all optional.
     """
     path = Path(path)
     if not path.is_file():

@@ -17,9 +17,11 @@ class RowMeta:
         Unique id of the row (e.g. ``"<image>#<caption index>"``).
     group_id
         Rows sharing a group id always land in the same split (e.g. all captions of
-        one image). Defaults to ``row_id``.
+        one image, or near-duplicates). Defaults to ``row_id``.
     image
-        Image path or id, if any.
+        Image path or id, if any. It is also the retrieval identity: rows with the same
+        ``image`` show the same image, and only they are correct matches of one another
+        in the evaluation's headline retrieval; a row without one is its own image.
     caption
         Caption text, if any.
     labels

@@ -29,18 +29,20 @@ from sparc.data.npy import NpyAppender
 from sparc.data.rows import RowMeta, encode_rows
 from sparc.data.splits import assign_splits, check_fractions
 from sparc.errors import SparcError
+from sparc.workspace import STORE, foreign_entry
 
 
 def check_target(path: Path, overwrite: bool) -> None:
-    """Refuse to write over anything at ``path`` unless ``overwrite`` and it is a store."""
+    """Refuse to write over anything at ``path`` unless ``overwrite`` and it is a store
+    that sparc wrote, holding nothing else (the rule of :mod:`sparc.workspace`)."""
     if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
         return  # an empty directory is simply filled
-    is_store = path.is_dir() and (path / MANIFEST).is_file()
-    if not is_store:
+    foreign = foreign_entry(path, STORE) if path.is_dir() and not path.is_symlink() else "not a folder"
+    if foreign is not None:
         raise SparcError(
-            f"'{path}' exists and is not a sparc feature store; "
+            f"'{path}' exists and is not a sparc feature store ({foreign}); "
             "refusing to replace it: choose another output path or remove it"
         )
     if not overwrite:

@@ -31,6 +31,7 @@ from sparc.data.writer import StoreWriter, check_target
 from sparc.errors import SparcError
 from sparc.extract.backbones.base import Backbone
 from sparc.extract.datasets.base import Dataset, Sample
+from sparc.workspace import clean_stale, exclusive_lock
 
 PLAN = "plan.json"
 
@@ -90,39 +91,43 @@ def extract(
         raise SparcError("no stream given; pass at least one --stream NAME=BACKBONE")
     if batch_size < 1 or shard_size < 1:
         raise SparcError("batch_size and shard_size must be at least 1")
-    check_target(out, overwrite)
-    samples = list(dataset)
-    if limit is not None:
-        samples = samples[:limit]
-    if not samples:
-        raise SparcError(f"dataset {dataset.name or type(dataset).__name__} has no samples")
-    work = work_dir_of(out)
-    plan = {
-        "dataset": dict(dataset_info or {"name": dataset.name}),
-        "n_samples": len(samples),
-        "shard_size": shard_size,
-        "streams": {name: bb.fingerprint() for name, bb in streams.items()},
-    }
-    _prepare_work_dir(work, plan)
+    # One writer per store; what killed writers left is removed (docs/formats.md).
+    with exclusive_lock(out, "sparc extract"):
+        clean_stale(out)
+        clean_stale(work_dir_of(out), beside=False)
+        check_target(out, overwrite)
+        samples = list(dataset)
+        if limit is not None:
+            samples = samples[:limit]
+        if not samples:
+            raise SparcError(f"dataset {dataset.name or type(dataset).__name__} has no samples")
+        work = work_dir_of(out)
+        plan = {
+            "dataset": dict(dataset_info or {"name": dataset.name}),
+            "n_samples": len(samples),
+            "shard_size": shard_size,
+            "streams": {name: bb.fingerprint() for name, bb in streams.items()},
+        }
+        _prepare_work_dir(work, plan)
 
-    n_shards = -(-len(samples) // shard_size)
-    todo = [i for i in range(n_shards) if not (work / _shard_name(i)).exists()]
-    remaining = sum(len(samples[i * shard_size : (i + 1) * shard_size]) for i in todo)
-    bar = tqdm(total=len(samples), initial=len(samples) - remaining, disable=not progress,
-               desc="extract", unit="row", dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for i in todo:
-            shard = samples[i * shard_size : (i + 1) * shard_size]
-            feats, kept, skipped = _encode_shard(dataset, streams, shard, batch_size, pool, bar)
-            with atomic_path(work / _shard_name(i)) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(f, kept=np.asarray(kept, dtype=np.int64),
-                             skipped=np.asarray(json.dumps([s.__dict__ for s in skipped])),
-                             **{f"x_{name}": x for name, x in feats.items()})
-    bar.close()
-    return _assemble(dataset, streams, samples, work, out, n_shards, shard_size, dtype=dtype,
-                     normalize=normalize, overwrite=overwrite, split_fractions=split_fractions,
-                     split_seed=split_seed, dataset_info=plan["dataset"])
+        n_shards = -(-len(samples) // shard_size)
+        todo = [i for i in range(n_shards) if not (work / _shard_name(i)).exists()]
+        remaining = sum(len(samples[i * shard_size : (i + 1) * shard_size]) for i in todo)
+        bar = tqdm(total=len(samples), initial=len(samples) - remaining, disable=not progress,
+                   desc="extract", unit="row", dynamic_ncols=True)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for i in todo:
+                shard = samples[i * shard_size : (i + 1) * shard_size]
+                feats, kept, skipped = _encode_shard(dataset, streams, shard, batch_size, pool, bar)
+                with atomic_path(work / _shard_name(i)) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, kept=np.asarray(kept, dtype=np.int64),
+                                 skipped=np.asarray(json.dumps([s.__dict__ for s in skipped])),
+                                 **{f"x_{name}": x for name, x in feats.items()})
+        bar.close()
+        return _assemble(dataset, streams, samples, work, out, n_shards, shard_size, dtype=dtype,
+                         normalize=normalize, overwrite=overwrite, split_fractions=split_fractions,
+                         split_seed=split_seed, dataset_info=plan["dataset"])
 
 
 def _shard_name(i: int) -> str:

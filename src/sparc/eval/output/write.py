@@ -10,6 +10,7 @@ from sparc.atomic import atomic_path
 from sparc.errors import SparcError
 from sparc.eval.output.markdown import render_eval
 from sparc.eval.results import EvalReport
+from sparc.workspace import EVAL, foreign_entry
 
 JSON_FILE = "eval.json"
 MD_FILE = "eval.md"
@@ -17,11 +18,15 @@ PLOT_DIR = "plots"
 
 
 def check_out_dir(out: Path) -> None:
-    """Refuse to replace anything but an earlier evaluation (or an empty directory)."""
+    """Refuse to replace anything but an earlier evaluation sparc wrote (or an empty
+    directory): the rule of :mod:`sparc.workspace`."""
     if out.exists() and not out.is_dir():
         raise SparcError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / JSON_FILE).exists():
-        raise SparcError(f"{out} is not empty and holds no {JSON_FILE}; refusing to replace it, choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        foreign = foreign_entry(out, EVAL)
+        if foreign is not None:
+            raise SparcError(f"{out} is not an evaluation written by sparc ({foreign}); refusing to replace it, "
+                             "choose another --out")
 
 
 def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> EvalReport:
