@@ -46,11 +46,31 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
                     yield i, line
     else:
         with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
+            # strict: an unterminated quote is an error, not a field that swallows rows.
+            reader = csv.DictReader(f, strict=True)
             if reader.fieldnames is None or "row_id" not in reader.fieldnames:
                 raise ValueError(f"the header must name a 'row_id' column (found {reader.fieldnames})")
-            for i, rec in enumerate(reader, start=2):
-                yield i, rec
+            start = reader.line_num + 1
+            while True:
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    raise CsvLineError(start, f"{e} (an unterminated quote?)") from None
+                if None in rec or None in rec.values():
+                    raise CsvLineError(start, f"the row has {len(rec) - (None in rec) + len(rec.get(None) or [])} "
+                                       f"fields where the header has {len(reader.fieldnames)} (a stray quote or comma?)")
+                yield start, rec
+                start = reader.line_num + 1
+
+
+class CsvLineError(ValueError):
+    """A CSV record that does not parse cleanly, and the line it starts on."""
+
+    def __init__(self, line: int, reason: str):
+        super().__init__(reason)
+        self.line = line
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, RowMeta]:
@@ -85,6 +105,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, RowMeta]:
                 raise ValueError(f"duplicate row_id {meta.row_id!r}")
             out[meta.row_id] = meta
     except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        line = e.line if isinstance(e, CsvLineError) else line
         where = f" line {line}" if line else ""
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SparcError(

@@ -20,7 +20,8 @@ from sparc.jsonio import from_json, to_json
 from sparc.model import SPARCConfig
 
 FORMAT = "sparc-eval"
-VERSION = 1
+VERSION = 2
+"""2: retrieval headline on the same image, group-aware figure beside it; Jaccard floors."""
 
 Encoding = Literal["joint", "independent"]
 """``joint``: all streams of a row encoded together (the model's forward; under global TopK
@@ -172,14 +173,9 @@ class EncodingReport:
 
 
 @dataclass(frozen=True)
-class RetrievalResult:
-    """Ranking the gallery stream's rows for queries from another stream."""
+class RankFigures:
+    """R@K, median rank and MRR of one ranking under one match rule."""
 
-    representation: Representation
-    """latents: cosine of the sparse codes; cross_recon: the query's code decoded into the
-    gallery stream, against its raw features; raw: raw features (equal widths only)."""
-    query: str
-    gallery: str
     r1: float
     r5: float
     r10: float
@@ -190,11 +186,42 @@ class RetrievalResult:
 
 
 @dataclass(frozen=True)
+class RetrievalResult:
+    """Ranking the gallery stream's rows for queries from another stream.
+
+    The flat figures are the headline, on the paper's protocol: the query row's own
+    image is the only correct match (``RetrievalReport.match_rule``). ``group_aware``
+    is the same ranking with any row of the query's group or with its identical caption
+    also correct (``RetrievalReport.group_match_rule``)."""
+
+    representation: Representation
+    """latents: cosine of the sparse codes; cross_recon: the query's code decoded into the
+    gallery stream, against its raw features; raw: raw features (equal widths only)."""
+    query: str
+    gallery: str
+    r1: float
+    """Same image only (the paper's protocol)."""
+    r5: float
+    r10: float
+    median_rank: float
+    mrr: float
+    r1_ci95: float
+    """Half-width of a 95% interval on R@1 from sampling the queries (0 when all rows are queries)."""
+    group_aware: RankFigures
+    """The same ranking when a row of the query's group or with its identical caption also counts."""
+
+
+@dataclass(frozen=True)
 class RetrievalReport:
     n_queries: int
     n_gallery: int
+    n_gallery_images: int
+    """Distinct images among the gallery rows (a row without an image counts as its own)."""
     encoding: Encoding
     match_rule: str
+    """The headline's: the same image only."""
+    group_match_rule: str
+    """The group-aware figure's."""
     tie_rule: str
     results: list[RetrievalResult]
 
@@ -202,7 +229,12 @@ class RetrievalReport:
         return _find(self.results, representation=representation, query=query, gallery=gallery)
 
     def mean_r1(self, representation: str) -> float:
+        """Headline (same image) R@1, mean over the ordered stream pairs."""
         return _mean(r.r1 for r in self.results if r.representation == representation)
+
+    def mean_group_r1(self, representation: str) -> float:
+        """Group-aware R@1, mean over the ordered stream pairs."""
+        return _mean(r.group_aware.r1 for r in self.results if r.representation == representation)
 
 
 # ----------------------------------------------------------------------------- probes

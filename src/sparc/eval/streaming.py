@@ -160,7 +160,7 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     encodings = [states[e].report(e) for e in ENCODINGS]
 
     t0 = time.perf_counter()
-    keys = MatchKeys([m.group_id for m in eval_meta], [m.caption for m in eval_meta])
+    keys = MatchKeys([m.group_id for m in eval_meta], [m.caption for m in eval_meta], [m.image for m in eval_meta])
     retriever = Retriever(model, features, rows, codes, keys, block=settings.retrieval_block,
                           tol=settings.tie_tol, device=device)
     queries = sample_rows(N, settings.retrieval_queries, settings.seed)

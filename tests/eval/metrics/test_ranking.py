@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparc.eval.metrics.ranking import MatchKeys, best_scores, rank_queries, retrieval_metrics
+from sparc.eval.metrics.ranking import MatchKeys, best_scores, rank_queries, rank_under_rules, retrieval_metrics
 
 
 def ranks_of(scores, acceptable, tol=1e-6, block=2):
@@ -46,11 +46,46 @@ def test_chunked_equals_unchunked():
 
 def test_match_keys_groups_and_captions():
     keys = MatchKeys(["g0", "g0", "g1", "g2", "g3"], ["a", "b", "a", None, ""])
-    q, g = keys.pairs(np.array([0, 3, 4]))
+    q, g = keys.pairs(np.array([0, 3, 4]), "group_aware")
     pairs = sorted(zip(q.tolist(), g.tolist()))
     # Query 0: its group {0, 1} and caption "a" {0, 2}. Query row 3 / 4: no caption → only itself.
     assert pairs == [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4)]
     assert list(g) == sorted(g)  # sorted by gallery position for the block loop
+    # Same image (the headline): no images given, so every row is its own image.
+    q, g = keys.pairs(np.array([0, 3, 4]))
+    assert sorted(zip(q.tolist(), g.tolist())) == [(0, 0), (1, 3), (2, 4)]
+
+
+def test_match_keys_same_image():
+    # Rows 0 and 2 show one image (two captions of it); rows 1 and 3 have no image: each is its own.
+    # Row 1 shares row 0's group (a skin-tone variant, say) but not its image.
+    keys = MatchKeys(["g0", "g0", "g0", "g1"], ["x", "y", "z", "x"], ["a.jpg", None, "a.jpg", None])
+    assert keys.n_images == 3
+    q, g = keys.pairs(np.array([0, 1, 3]))
+    assert sorted(zip(q.tolist(), g.tolist())) == [(0, 0), (0, 2), (1, 1), (2, 3)]
+    q, g = keys.pairs(np.array([0, 1, 3]), "group_aware")
+    # Query 0: group {0, 1, 2}, image {0, 2}, caption "x" {0, 3}; query 3: caption "x" {0, 3}.
+    assert sorted(zip(q.tolist(), g.tolist())) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2),
+                                                    (2, 0), (2, 3)]
+    with pytest.raises(ValueError, match="match rule"):
+        keys.pairs(np.array([0]), "same_group")
+
+
+def test_two_rules_from_one_pass_equal_each_alone():
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 5, size=(5, 9)).astype(np.float32) / 5  # many ties
+    keys = MatchKeys([f"g{i // 3}" for i in range(9)], [None] * 9, [f"i{i // 2}" for i in range(9)])
+    queries = np.arange(5)
+    scores = torch.from_numpy(s)
+    rules = []
+    for rule in ("same_image", "group_aware"):
+        pairs = keys.pairs(queries, rule)
+        rules.append((best_scores(lambda qi, gi: scores[qi, gi].double().numpy(), pairs, 5), pairs))
+    together = rank_under_rules(lambda a, b: scores[:, a:b], rules, 9, 4, tol=1e-6)
+    for (best, pairs), got in zip(rules, together):
+        assert got.tolist() == rank_queries(lambda a, b: scores[:, a:b], best, pairs, 9, 2, tol=1e-6).tolist()
+    # More correct rows can only lower (improve) a rank.
+    assert (together[1] <= together[0]).all()
 
 
 def test_metrics_by_hand():

@@ -11,12 +11,14 @@ representations, all compared by cosine:
 
 Scores are computed one (query chunk × gallery block) at a time — dense products for
 dense vectors, a sparse CSR × dense product for codes — so memory is bounded by the
-block size, not the split; see :mod:`sparc.eval.metrics.ranking` for matches and ties.
+block size, not the split. Every task is ranked under two match rules from the same
+scores: the headline *same image* (the paper's protocol) and the *group-aware* figure
+beside it; see :mod:`sparc.eval.metrics.ranking` for the rules and ties.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +29,18 @@ from tqdm.auto import tqdm
 
 from sparc.eval.codes import CodeTable, csr, dense_transposed, unit_values
 from sparc.eval.features import read_features
-from sparc.eval.metrics.ranking import MATCH_RULE, TIE_RULE, MatchKeys, best_scores, rank_queries, retrieval_metrics
-from sparc.eval.results import RetrievalReport, RetrievalResult
+from sparc.eval.metrics.ranking import (
+    GROUP_MATCH_RULE,
+    MATCH_RULE,
+    RULES,
+    TIE_RULE,
+    MatchKeys,
+    Pairs,
+    best_scores,
+    rank_under_rules,
+    retrieval_metrics,
+)
+from sparc.eval.results import RankFigures, RetrievalReport, RetrievalResult
 from sparc.model import SPARC, SparseCode
 
 QUERY_SLAB = 512
@@ -69,7 +81,7 @@ class Retriever:
     codes
         Stream → independent codes of every position.
     keys
-        Groups and captions of every position.
+        Images, groups and captions of every position (the match rules).
     """
 
     def __init__(self, model: SPARC, features: Mapping[str, np.ndarray], rows: np.ndarray,
@@ -98,36 +110,44 @@ class Retriever:
 
     # -------------------------------------------------------------- ranking
 
-    def ranks(self, tasks: list[RetrievalTask], queries: np.ndarray, pairs: tuple[np.ndarray, np.ndarray],
+    def ranks(self, tasks: list[RetrievalTask], queries: np.ndarray, rules: Sequence[Pairs],
               progress: tqdm | None = None) -> np.ndarray:
-        """Ranks [len(tasks), len(queries)] of the query positions ``queries`` (sorted) in
-        tasks that share their gallery stream and kind (all latents, or all dense).
+        """Ranks [len(rules), len(tasks), len(queries)] of the query positions ``queries``
+        (sorted) under each match rule's correct pairs ``rules`` (from
+        :meth:`MatchKeys.pairs`), in tasks that share their gallery stream and kind (all
+        latents, or all dense).
 
         The tasks' queries are stacked and cut into even chunks of at most ``block`` rows,
-        so each gallery block is read once per chunk and scored in one product.
+        so each gallery block is read once per chunk and scored in one product for every
+        rule.
         """
         t = tasks[0].gallery
         latents = tasks[0].representation == "latents"
         assert all(x.gallery == t and (x.representation == "latents") == latents for x in tasks)
         n_q, n = len(queries), len(self.rows)
         m = len(tasks) * n_q
-        # Acceptable pairs of every stacked row (row = task · n_q + query), by gallery position.
-        q_acc = np.concatenate([pairs[0] + i * n_q for i in range(len(tasks))])
-        g_acc = np.tile(pairs[1], len(tasks))
-        order = np.lexsort((q_acc, g_acc))
-        q_acc, g_acc = q_acc[order], g_acc[order]
-        out = np.empty(m, dtype=np.int64)
+        # Correct pairs of every stacked row (row = task · n_q + query), by gallery position.
+        stacked = []
+        for q_pairs, g_pairs in rules:
+            q_acc = np.concatenate([q_pairs + i * n_q for i in range(len(tasks))])
+            g_acc = np.tile(g_pairs, len(tasks))
+            order = np.lexsort((q_acc, g_acc))
+            stacked.append((q_acc[order], g_acc[order]))
+        out = np.empty((len(rules), m), dtype=np.int64)
         n_chunks = -(-m // self.block)
         size = -(-m // n_chunks)
         for c in range(0, m, size):
             rows = np.arange(c, min(c + size, m))
-            keep = (q_acc >= c) & (q_acc < c + len(rows))
-            sub = (q_acc[keep] - c, g_acc[keep])
             pair_score, score_block = self._scorers(tasks, rows // n_q, queries[rows % n_q])
-            best = best_scores(pair_score, sub, len(rows))
-            out[c:c + len(rows)] = rank_queries(score_block, best, sub, n, self.block,
-                                                tol=self.tol, progress=progress)
-        return out.reshape(len(tasks), n_q)
+            chunk_rules = []
+            for q_acc, g_acc in stacked:
+                keep = (q_acc >= c) & (q_acc < c + len(rows))
+                sub = (q_acc[keep] - c, g_acc[keep])
+                chunk_rules.append((best_scores(pair_score, sub, len(rows)), sub))
+            ranked = rank_under_rules(score_block, chunk_rules, n, self.block, tol=self.tol, progress=progress)
+            for r, ranks in enumerate(ranked):
+                out[r, c:c + len(rows)] = ranks
+        return out.reshape(len(rules), len(tasks), n_q)
 
     def _scorers(self, tasks: list[RetrievalTask], task_of: np.ndarray, qpos: np.ndarray
                  ) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Callable[[int, int], Tensor]]:
@@ -173,9 +193,10 @@ class Retriever:
         return _chunked_pairs(pair_score, 65536), score_block
 
     def run(self, queries: np.ndarray, *, progress: bool = True) -> RetrievalReport:
-        """Every task of :func:`retrieval_tasks` for the query positions ``queries``."""
+        """Every task of :func:`retrieval_tasks` for the query positions ``queries``,
+        under both match rules (same image, the headline; group-aware)."""
         tasks = retrieval_tasks(self.model.streams)
-        pairs = self.keys.pairs(queries)
+        rules = [self.keys.pairs(queries, rule) for rule in RULES]
         groups: dict[tuple[str, bool], list[RetrievalTask]] = {}
         for task in tasks:
             groups.setdefault((task.gallery, task.representation == "latents"), []).append(task)
@@ -185,16 +206,18 @@ class Retriever:
                   dynamic_ncols=True) as bar:
             for (gallery, latents), group in groups.items():
                 bar.set_postfix_str(f"{'latents' if latents else 'dense'} → {gallery}", refresh=False)
-                for task, r in zip(group, self.ranks(group, queries, pairs, bar)):
-                    ranks[task] = r
+                by_rule = self.ranks(group, queries, rules, bar)
+                for i, task in enumerate(group):
+                    ranks[task] = by_rule[:, i]
         results = []
         for task in tasks:
-            r1, r5, r10, med, mrr, ci = retrieval_metrics(ranks[task], len(self.rows))
+            same, grouped = (RankFigures(*retrieval_metrics(r, len(self.rows))) for r in ranks[task])
             results.append(RetrievalResult(task.representation, task.query, task.gallery,
-                                           r1, r5, r10, med, mrr, ci))
-        return RetrievalReport(n_queries=len(queries), n_gallery=len(self.rows), encoding="independent",
-                               match_rule=MATCH_RULE, tie_rule=f"{TIE_RULE} (tie_tol={self.tol:g})",
-                               results=results)
+                                           same.r1, same.r5, same.r10, same.median_rank, same.mrr, same.r1_ci95,
+                                           group_aware=grouped))
+        return RetrievalReport(n_queries=len(queries), n_gallery=len(self.rows), n_gallery_images=self.keys.n_images,
+                               encoding="independent", match_rule=MATCH_RULE, group_match_rule=GROUP_MATCH_RULE,
+                               tie_rule=f"{TIE_RULE} (tie_tol={self.tol:g})", results=results)
 
 
 def sparse_dot(qi: Tensor, qv: Tensor, gi: Tensor, gv: Tensor) -> np.ndarray:
