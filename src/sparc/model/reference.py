@@ -19,6 +19,7 @@ from torch import Tensor
 from sparc.errors import SparcError
 from sparc.model.config import SPARCConfig
 from sparc.model.sparc import SPARC
+from sparc.pickles import load_weights_only
 
 _ENC = re.compile(r"^encoders\.(.+)\.weight$")
 
@@ -32,13 +33,7 @@ def read_reference(path: str | Path) -> tuple[dict[str, Tensor], dict]:
         if not found:
             raise SparcError(f"no .pth checkpoint in {path}; pass the msae_checkpoint.pth file")
         path = found[0]
-    if not path.exists():
-        raise SparcError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated or foreign files
-        raise SparcError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}); "
-                         "is the file complete?") from None
+    state = load_weights_only(path, "checkpoint")
     if isinstance(state, Mapping) and "model_state_dict" in state:
         state = state["model_state_dict"]
     if not isinstance(state, Mapping):

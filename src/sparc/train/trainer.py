@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from sparc.atomic import atomic_path
 from sparc.errors import SparcError, TrainingDiverged
 from sparc.model import SPARC, Losses
+from sparc.pickles import load_weights_only
 from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
 from sparc.train.metrics import MetricsLog
@@ -265,12 +266,9 @@ class Trainer:
         """Restore everything :meth:`save_checkpoint` wrote (the model must already hold
         the checkpoint's weights; see :func:`resume`)."""
         path = Path(path)
-        try:
-            state = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise SparcError(f"{path} has no {TRAINER_STATE}; the run cannot be resumed") from None
-        except Exception as e:
-            raise SparcError(f"{path / TRAINER_STATE} is corrupt ({type(e).__name__}); start again with --overwrite") from None
+        if not (path / TRAINER_STATE).exists():
+            raise SparcError(f"{path} has no {TRAINER_STATE}; the run cannot be resumed")
+        state = load_weights_only(path / TRAINER_STATE, "trainer state")
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr  # the run's settings decide (a resume may lower it)
