@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sparc.atomic import write_text
+from sparc.atomic import write_error, write_text
 from sparc.errors import SparcError
 
 
@@ -65,8 +65,11 @@ class MetricsLog:
         write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise write_error(self.path, e) from None
         step = record.get("step", 0)
         prefix = "val/" if record.get("split") == "val" else "train/"
         scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")}
