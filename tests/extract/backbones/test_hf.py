@@ -225,7 +225,7 @@ def test_dinov2_hf_plain_dinov2_config(tmp_path):
     assert build("dinov2-hf", model=str(tmp_path), image_size=56).encode(images()[:1]).shape == (1, 32)
 
 
-@pytest.mark.parametrize("family", ["dinov2-hf", "hf-clip"])
+@pytest.mark.parametrize("family", ["dinov2-hf", "hf-clip", "sentence-transformers"])
 def test_hub_model_not_in_cache_is_a_sparc_error(family, tmp_path):
     b = build(family, model="facebook/no-such-model", offline=True, cache_dir=str(tmp_path))
     with pytest.raises(

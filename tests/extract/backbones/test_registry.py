@@ -73,25 +73,25 @@ def test_bad_options_fail_at_build(family, options, needle):
 
 def test_string_options_from_the_command_line_are_coerced():
     b = build("dinov2-hub", pretrained="false", image_size="112", resize="128")
-    assert b.pretrained is False
+    assert b.options.pretrained is False
     assert (b.preprocess.size, b.preprocess.resize) == (112, 128)
     # resize defaults keep the paper's crop fraction 224/256
     assert build("dinov2-hf", image_size=448).preprocess.resize == 512
-    assert build("open-clip", pretrained="none").pretrained is None
+    assert build("open-clip", pretrained="none").options.pretrained is None
     assert build("efficientnet-lite", model="efficientnet-lite2").model_name == "efficientnet-lite2"
 
 
 @pytest.mark.parametrize(
     ("options", "attribute", "want"),
     [
-        ({"pretrained": "True"}, "pretrained", True),
-        ({"pretrained": "off"}, "pretrained", False),
-        ({"pretrained": False}, "pretrained", False),
+        ({"pretrained": "True"}, "options.pretrained", True),
+        ({"pretrained": "off"}, "options.pretrained", False),
+        ({"pretrained": False}, "options.pretrained", False),
         ({"image_size": "224"}, "preprocess.size", 224),
         ({"image_size": 224.0}, "preprocess.size", 224),
         ({"resize": "None"}, "preprocess.resize", 256),
         ({"resize": ""}, "preprocess.resize", 256),
-        ({"repo": "x"}, "repo", "x"),
+        ({"repo": "x"}, "options.repo", "x"),
     ],
 )
 def test_option_coercion(options, attribute, want):

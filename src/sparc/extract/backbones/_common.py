@@ -1,4 +1,4 @@
-"""Helpers shared by the backbone families: optional imports, weight ids, error text.
+"""Helpers shared by the backbone families: optional imports, weight files and ids, error text.
 
 Options reach a family already typed and checked by its options dataclass (see
 :mod:`sparc.options`).
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sparc.errors import SparcError
+from sparc.extract.files import existing_file
 
 
 def one_line(text: object, limit: int = 300) -> str:
@@ -104,6 +105,12 @@ def path_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
             h.update(str(f.relative_to(p)).encode() + b"\0" + file_sha256(f).encode() + b"\n")
         return {"name": p.name, "sha256": h.hexdigest()}
     raise SparcError(f"weights path {str(p)!r} does not exist")
+
+
+def weights_file(path: str | os.PathLike[str] | None, what: str) -> str | None:
+    """A local weights option: the file's absolute path as text (None when not given), or a
+    SparcError ``<what> not found: '<path>'``."""
+    return None if path is None else str(existing_file(path, what).resolve())
 
 
 def is_local_path(name: str) -> bool:

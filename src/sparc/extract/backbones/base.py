@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,6 +33,14 @@ from sparc.registry import Registry
 
 Modality = Literal["image", "text"]
 Precision = Literal["fp32", "fp16", "bf16"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tower:
+    """The option of the families that encode with either tower of a CLIP model."""
+
+    tower: Modality = "image"
+    """Which tower, and so which modality, the stream encodes."""
 
 
 class Backbone(abc.ABC):

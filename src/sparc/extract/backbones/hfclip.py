@@ -15,11 +15,10 @@ format, ``laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K``), ``tower`` (image|text),
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,13 +28,12 @@ from sparc.extract.backbones._common import (
     is_local_path,
     model_label,
     one_line,
-    path_identity,
     prepare_model,
     require,
     require_attr,
 )
-from sparc.extract.backbones.base import BACKBONES, Backbone, Precision
-from sparc.extract.backbones.dinov2 import load_hf
+from sparc.extract.backbones.base import BACKBONES, Backbone, Precision, Tower
+from sparc.extract.backbones.hub import HubOptions, hub_args, hub_weights_id, load_from_hub
 from sparc.extract.backbones.preprocess import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -46,23 +44,11 @@ from sparc.options import OptionError
 
 
 @dataclass(frozen=True, kw_only=True)
-class HFClipOptions:
+class HFClipOptions(Tower, HubOptions):
     """Options of ``hf-clip``."""
 
     model: str = "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K"
     """Hugging Face hub id or local folder of a CLIPModel (default: the paper's weights in transformers format)."""
-
-    tower: Literal["image", "text"] = "image"
-    """Which tower, and so which modality, the stream encodes."""
-
-    revision: str | None = None
-    """Hub revision (branch, tag or commit)."""
-
-    offline: bool = False
-    """Use only the local Hugging Face cache."""
-
-    cache_dir: Path | None = None
-    """Download cache (none: the Hugging Face cache, HF_HOME)."""
 
     max_length: int = 77
     """Text tower: tokens kept per caption (at most the model's context)."""
@@ -82,29 +68,20 @@ class HFClipBackbone(Backbone):
     def __init__(self, options: HFClipOptions = HFClipOptions(), *, device: str = "cpu", precision: Precision = "fp32"):
         super().__init__(device=device, precision=precision)
         self.options = options
-        self.model_name = options.model
-        self.tower = options.tower
-        self.modality = self.tower
-        self.revision = options.revision
-        self.offline = options.offline
-        self.cache_dir = os.fspath(options.cache_dir) if options.cache_dir is not None else None
-        self.max_length = options.max_length
+        self.modality = options.tower
         self._model: Any = None
         self._tokenizer: Any = None
         self._preprocess: ImagePreprocess | None = None
+        self._max_length: int | None = None
+        """Text tower: ``max_length``, at most the model's context (known once loaded)."""
 
     def _load(self) -> None:
-        model = load_hf(
-            require_attr("transformers", "CLIPModel", extra="transformers"),
-            self.model_name,
-            what="hf-clip",
-            revision=self.revision,
-            offline=self.offline,
-            cache_dir=self.cache_dir,
-        )
+        o = self.options
+        clip_model = require_attr("transformers", "CLIPModel", extra="transformers")
+        model = load_from_hub(clip_model.from_pretrained, o.model, o, what="hf-clip")
         cfg = model.config
         # keep only the tower in use (and its projection)
-        if self.tower == "image":
+        if o.tower == "image":
             model.text_model = None
             model.text_projection = None
         else:
@@ -112,22 +89,16 @@ class HFClipBackbone(Backbone):
             model.visual_projection = None
         self._model = prepare_model(model, self.device, self.dtype)
         self._dim = int(cfg.projection_dim)
-        if self.tower == "image":
+        if o.tower == "image":
             self._preprocess = self._image_preprocess(cfg)
         else:
             try:
                 auto_tokenizer = require_attr("transformers", "AutoTokenizer", extra="transformers")
-                self._tokenizer = auto_tokenizer.from_pretrained(
-                    str(Path(self.model_name).expanduser()) if is_local_path(self.model_name) else self.model_name,
-                    revision=self.revision,
-                    cache_dir=self.cache_dir,
-                    local_files_only=self.offline or is_local_path(self.model_name),
-                )
+                source, kwargs = hub_args(o.model, o)
+                self._tokenizer = auto_tokenizer.from_pretrained(source, **kwargs)
             except (OSError, ValueError) as e:
-                raise SparcError(
-                    f"hf-clip: could not load the tokenizer of {self.model_name} ({one_line(e, 200)})"
-                ) from None
-            self.max_length = min(int(self.max_length or 77), int(cfg.text_config.max_position_embeddings))
+                raise SparcError(f"hf-clip: could not load the tokenizer of {o.model} ({one_line(e, 200)})") from None
+            self._max_length = min(int(o.max_length or 77), int(cfg.text_config.max_position_embeddings))
 
     def _image_preprocess(self, cfg: Any) -> ImagePreprocess:
         pp = self._preprocessor_config()
@@ -139,33 +110,28 @@ class HFClipBackbone(Backbone):
         return preprocess_from_hf(pp, default_size=image_size)
 
     def _preprocessor_config(self) -> dict[str, Any] | None:
-        if is_local_path(self.model_name):
-            f = Path(self.model_name).expanduser() / "preprocessor_config.json"
+        source, kwargs = hub_args(self.options.model, self.options)
+        if is_local_path(self.options.model):
+            f = Path(source) / "preprocessor_config.json"
             return json.loads(f.read_text()) if f.is_file() else None
         hub = require("huggingface_hub", extra="transformers")
         try:
-            path = hub.hf_hub_download(
-                self.model_name,
-                "preprocessor_config.json",
-                revision=self.revision,
-                cache_dir=self.cache_dir,
-                local_files_only=self.offline,
-            )
+            path = hub.hf_hub_download(source, "preprocessor_config.json", **kwargs)
         except hub.errors.EntryNotFoundError:
             return None
         except OSError as e:
             raise SparcError(
-                f"hf-clip: could not get preprocessor_config.json of {self.model_name} ({one_line(e, 200)})"
+                f"hf-clip: could not get preprocessor_config.json of {self.options.model} ({one_line(e, 200)})"
             ) from None
         return json.loads(Path(path).read_text())
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
-        if self.tower == "image":
+        if self.options.tower == "image":
             assert self._preprocess is not None
             out = self._model.get_image_features(pixel_values=self._preprocess(items).to(self.device, self.dtype))
         else:
             tok = self._tokenizer(
-                [str(t) for t in items], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                [str(t) for t in items], padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
             )
             out = self._model.get_text_features(
                 input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
@@ -175,18 +141,14 @@ class HFClipBackbone(Backbone):
 
     def fingerprint(self) -> dict[str, Any]:
         self.load()
+        o = self.options
         fp = super().fingerprint()
-        weights = (
-            path_identity(self.model_name)
-            if is_local_path(self.model_name)
-            else {"hf": self.model_name, "revision": self.revision}
-        )
-        fp.update({"model": model_label(self.model_name), "weights": weights, "tower": self.tower, "code": 1})
-        if self.tower == "image":
+        fp.update({"model": model_label(o.model), "weights": hub_weights_id(o.model, o), "tower": o.tower, "code": 1})
+        if o.tower == "image":
             assert self._preprocess is not None
             fp["preprocess"] = self._preprocess.describe()
         else:
-            fp["tokenizer"] = {"max_length": self.max_length, "truncation": True}
+            fp["tokenizer"] = {"max_length": self._max_length, "truncation": True}
         return fp
 
 

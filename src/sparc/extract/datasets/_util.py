@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,14 @@ from sparc.extract.files import existing_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MissingImages = Literal["error", "skip", "ignore"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MissingImagesOption:
+    """The option of the adapters whose rows name image files (applied by :func:`check_images`)."""
+
+    missing_images: MissingImages = "error"
+    """error: fail if an image is missing; skip: drop its rows; ignore: do not check."""
 
 
 def file_list(items: tuple[str, ...], what: str, dataset: str) -> list[Path]:

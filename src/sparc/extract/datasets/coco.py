@@ -21,7 +21,7 @@ from typing import Any
 from sparc.errors import SparcError
 from sparc.extract.datasets._util import (
     ListDataset,
-    MissingImages,
+    MissingImagesOption,
     check_hierarchy,
     check_images,
     load_json,
@@ -37,7 +37,7 @@ CREDITS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class CocoOptions:
+class CocoOptions(MissingImagesOption):
     """Options of the ``coco`` adapter."""
 
     captions: Path
@@ -54,9 +54,6 @@ class CocoOptions:
 
     separator: str = " "
     """Text between joined captions."""
-
-    missing_images: MissingImages = "error"
-    """error: fail if an image is missing; skip: drop its rows; ignore: do not check."""
 
 
 @DATASETS.register(NAME)

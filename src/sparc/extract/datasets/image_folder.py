@@ -31,7 +31,7 @@ from sparc.errors import SparcError
 from sparc.extract.datasets._util import (
     IMAGE_SUFFIXES,
     ListDataset,
-    MissingImages,
+    MissingImagesOption,
     article,
     check_hierarchy,
     check_images,
@@ -48,7 +48,7 @@ DEFAULT_SCAN_TEMPLATE = "a photo of {article} {label}"
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImageFolderOptions:
+class ImageFolderOptions(MissingImagesOption):
     """Options of the ``image-folder`` adapter."""
 
     root: Path
@@ -62,9 +62,6 @@ class ImageFolderOptions:
 
     hierarchy: Path | None = None
     """JSON file {"label": "parent label" or null, ...} (overrides the hierarchy of nested folders)."""
-
-    missing_images: MissingImages = "error"
-    """error: fail if a referenced image is missing; skip: drop its rows; ignore: do not check."""
 
 
 @DATASETS.register(NAME)

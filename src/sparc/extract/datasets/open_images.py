@@ -33,7 +33,7 @@ from typing import Any
 from sparc.errors import SparcError
 from sparc.extract.datasets._util import (
     ListDataset,
-    MissingImages,
+    MissingImagesOption,
     check_hierarchy,
     check_images,
     dedupe,
@@ -53,7 +53,7 @@ CREDITS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class OpenImagesOptions:
+class OpenImagesOptions(MissingImagesOption):
     """Options of the ``open-images`` adapter."""
 
     narratives: tuple[str, ...]
@@ -73,9 +73,6 @@ class OpenImagesOptions:
 
     image_ext: str = ".jpg"
     """Image file suffix."""
-
-    missing_images: MissingImages = "error"
-    """error: fail if an image is missing; skip: drop its rows; ignore: do not check."""
 
 
 @DATASETS.register(NAME)
