@@ -36,3 +36,15 @@ def small_model(streams, topk: str = "global", seed: int = 0, n_latents: int = 3
 @pytest.fixture(scope="session")
 def model(store):
     return small_model(store.streams)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The stand-in world of :mod:`tests.explore.world`: store, trained run, images."""
+    from tests.explore.world import build_world
+
+    mp = pytest.MonkeyPatch()
+    try:
+        yield build_world(tmp_path_factory.mktemp("world"), mp)
+    finally:
+        mp.undo()
