@@ -1,0 +1,373 @@
+"""Building the report directory (see the package docstring for what it holds)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+from PIL import ImageOps
+from tqdm.auto import tqdm
+
+from sparc.atomic import atomic_path
+from sparc.errors import SparcError
+from sparc.explore.explorer import Explorer
+from sparc.explore.neighbours import ALL, nearest_latents
+from sparc.explore.sources import RowImages, stream_modality
+from sparc.explore.stats import HIST_EDGES, Encoding
+from sparc.jsonio import to_json
+from sparc.workspace import check_not_input
+
+REPORT_JSON = "report.json"
+"""Marks a folder as a sparc report (so writing over it is allowed) and records what it shows."""
+HEATMAPS = Path("heatmaps") / "index.json"
+"""Where a run keeps its per-latent heatmaps (relative to the run directory)."""
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report shows."""
+
+    encoding: Encoding = "joint"
+    """Codes whose statistics the report shows: joint (all streams together, the original's analysis) or independent (each stream alone)."""
+
+    top_rows: int = 10
+    """Top activating rows shown per latent and stream."""
+
+    bin_rows: int = 1
+    """Rows shown per activation quantile bin, per latent and stream."""
+
+    query_rows: int = 5000
+    """Rows of the split (seeded sample; 0 = all) whose codes the report carries for its offline query box."""
+
+    thumb_px: int = 96
+    """Thumbnail size in pixels (longest side)."""
+
+    chunk_latents: int = 256
+    """Latents per data file (the page loads one file per latent shown)."""
+
+    neighbours: int = 5
+    """Nearest latents (decoder cosine) shown per stream."""
+
+    workers: int = 4
+    """Threads making thumbnails."""
+
+    seed: int = 0
+    """Seed of the sample of query rows."""
+
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        for name in ("top_rows", "thumb_px", "chunk_latents", "neighbours", "workers"):
+            if getattr(self, name) < 1:
+                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("bin_rows", "query_rows"):
+            if getattr(self, name) < 0:
+                raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.encoding not in ("joint", "independent"):
+            raise SparcError(f"encoding must be joint or independent, got {self.encoding!r}")
+
+
+@dataclass
+class ReportInfo:
+    """Where the report went and what it weighs."""
+
+    path: Path
+    bytes: int
+    files: int
+    thumbnails: int
+    rows: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def index(self) -> Path:
+        return self.path / "index.html"
+
+    def summary(self) -> str:
+        return (f"report: {self.index} ({self.bytes / 1e6:.1f} MB in {self.files} files, {self.rows:,} rows, "
+                f"{self.thumbnails:,} thumbnails, {self.seconds:.0f} s); open it in a browser")
+
+
+def _check_out(out: Path, ex: Explorer) -> None:
+    inputs = [ex.store.path] + ([ex.run] if ex.run is not None else [])
+    check_not_input(out, inputs)
+    if out.exists():
+        if not out.is_dir():
+            raise SparcError(f"{out} exists and is not a directory; choose another --out")
+        if any(out.iterdir()) and not (out / REPORT_JSON).exists():
+            raise SparcError(f"{out} is not empty and holds no sparc report; choose a new or empty --out")
+
+
+def _r(x: float, digits: int = 4) -> float | None:
+    """A rounded float, None for NaN (JSON has no NaN)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+# ------------------------------------------------------------------------------ pieces
+
+
+def _report_rows(ex: Explorer, settings: ReportSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(store rows the report carries, sorted; the query rows among them)."""
+    st, e = ex.stats, ex.stats.encoding_index(settings.encoding)
+    shown = [st.top_rows[e][..., :settings.top_rows].ravel()]
+    if settings.bin_rows:
+        bins, per = st.settings.quantile_bins, st.settings.per_bin
+        take = [b * per + j for b in range(bins) for j in range(min(settings.bin_rows, per))]
+        shown.append(st.sample_rows[e][..., take].ravel())
+    if settings.query_rows == 0 or settings.query_rows >= st.n_rows:
+        query = st.rows.copy()
+    else:
+        rng = np.random.default_rng(settings.seed)
+        query = np.sort(rng.choice(st.rows, size=settings.query_rows, replace=False))
+    rows = np.unique(np.concatenate([*shown, query]))
+    return rows[rows >= 0], query
+
+
+def _thumbnails(ex: Explorer, rows: np.ndarray, out: Path, settings: ReportSettings, notes: list[str]) -> np.ndarray:
+    """WebP thumbnails ``thumbs/<i>.webp`` of the report's rows that have an image; bool [len(rows)]."""
+    meta = ex.store.rows()
+    with_image = [i for i, r in enumerate(rows.tolist()) if meta[r].image]
+    has = np.zeros(len(rows), dtype=bool)
+    if not with_image:
+        return has
+    images = RowImages(ex.store)
+    if images.note:
+        notes.append(f"thumbnails: {images.note}")
+    (out / "thumbs").mkdir()
+    px = settings.thumb_px
+
+    def make(i: int) -> bool:
+        im = images.load(meta[rows[i]])
+        if im is None:
+            return False
+        ImageOps.contain(im, (px, px)).save(out / "thumbs" / f"{i}.webp", format="WEBP", quality=80, method=4)
+        return True
+
+    with ThreadPoolExecutor(settings.workers) as pool, tqdm(total=len(with_image), disable=not settings.progress,
+                                                            desc="thumbnails", unit="img", dynamic_ncols=True) as bar:
+        for i, ok in zip(with_image, pool.map(make, with_image)):
+            has[i] = ok
+            bar.update()
+    if not has.any():
+        notes.append("no row image could be read here: the report shows captions only")
+    return has
+
+
+def _rows_data(ex: Explorer, rows: np.ndarray, query: np.ndarray, has_thumb: np.ndarray) -> dict:
+    meta = ex.store.rows()
+    st = ex.stats
+    labels = sorted({x for r in rows.tolist() for x in meta[r].labels})
+    label_id = {x: i for i, x in enumerate(labels)}
+    position = np.searchsorted(st.rows, query)  # query rows are rows of the split
+    local = np.searchsorted(rows, query)
+    codes = {}
+    for s, stream in enumerate(st.streams):
+        idx, val = st.codes_idx[s][position], st.codes_val[s][position]
+        codes[stream] = {"idx": idx.ravel().tolist(), "val": np.round(val, 4).ravel().tolist()}
+    return {
+        "id": [meta[r].row_id for r in rows.tolist()],
+        "caption": [meta[r].caption or "" for r in rows.tolist()],
+        "labels": [[label_id[x] for x in meta[r].labels] for r in rows.tolist()],
+        "label_names": labels,
+        "thumb": has_thumb.astype(int).tolist(),
+        "query": local.tolist(),
+        "k": st.k,
+        "codes": codes,
+    }
+
+
+def _latent_table(ex: Explorer, settings: ReportSettings) -> dict:
+    st, names = ex.stats, ex.names
+    enc = settings.encoding
+    freq, agree = st.frequency(enc), st.agreement(enc)
+    e = st.encoding_index(enc)
+    table: dict = {
+        "freq": [[_r(x, 6) for x in row] for row in freq.tolist()],
+        "fires": st.fires[e].tolist(),
+        "agreement": [_r(x) for x in agree.tolist()],
+        "concept_j": None if st.concept_j is None else [_r(x) for x in st.concept_j[e].tolist()],
+        "name": [None] * st.n_latents, "aligned": [0] * st.n_latents, "purity": [None] * st.n_latents,
+        "words": [[] for _ in range(st.n_latents)],
+    }
+    if names is not None and names.classes:
+        aligned = names.aligned
+        purity = np.where(names.majority >= 0, names.purity, np.nan)
+        with np.errstate(all="ignore"):
+            mean_purity = np.nanmean(np.where(np.isnan(purity).all(0), 0, purity), axis=0)
+        table["name"] = [names.name(lat) for lat in range(st.n_latents)]
+        table["aligned"] = aligned.astype(int).tolist()
+        table["purity"] = [_r(x, 3) if (names.majority[:, i] >= 0).any() else None for i, x in enumerate(mean_purity)]
+    if names is not None and names.words is not None:
+        table["words"] = [[w for w, _ in names.top_words(lat)] for lat in range(st.n_latents)]
+    return table
+
+
+def _latent_details(ex: Explorer, rows: np.ndarray, settings: ReportSettings, heatmaps: dict) -> list[dict]:
+    st, names = ex.stats, ex.names
+    enc = settings.encoding
+    e = st.encoding_index(enc)
+    local = {r: i for i, r in enumerate(rows.tolist())}
+    mean = st.mean_activation(enc)
+    near = nearest_latents(ex.model, n=settings.neighbours)
+    out = []
+    for lat in range(st.n_latents):
+        per_stream = []
+        for s, stream in enumerate(st.streams):
+            top_rows, top_vals = st.top(enc, stream, lat, settings.top_rows)
+            bins = [[[local[r], _r(v)] for r, v in zip(br[:settings.bin_rows].tolist(), bv[:settings.bin_rows].tolist())]
+                    for br, bv in st.quantile_samples(enc, stream, lat)] if settings.bin_rows else []
+            label = None
+            if names is not None and names.classes and names.majority[s, lat] >= 0:
+                label = {"label": names.classes[names.majority[s, lat]], "count": int(names.count[s, lat]),
+                         "n": int(names.n_voters[s, lat]), "accepted": bool(names.accepted[s, lat])}
+            per_stream.append({
+                "top": [[local[r], _r(v)] for r, v in zip(top_rows.tolist(), top_vals.tolist())],
+                "bins": bins,
+                "hist": st.hist[e, s, lat].tolist(),
+                "mean": _r(mean[s, lat]), "max": _r(float(st.act_max[e, s, lat])),
+                "label": label,
+                "near": [[int(i), _r(c, 3)] for i, c in zip(*(x[lat].tolist() for x in near[stream]))],
+                "heatmaps": heatmaps.get(str(lat), {}).get(stream, []),
+            })
+        words = [[w, _r(v, 3)] for w, v in names.top_words(lat)] if names is not None else []
+        out.append({"streams": per_stream, "words": words,
+                    "near_all": [[int(i), _r(c, 3)] for i, c in zip(*(x[lat].tolist() for x in near[ALL]))]})
+    return out
+
+
+def _heatmaps(ex: Explorer, out: Path, notes: list[str]) -> dict:
+    """The run's heatmaps (the hook of :data:`HEATMAPS`), copied into ``out/heatmaps``."""
+    if ex.run is None or not (ex.run / HEATMAPS).is_file():
+        return {}
+    base = (ex.run / HEATMAPS).parent
+    try:
+        index = json.loads((ex.run / HEATMAPS).read_text())["latents"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        notes.append(f"heatmaps skipped: {ex.run / HEATMAPS} is unreadable ({e})")
+        return {}
+    result: dict = {}
+    (out / "heatmaps").mkdir()
+    n = 0
+    for lat, streams in index.items():
+        for stream, items in streams.items():
+            for row_id, rel in items:
+                src = base / rel
+                if not src.is_file():
+                    continue
+                n += 1
+                dest = Path("heatmaps") / f"{n}{src.suffix.lower()}"
+                shutil.copyfile(src, out / dest)
+                result.setdefault(str(lat), {}).setdefault(stream, []).append([row_id, dest.as_posix()])
+    return result
+
+
+def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
+    st, names = ex.stats, ex.names
+    store = ex.store
+    info: dict = {
+        "model": ex.model.cfg.to_dict(),
+        "streams": [{"name": s, "dim": d, "modality": stream_modality(store, s),
+                     "source": store.manifest.streams[s].source} for s, d in ex.model.streams.items()],
+        "store": {"path": str(store.path.resolve()), "rows": store.n_rows, "normalized": store.normalized,
+                  "created": store.manifest.created, "dataset": store.dataset_info()},
+        "stats": {**st.settings.identity(), "rows": st.n_rows, "seconds": round(st.seconds, 1)},
+        "training": None, "evaluations": [], "localisation": [],
+        "naming": None,
+    }
+    if ex.run is not None and (ex.run / "train_config.json").is_file():
+        try:
+            info["training"] = json.loads((ex.run / "train_config.json").read_text())
+        except (OSError, ValueError):
+            pass
+    if names is not None:
+        from sparc.explore.naming import render_evaluation
+
+        info["naming"] = {"settings": to_json(names.settings), "text_stream": names.text_stream,
+                          "vocabulary": len(names.vocabulary), "evaluation": render_evaluation(names),
+                          "notes": names.notes}
+    if ex.run is not None:
+        for d in sorted(ex.run.glob("eval-*")):
+            if not (d / "eval.md").is_file():
+                continue
+            plots = []
+            for p in sorted((d / "plots").glob("*.png")) if (d / "plots").is_dir() else []:
+                dest = Path("plots") / d.name / p.name
+                (out / dest).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, out / dest)
+                plots.append(dest.as_posix())
+            info["evaluations"].append({"name": d.name, "markdown": (d / "eval.md").read_text(), "plots": plots})
+        for d in sorted(ex.run.glob("localisation*")):
+            for f in sorted(d.glob("*.md")):
+                info["localisation"].append({"name": f"{d.name}/{f.name}", "markdown": f.read_text()})
+    return info
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def write_report(ex: Explorer, out: str | Path, settings: ReportSettings = ReportSettings(), *,
+                 log=print) -> ReportInfo:
+    """Write the report of ``ex`` (its run, store, statistics and names) into ``out``,
+    replacing an earlier report there (never another folder)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    _check_out(out, ex)
+    notes: list[str] = []
+    st = ex.stats
+    env = _env()
+    with atomic_path(out, is_dir=True) as tmp:
+        (tmp / "data").mkdir()
+        (tmp / "assets").mkdir()
+        rows, query = _report_rows(ex, settings)
+        has_thumb = _thumbnails(ex, rows, tmp, settings, notes)
+        heatmaps = _heatmaps(ex, tmp, notes)
+        chunk_js = env.get_template("data.js.j2")
+        (tmp / "data" / "rows.js").write_text(chunk_js.render(kind="rows", index=0,
+                                                              data=_rows_data(ex, rows, query, has_thumb)))
+        details = _latent_details(ex, rows, settings, heatmaps)
+        n_chunks = 0
+        for n_chunks, a in enumerate(range(0, st.n_latents, settings.chunk_latents), 1):
+            (tmp / "data" / f"latents-{n_chunks - 1:04d}.js").write_text(
+                chunk_js.render(kind="latents", index=n_chunks - 1, data=details[a:a + settings.chunk_latents]))
+        for name in ("app.js", "style.css"):
+            shutil.copyfile(HERE / "static" / name, tmp / "assets" / name)
+        streams = [{"name": s, "modality": stream_modality(ex.store, s)} for s in st.streams]
+        meta = {
+            "title": f"sparc — {ex.run.name if ex.run is not None else 'model'}",
+            "run": str(ex.run) if ex.run is not None else None,
+            "split": st.settings.split, "encoding": settings.encoding, "n_rows": st.n_rows,
+            "n_latents": st.n_latents, "k": st.k, "streams": streams,
+            "text_stream": ex.names.text_stream if ex.names is not None else None,
+            "chunk_latents": settings.chunk_latents, "n_chunks": n_chunks,
+            "hist_edges": [_r(x, 5) for x in HIST_EDGES.tolist()],
+            "stats_settings": st.settings.identity(), "report_settings": to_json(settings),
+            "heatmaps": bool(heatmaps), "notes": notes,
+            "overview": _overview(ex, tmp, settings),
+            "classes": ex.names.classes if ex.names is not None else [],
+        }
+        table = _latent_table(ex, settings)
+        (tmp / "index.html").write_text(env.get_template("index.html.j2").render(meta=meta, table=table))
+        files = [p for p in tmp.rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in files)
+        record = {"format": "sparc-report", "version": 1, "bytes": size, "files": len(files) + 1,
+                  "rows": len(rows), "thumbnails": int(has_thumb.sum()), "latents": st.n_latents,
+                  "seconds": round(time.perf_counter() - t0, 2), "notes": notes}
+        (tmp / REPORT_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    info = ReportInfo(out, size + (out / REPORT_JSON).stat().st_size, len(files) + 1, int(has_thumb.sum()), len(rows),
+                      time.perf_counter() - t0, notes)
+    return info
