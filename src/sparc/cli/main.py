@@ -11,7 +11,21 @@ from sparc.errors import SparcError
 def commands() -> dict[str, type]:
     """The subcommands. Imported when the command runs, not when this module is, so a
     Ctrl-C during the (slow) imports of PyTorch ends as cleanly as one later on."""
-    from sparc.cli.commands import Compare, Demo, Eval, Extract, ImportCheckpoint, ImportH5, Info, Train
+    from sparc.cli.commands import (
+        Compare,
+        Demo,
+        Eval,
+        Extract,
+        ImportCheckpoint,
+        ImportH5,
+        Info,
+        Latent,
+        Names,
+        Query,
+        Report,
+        Stats,
+        Train,
+    )
 
     return {
         "demo": Demo,
@@ -22,6 +36,11 @@ def commands() -> dict[str, type]:
         "info": Info,
         "eval": Eval,
         "compare": Compare,
+        "stats": Stats,
+        "names": Names,
+        "latent": Latent,
+        "query": Query,
+        "report": Report,
     }
 
 

@@ -1,6 +1,19 @@
 """Looking inside the concept space: latent statistics, concept names, queries and a
-browsable report (README.md beside this file)."""
+browsable report (README.md beside this file).
 
+- :mod:`.stats` — one pass over a split: per latent and stream firing, mean/max, top and
+  quantile rows, histograms; agreement across streams; per-latent concept Jaccard;
+  saved beside the run (``RUN/explore-<split>/``) and reused;
+- :mod:`.naming` — names from labels (the original's protocol) and from a vocabulary
+  through a text stream, measured against each other;
+- :mod:`.explorer` — :class:`Explorer`: a run with its store, statistics and names;
+  text / image / row queries through the stores' own backbones;
+- :mod:`.report` — the static site of ``sparc report``.
+"""
+
+from sparc.explore.explorer import Explorer, QueryResult
+from sparc.explore.naming import Names, NamingSettings, name_latents, names_for_run
 from sparc.explore.stats import ENCODINGS, LatentStats, StatsSettings, compute_stats, stats_for_run
 
-__all__ = ["ENCODINGS", "LatentStats", "StatsSettings", "compute_stats", "stats_for_run"]
+__all__ = ["ENCODINGS", "Explorer", "LatentStats", "Names", "NamingSettings", "QueryResult", "StatsSettings",
+           "compute_stats", "name_latents", "names_for_run", "stats_for_run"]

@@ -115,17 +115,18 @@ class Explorer:
     @classmethod
     def open(cls, run: str | Path, store: str | Path | None = None, *,
              stats_settings: StatsSettings = StatsSettings(), naming: NamingSettings | None = NamingSettings(),
-             recompute: bool = False, device: str = "cpu", log=print) -> Explorer:
+             recompute: bool = False, reuse_any: bool = False, device: str = "cpu", log=print) -> Explorer:
         """Load the run's model and store (default: the one it was trained on), and its
-        statistics and names (computed and saved on first use). ``naming=None`` skips the names."""
+        statistics and names (computed and saved on first use; ``reuse_any``: the saved
+        ones of the split whatever their settings). ``naming=None`` skips the names."""
         run = Path(run)
         model = SPARC.load(run)
         store = FeatureStore.open(store if store is not None else trained_store(run))
         check_store_belongs(run, model, store)
-        stats = stats_for_run(run, model, store, stats_settings, recompute=recompute, log=log)
+        stats = stats_for_run(run, model, store, stats_settings, recompute=recompute, reuse_any=reuse_any, log=log)
         names = None
         if naming is not None:
-            names = names_for_run(run, model, store, stats, naming, recompute=recompute, log=log)
+            names = names_for_run(run, model, store, stats, naming, recompute=recompute, reuse_any=reuse_any, log=log)
         return cls(model, store, stats, names, run=run, device=device)
 
     # -- streams ----------------------------------------------------------------------------

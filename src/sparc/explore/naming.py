@@ -438,9 +438,11 @@ def name_latents(model: SPARC, store: FeatureStore, stats: LatentStats, settings
 
 
 def names_for_run(run: str | Path, model: SPARC, store: FeatureStore, stats: LatentStats,
-                  settings: NamingSettings = NamingSettings(), *, recompute: bool = False, log=print) -> Names:
-    """The run's saved names when made from these statistics with these settings; else
-    name the latents and save the names beside the statistics."""
+                  settings: NamingSettings = NamingSettings(), *, recompute: bool = False, reuse_any: bool = False,
+                  log=print) -> Names:
+    """The run's saved names when made from these statistics with these settings
+    (``reuse_any``: with any settings); else name the latents and save the names beside
+    the statistics."""
     directory = explore_dir(run, stats.settings.split)
     wanted = {"stats": stats.source, "stats_settings": stats.settings.identity()}
     if not recompute and (directory / NAMES_JSON).exists():
@@ -449,7 +451,8 @@ def names_for_run(run: str | Path, model: SPARC, store: FeatureStore, stats: Lat
         except SparcError as e:
             log(f"renaming the latents: {e}")
         else:
-            if names.source == json.loads(json.dumps(wanted)) and names.settings.identity() == settings.identity():
+            same = reuse_any or names.settings.identity() == settings.identity()
+            if names.source == json.loads(json.dumps(wanted)) and same:
                 return names
     names = name_latents(model, store, stats, settings, log=log)
     names.save(directory)

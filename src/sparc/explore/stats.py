@@ -385,9 +385,10 @@ def compute_stats(model: SPARC, store: FeatureStore, settings: StatsSettings = S
 
 
 def stats_for_run(run: str | Path, model: SPARC, store: FeatureStore, settings: StatsSettings = StatsSettings(), *,
-                  recompute: bool = False, log=print) -> LatentStats:
+                  recompute: bool = False, reuse_any: bool = False, log=print) -> LatentStats:
     """The run's saved statistics when they were computed from this model and store
-    with these settings; else compute and save them."""
+    with these settings (``reuse_any``: with any settings, for the same split); else
+    compute and save them."""
     directory = explore_dir(run, settings.split)
     wanted = {"model": model_digest(model), "store": store_identity(store)}
     if not recompute and (directory / STATS_JSON).exists():
@@ -396,7 +397,9 @@ def stats_for_run(run: str | Path, model: SPARC, store: FeatureStore, settings: 
         except SparcError as e:
             log(f"recomputing the latent statistics: {e}")
         else:
-            if stats.source == wanted and stats.settings.identity() == settings.identity():
+            same = stats.settings.identity() == settings.identity() or (
+                reuse_any and stats.settings.identity()["split"] == settings.identity()["split"])
+            if stats.source == wanted and same:
                 return stats
             log(f"recomputing the latent statistics in {directory}: the model, the store or the settings changed")
     stats = compute_stats(model, store, settings)
