@@ -48,7 +48,7 @@ class FolderKind:
 TEMPORARY = (".*.tmp", ".*.old", ".*.lock")
 RUN = FolderKind("run directory", ("train_config.json", "config.json"),
                  ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
-                  "eval-*", "tensorboard", "wandb", *TEMPORARY))
+                  "eval-*", "explore-*", "tensorboard", "wandb", *TEMPORARY))
 STORE = FolderKind("feature store", ("manifest.json",),
                    ("manifest.json", "rows.jsonl", "splits.npy", "features", *TEMPORARY))
 EVAL = FolderKind("evaluation", ("eval.json",), ("eval.json", "eval.md", "plots", *TEMPORARY))
