@@ -41,6 +41,13 @@ def test_eval_then_compare(trained, capsys):
         data = json.loads((ev / "eval.json").read_text())
         assert data["split"] == "test" and data["settings"]["retrieval_queries"] == 50
         assert data["model"]["topk"] == ("local" if name.startswith("local") else "global")
+        # Retrieval: the headline (same image) with the group-aware figure beside it, under its own name.
+        res = data["retrieval"]["results"][0]
+        assert 0 <= res["r1"] <= res["group_aware"]["r1"] <= 1 and "same image" in data["retrieval"]["match_rule"]
+        # Every Jaccard with its floors.
+        cj = data["encodings"][0]["concept_jaccard"][0]
+        assert {"label_free_all", "null_all", "null_all_sd", "excess_all", "null_histogram"} <= set(cj)
+        assert "null" in data["encodings"][1]["active_sets"][0] and "label-free" in out
 
     # An explicit store, split and output directory.
     code, _, err = run(["eval", runs["sparc"], "--store", store, "--split", "val", "--out", root / "val-eval",
@@ -59,6 +66,14 @@ def test_eval_then_compare(trained, capsys):
     assert [r["model"] for r in cmp["rows"]] == ["global + cross", "local, no cross"]
     for r in cmp["rows"]:
         assert 0 <= r["concept_jaccard"] <= 1 and r["dead_in_all"] + r["dead_in_some"] + r["alive_in_all"] == 32
+        assert r["r1_latents"] <= r["r1_latents_group_aware"]
+        floors = {f["figure"]: f for f in r["floors"]}
+        assert set(floors) == {"concept_jaccard", "concept_jaccard_active", "concept_jaccard_independent",
+                               "active_set_jaccard"}
+        assert floors["concept_jaccard"]["observed"] == r["concept_jaccard"]
+        assert floors["concept_jaccard"]["excess"] == pytest.approx(
+            floors["concept_jaccard"]["observed"] - floors["concept_jaccard"]["null"])
+    assert "label-free" in out and "group-aware" in out
     assert (root / "cmp" / "compare.md").read_text().startswith("# Comparison")
 
     # Runs evaluated on different splits are flagged.

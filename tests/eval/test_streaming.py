@@ -114,3 +114,54 @@ def test_probes_need_the_test_split(store):
     assert rep.probes is None and any("probes skipped" in n for n in rep.notes)
     assert any("local TopK" in n for n in rep.notes)
     assert rep.encodings[0].reconstruction == rep.encodings[1].reconstruction
+
+
+def test_every_jaccard_has_its_floors(reports):
+    _, one, _ = reports
+    for enc in one.encodings:
+        free = enc.concept_jaccard[0].label_free_all
+        for c in enc.concept_jaccard:
+            assert c.label_free_all == free  # no labels at all: the same at every depth
+            for f in ("all", "active"):
+                obs, null = getattr(c, f"mean_{f}"), getattr(c, f"null_{f}")
+                assert 0 <= null <= 1 and getattr(c, f"null_{f}_sd") >= 0
+                assert getattr(c, f"excess_{f}") == pytest.approx(obs - null)
+            for p in c.pairs:
+                assert p.excess_all == pytest.approx(p.mean_all - p.null_all) and 0 <= p.label_free_all <= 1
+            assert sum(c.null_histogram) == pytest.approx(c.n_active)
+        for p in enc.active_sets:
+            assert len(p.null_by_draw) == 5 and p.null == pytest.approx(np.mean(p.null_by_draw))
+            assert p.excess == pytest.approx(p.mean - p.null)
+        mean, sd = enc.mean_active_set_null()
+        assert mean == pytest.approx(np.mean([p.null for p in enc.active_sets])) and sd >= 0
+    # Joint global TopK shares the selection: its per-sample Jaccard is far above its null.
+    joint = one.encoding("joint")
+    assert all(p.excess > 0.3 for p in joint.active_sets)
+
+
+def test_floors_need_no_second_encoding_pass(store, monkeypatch):
+    """The nulls reuse the kept codes: the encoder runs as often with them as without."""
+    model = small_model(store)
+    calls = []
+    logits = model.logits
+    monkeypatch.setattr(model, "logits", lambda x: calls.append(1) or logits(x))
+    settings = dict(FAST, probes=False, chunk_rows=13)
+    evaluate(model, store, EvalSettings(null_shuffles=0, **settings))
+    without = len(calls)
+    calls.clear()
+    rep = evaluate(model, store, EvalSettings(null_shuffles=3, **settings))
+    assert len(calls) == without
+    assert len(rep.encoding("joint").active_sets[0].null_by_draw) == 3
+    none = evaluate(model, store, EvalSettings(null_shuffles=0, **settings)).encoding("joint").concept(None)
+    assert math.isnan(none.null_all) and math.isnan(none.excess_all) and not math.isnan(none.label_free_all)
+
+
+def test_nulls_are_deterministic_for_a_seed(store, reports):
+    model, one, _ = reports
+    again = evaluate(model, store, EvalSettings(chunk_rows=50, retrieval_block=50, probes=False, **FAST), run="m")
+    for a, b in zip(one.encodings, again.encodings):
+        assert [c.null_all for c in a.concept_jaccard] == [c.null_all for c in b.concept_jaccard]
+        assert [p.null_by_draw for p in a.active_sets] == [p.null_by_draw for p in b.active_sets]
+    other = evaluate(model, store, EvalSettings(seed=1, probes=False, **FAST), run="m")
+    assert [p.null_by_draw for p in other.encoding("joint").active_sets] != \
+        [p.null_by_draw for p in one.encoding("joint").active_sets]

@@ -7,7 +7,7 @@ Jaccard under joint and independent encoding, cross-stream retrieval, probes);
 evaluations up in the shape of the paper's table. See ``README.md`` beside this file.
 """
 
-from sparc.eval.output.compare import Comparison, ComparisonRow, compare, render_comparison
+from sparc.eval.output.compare import Comparison, ComparisonRow, Floor, compare, render_comparison
 from sparc.eval.output.markdown import render_eval
 from sparc.eval.output.write import write_eval
 from sparc.eval.results import (
@@ -38,6 +38,7 @@ __all__ = [
     "EncodingReport",
     "EvalReport",
     "EvalSettings",
+    "Floor",
     "OneDProbe",
     "PairActiveSets",
     "PairJaccard",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -104,7 +104,7 @@ class FiringHistogram:
 
 @dataclass(frozen=True)
 class PairJaccard:
-    """Concept Jaccard of one stream pair."""
+    """Concept Jaccard of one stream pair, with its floors (see :class:`ConceptJaccard`)."""
 
     a: str
     b: str
@@ -114,6 +114,14 @@ class PairJaccard:
     """Mean over the latents active in both streams."""
     n_active: int
     """Latents active in both streams."""
+    label_free_all: float = math.nan
+    label_free_active: float = math.nan
+    null_all: float = math.nan
+    null_all_sd: float = math.nan
+    null_active: float = math.nan
+    null_active_sd: float = math.nan
+    excess_all: float = math.nan
+    excess_active: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,24 @@ class ConceptJaccard:
     pairs: list[PairJaccard]
     histogram: list[int]
     """J(l) of the latents active in ≥ 2 streams in 20 bins of width 0.05 on [0, 1]."""
+    label_free_all: float = math.nan
+    """The same figure with every label merged into one class (no concept information:
+    only how often each latent fires on labelled rows in each stream); the same at
+    every depth."""
+    label_free_active: float = math.nan
+    null_all: float = math.nan
+    """Permutation null: mean of the figure over the seeded shuffles of the labels across
+    the evaluated rows (whole groups moved together; EvalSettings.null_shuffles)."""
+    null_all_sd: float = math.nan
+    """Standard deviation of the null over the shuffles."""
+    null_active: float = math.nan
+    null_active_sd: float = math.nan
+    excess_all: float = math.nan
+    """Label-specific excess: mean_all − null_all."""
+    excess_active: float = math.nan
+    """mean_active − null_active."""
+    null_histogram: list[float] = field(default_factory=list)
+    """J(l) under the shuffled labels, mean count per bin over the shuffles (bins as ``histogram``)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +174,17 @@ class PairActiveSets:
     """Rows where both codes are all zero."""
     histogram: list[int]
     """Rows in 20 bins of width 0.05 on [0, 1]."""
+    null: float = math.nan
+    """Null: row i of stream a against a random row of another group in stream b, mean
+    over rows, then over the seeded draws (EvalSettings.null_shuffles)."""
+    null_sd: float = math.nan
+    """Standard deviation of the null over the draws."""
+    excess: float = math.nan
+    """mean − null."""
+    null_by_draw: list[float] = field(default_factory=list)
+    """The null of each draw (for spreads of averages over pairs)."""
+    null_histogram: list[float] = field(default_factory=list)
+    """Rows per bin under the null pairing, mean over the draws."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +204,14 @@ class EncodingReport:
 
     def mean_active_set_jaccard(self) -> float:
         return _mean(p.mean for p in self.active_sets)
+
+    def mean_active_set_null(self) -> tuple[float, float]:
+        """(mean, sd over the draws) of the per-sample null averaged over the stream pairs."""
+        draws = [p.null_by_draw for p in self.active_sets]
+        if not draws or not all(draws):
+            return math.nan, math.nan
+        per_draw = [sum(d) / len(d) for d in zip(*draws)]
+        return sum(per_draw) / len(per_draw), spread(per_draw)
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -352,6 +397,15 @@ class EvalReport:
         except (ValueError, TypeError, KeyError, SparcError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise SparcError(f"{path} is not a valid eval.json ({reason}); run 'sparc eval' again") from None
+
+
+def spread(values: Sequence[float]) -> float:
+    """Sample standard deviation (NaN for fewer than two values)."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    m = sum(values) / n
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
 def _find(items: Iterable[T], **fields) -> T | None:

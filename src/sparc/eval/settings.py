@@ -57,6 +57,9 @@ class EvalSettings:
     one_d_candidates: int = 8
     """1D probe: latents (largest train mean-activation gap) fitted per class before selecting on val."""
 
+    null_shuffles: int = 5
+    """Seeded draws of the permutation nulls beside every Jaccard (labels shuffled across rows, whole groups together; per-sample: a random row of another group); 0 = none."""
+
     plots: bool = True
     """Draw PNG plots (needs matplotlib)."""
 
@@ -76,7 +79,7 @@ class EvalSettings:
             if getattr(self, name) < 1:
                 raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("retrieval_queries", "probe_fit_rows", "probe_select_rows",
-                     "probe_report_rows", "one_d_min_positives"):
+                     "probe_report_rows", "one_d_min_positives", "null_shuffles"):
             if getattr(self, name) < 0:
                 raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.tie_tol) and self.tie_tol >= 0):

@@ -3,14 +3,18 @@
 One streaming pass over the split, ``chunk_rows`` rows at a time, encodes each chunk
 both jointly and independently from one encoder pass (:meth:`SPARC.logits`) and feeds per-latent and
 per-pair accumulators; only the independent sparse codes (k pairs per row and stream)
-are kept for retrieval and the probes. Memory therefore grows with N·k, never N·L.
+are kept for retrieval, the probes and the nulls, and for a global model the joint
+firing (k indices per row, one byte per stream and slot) for the nulls. Memory therefore
+grows with N·k, never N·L.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -18,18 +22,27 @@ from sparc.data import FeatureStore
 from sparc.data.splits import Split
 from sparc.device import check_device
 from sparc.errors import SparcError
-from sparc.eval.codes import CodeTable
+from sparc.eval.codes import CodeTable, SharedFiring
 from sparc.eval.features import model_inputs
 from sparc.eval.labels import label_matrix, max_depth
 from sparc.eval.metrics.active_sets import ActiveSetAccumulator
 from sparc.eval.metrics.concept_jaccard import ConceptCounter
 from sparc.eval.metrics.dead_latents import FiringCounter
+from sparc.eval.metrics.floors import (
+    CodeSource,
+    active_set_nulls,
+    concept_nulls,
+    label_permutations,
+    other_group_rows,
+    with_active_set_floors,
+    with_concept_floors,
+)
 from sparc.eval.metrics.probes.run import run_probes
 from sparc.eval.metrics.ranking import MatchKeys
 from sparc.eval.metrics.reconstruction import ReconstructionAccumulator
 from sparc.eval.metrics.retrieval import Retriever
 from sparc.eval.results import EncodingReport, EvalReport
-from sparc.eval.sampling import sample_rows
+from sparc.eval.sampling import group_codes, sample_rows
 from sparc.eval.settings import EvalSettings
 from sparc.model import SPARC, SparseCode
 
@@ -66,9 +79,10 @@ class _EncodingState:
     """The accumulators of one encoding."""
 
     def __init__(self, streams: list[str], n_latents: int, label_sets):
+        self.streams = streams
         self.recon = ReconstructionAccumulator(streams)
         self.firing = FiringCounter(streams, n_latents)
-        self.concepts = ConceptCounter(streams, n_latents, label_sets) if label_sets else None
+        self.concepts = ConceptCounter(streams, n_latents, label_sets, label_free=True) if label_sets else None
         self.active = ActiveSetAccumulator(streams)
 
     def update(self, model: SPARC, start: int, x, codes: dict[str, SparseCode]) -> None:
@@ -79,11 +93,20 @@ class _EncodingState:
             self.concepts.update(start, codes)
         self.active.update(codes)
 
-    def report(self, encoding: str) -> EncodingReport:
-        concepts = [c for c, _ in self.concepts.results()] if self.concepts is not None else []
+    def report(self, encoding: str, label_sets, codes: Mapping[str, CodeSource], n_rows: int,
+               perms: list[np.ndarray], partners: list[np.ndarray] | None) -> EncodingReport:
+        """The figures of this encoding, every Jaccard with its floors: the label-free
+        value and the nulls, recounted from the kept ``codes`` (no second encoding)."""
+        concepts = []
+        if self.concepts is not None:
+            label_free = self.concepts.label_free()
+            nulls = concept_nulls(self.streams, self.concepts.n_latents, label_sets, perms, codes, n_rows)
+            concepts = [with_concept_floors(c, label_free, [n[i] for n in nulls])
+                        for i, (c, _) in enumerate(self.concepts.results())]
+        act = active_set_nulls(self.streams, partners, codes) if partners else {}
+        active = [with_active_set_floors(p, act.get((p.a, p.b))) for p in self.active.result()]
         return EncodingReport(encoding=encoding, reconstruction=self.recon.result(), dead=self.firing.dead(),
-                              firing=self.firing.histogram(), concept_jaccard=concepts,
-                              active_sets=self.active.result())
+                              firing=self.firing.histogram(), concept_jaccard=concepts, active_sets=active)
 
 
 @torch.no_grad()
@@ -137,6 +160,8 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     states = {"joint": _EncodingState(streams, model.n_latents, label_sets)}
     states["independent"] = states["joint"] if local else _EncodingState(streams, model.n_latents, label_sets)
     codes = {s: CodeTable(N, model.cfg.k, model.n_latents) for s in streams}
+    # The joint firing, kept for the nulls (a local model's joint codes are the independent ones).
+    joint_firing = None if local else SharedFiring(streams, N, model.cfg.k, model.n_latents)
     features = {s: store.features(s) for s in streams}
 
     t0 = time.perf_counter()
@@ -148,16 +173,39 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
             # One encoder pass serves both encodings (docs/method.md §5).
             logits = model.logits(x)
             independent = model.select(logits, "local")
-            states["joint"].update(model, a, x, independent if local else model.select(logits))
+            joint = independent if local else model.select(logits)
+            states["joint"].update(model, a, x, joint)
             if not local:
                 states["independent"].update(model, a, x, independent)
+                joint_firing.put(a, joint)
             for s in streams:
                 codes[s].put(a, independent[s])
             bar.update(b - a)
     seconds["encode"] = time.perf_counter() - t0
     if local:
         notes.append("local TopK: the joint and independent encodings are the same")
-    encodings = [states[e].report(e) for e in ENCODINGS]
+
+    t0 = time.perf_counter()
+    groups = group_codes([m.group_id for m in eval_meta])
+    perms: list[np.ndarray] = []
+    if label_sets:
+        labelled = label_sets[0][1].row_counts() > 0
+        perms, fixed = label_permutations(groups, labelled, settings.null_shuffles, settings.seed)
+        if fixed and settings.null_shuffles:
+            notes.append(f"permutation null: {fixed:,} of {int(labelled.sum()):,} labelled rows are in groups whose "
+                         "number of labelled rows no other group has; they keep their own labels")
+    partners = other_group_rows(groups, settings.null_shuffles, settings.seed) if settings.null_shuffles else []
+    if partners is None:
+        notes.append("per-sample null not measured: every evaluated row is in one group")
+    sources = {"joint": codes if local else {s: joint_firing.stream(s) for s in streams}, "independent": codes}
+    reports = {}
+    for e in ENCODINGS:
+        state = states[e]
+        same = next((r for st, r in reports.values() if st is state), None)
+        reports[e] = (state, dataclasses.replace(same, encoding=e) if same is not None else
+                      state.report(e, label_sets, sources[e], N, perms, partners))
+    encodings = [reports[e][1] for e in ENCODINGS]
+    seconds["floors"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     keys = MatchKeys([m.group_id for m in eval_meta], [m.caption for m in eval_meta], [m.image for m in eval_meta])

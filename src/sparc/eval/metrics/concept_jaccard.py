@@ -72,13 +72,18 @@ class ConceptCounter:
         L.
     label_sets
         ``(depth, labels of the evaluated rows)`` per depth; each depth has its own classes.
+    label_free
+        Also count every labelled row as one class, "any label" (:meth:`label_free`).
     """
 
     def __init__(self, streams: Sequence[str], n_latents: int,
-                 label_sets: Sequence[tuple[int | None, LabelMatrix]]):
+                 label_sets: Sequence[tuple[int | None, LabelMatrix]], *, label_free: bool = False):
         self.streams = list(streams)
         self.n_latents = n_latents
         self.depths = [d for d, _ in label_sets]
+        self.has_label_free = bool(label_free and label_sets)
+        if self.has_label_free:
+            label_sets = [*label_sets, (None, merged_labels(label_sets[0][1]))]
         self.offsets = np.concatenate(([0], np.cumsum([m.n_classes for _, m in label_sets]))).astype(np.int64)
         self.n_classes = int(self.offsets[-1])
         # One class space for all depths: row i's classes at every depth, offset per depth.
@@ -120,3 +125,22 @@ class ConceptCounter:
         """The concept Jaccard at every depth, with J(l)."""
         return [concept_jaccard(self.counts_at(i), self.streams, depth=d, n_labelled_rows=self.n_labelled)
                 for i, d in enumerate(self.depths)]
+
+    def label_free(self) -> ConceptJaccard:
+        """The concept Jaccard with all labels merged into one class: ``cnt[s, l]`` = the
+        labelled rows on which l fires in s, so J_st(l) = min / max of two firing counts."""
+        if not self.has_label_free:
+            raise ValueError("this counter was built without label_free=True")
+        return concept_jaccard(self.counts_at(len(self.depths)), self.streams,
+                               n_labelled_rows=self.n_labelled)[0]
+
+    def reset(self) -> None:
+        """Zero the counts (to count another assignment of the same codes)."""
+        self.counts.zero_()
+
+
+def merged_labels(labels: LabelMatrix) -> LabelMatrix:
+    """One class, "any label", on every row that has at least one label."""
+    has = (labels.row_counts() > 0).astype(np.int64)
+    indptr = np.concatenate(([0], np.cumsum(has))).astype(np.int64)
+    return LabelMatrix(indptr, np.zeros(int(indptr[-1]), dtype=np.int64), ["(any label)"])

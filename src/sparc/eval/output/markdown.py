@@ -23,6 +23,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def floor_cells(figure, over: str) -> list[str]:
+    """observed, label-free, null ± sd, excess of a concept Jaccard figure (overall or a
+    pair) over all latents (``over="all"``) or active ones."""
+    return [fmt(getattr(figure, f"mean_{over}")), fmt(getattr(figure, f"label_free_{over}")),
+            f"{fmt(getattr(figure, f'null_{over}'))} ± {fmt(getattr(figure, f'null_{over}_sd'))}",
+            fmt(getattr(figure, f"excess_{over}"))]
+
+
 def render_eval(report: EvalReport) -> str:
     """The Markdown of ``report``."""
     m, st = report.model, report.settings
@@ -73,13 +81,39 @@ def render_eval(report: EvalReport) -> str:
         pairs = [f"{p.a}–{p.b} (all / active)" for p in report.encodings[0].concept_jaccard[0].pairs]
         out.append(table(["encoding", "depth", "classes", "mean (all L)", "mean (active)", "active latents", *pairs],
                          rows))
+        out += ["", "### How much of it is about the labels", "",
+                f"*label-free*: the same formula with every label merged into one class (no concept information; "
+                f"the same at every depth). *null*: the labels shuffled across the evaluated rows, whole groups "
+                f"together, mean ± sd over {st.null_shuffles} seeded shuffles. *excess* = observed − null: the "
+                "label-specific part. Under joint global TopK the streams fire the same latents on the same rows, "
+                "so the observed value is close to the label-free one whatever the labels are.", ""]
+        rows = []
+        for e in enc.values():
+            for c in e.concept_jaccard:
+                for f, over in (("all", "all L"), ("active", "active")):
+                    rows.append([e.encoding, "–" if c.depth is None else str(c.depth), "all pairs", over,
+                                 *floor_cells(c, f)])
+                for p in c.pairs:
+                    for f, over in (("all", "all L"), ("active", "active in both")):
+                        rows.append([e.encoding, "–" if c.depth is None else str(c.depth), f"{p.a}–{p.b}", over,
+                                     *floor_cells(p, f)])
+        out.append(table(["encoding", "depth", "pair", "over", "observed", "label-free", "null", "excess"], rows))
 
     out += ["", "## Per-sample active-set Jaccard", "",
-            "|A_s ∩ A_t| / |A_s ∪ A_t| of the nonzero latents of a row, averaged over rows.", ""]
+            "|A_s ∩ A_t| / |A_s ∪ A_t| of the nonzero latents of a row, averaged over rows. *null*: row i of the "
+            f"first stream against a random row of another group in the second, mean ± sd over {st.null_shuffles} "
+            "seeded draws; *excess* = observed − null.", ""]
     pair_names = [(p.a, p.b) for p in report.encodings[0].active_sets]
-    out.append(table(["pair", *enc],
-                     [[f"{a}–{b}", *[fmt(next(p.mean for p in e.active_sets if (p.a, p.b) == (a, b)))
-                                     for e in enc.values()]] for a, b in pair_names]))
+    header, rows = ["pair"], []
+    for e in enc:
+        header += [e, "null", "excess"]
+    for a, b in pair_names:
+        row = [f"{a}–{b}"]
+        for e in enc.values():
+            p = next(p for p in e.active_sets if (p.a, p.b) == (a, b))
+            row += [fmt(p.mean), f"{fmt(p.null)} ± {fmt(p.null_sd)}", fmt(p.excess)]
+        rows.append(row)
+    out.append(table(header, rows))
 
     out += ["", "## Retrieval", ""]
     rv = report.retrieval
@@ -140,9 +174,15 @@ def render_summary(report: EvalReport) -> str:
     lines = [f"{report.run or 'model'} on {report.split} ({report.n_rows:,} rows)"]
     cj, ci = joint.concept(None), indep.concept(None)
     if cj and ci:
-        lines.append(f"concept Jaccard (all L): joint {fmt(cj.mean_all)}, independent {fmt(ci.mean_all)}")
-    lines.append(f"per-sample Jaccard: joint {fmt(joint.mean_active_set_jaccard())}, "
-                 f"independent {fmt(indep.mean_active_set_jaccard())}")
+        lines.append("concept Jaccard (all L): " + "; ".join(
+            f"{name} {fmt(c.mean_all)} (label-free {fmt(c.label_free_all)}, null {fmt(c.null_all)} ± "
+            f"{fmt(c.null_all_sd)}, excess {fmt(c.excess_all)})" for name, c in (("joint", cj), ("independent", ci))))
+    parts = []
+    for name, e in (("joint", joint), ("independent", indep)):
+        obs = e.mean_active_set_jaccard()
+        null, sd = e.mean_active_set_null()
+        parts.append(f"{name} {fmt(obs)} (null {fmt(null)} ± {fmt(sd)}, excess {fmt(obs - null)})")
+    lines.append("per-sample Jaccard: " + "; ".join(parts))
     d = joint.dead
     lines.append(f"dead latents: {d.dead_in_all:,} in all streams, {d.dead_in_some:,} in some, "
                  f"{d.alive_in_all:,} alive in all")

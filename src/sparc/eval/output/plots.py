@@ -11,7 +11,7 @@ from sparc.eval.results import EvalReport
 
 PLOTS = {
     "firing": "Firing frequency of the latents per stream",
-    "jaccard": "Distribution of the concept and per-sample Jaccard",
+    "jaccard": "Concept and per-sample Jaccard beside their label-free values and nulls",
     "cross_nmse": "Cross-reconstruction NMSE (target × source)",
     "dead": "Dead-latent patterns across streams",
 }
@@ -60,27 +60,63 @@ def firing_plot(report: EvalReport):
 
 
 def jaccard_plot(report: EvalReport):
-    fig = _figure(10, 4)
-    left, right = fig.subplots(1, 2)
-    for enc, style in zip(report.encodings, ("-", "--")):
+    """Concept and per-sample Jaccard: their distributions beside the nulls', and every
+    mean beside its label-free value and null."""
+    fig = _figure(15, 4.2)
+    left, middle, right = fig.subplots(1, 3)
+    for i, (enc, style) in enumerate(zip(report.encodings, ("-", "--"))):
         c = enc.concept(None)
         if c is not None:
             bins = np.linspace(0, 1, len(c.histogram) + 1)
-            left.stairs(c.histogram, bins, linestyle=style,
+            left.stairs(c.histogram, bins, linestyle=style, color=f"C{i}",
                         label=f"{enc.encoding}: mean {c.mean_all:.3f} (all L)")
-        for p in enc.active_sets:
+            if c.null_histogram:
+                left.stairs(c.null_histogram, bins, linestyle=":", color=f"C{i}",
+                            label=f"{enc.encoding}, labels shuffled: {c.null_all:.3f}")
+        nulls = [p.null_histogram for p in enc.active_sets if p.null_histogram]
+        for j, p in enumerate(enc.active_sets):
             bins = np.linspace(0, 1, len(p.histogram) + 1)
-            right.stairs(p.histogram, bins, linestyle=style, label=f"{p.a}–{p.b} ({enc.encoding}): {p.mean:.3f}")
+            middle.stairs(p.histogram, bins, linestyle=style, color=f"C{2 + j}",
+                          label=f"{p.a}–{p.b} ({enc.encoding}): {p.mean:.3f}")
+        if nulls and len(nulls) == len(enc.active_sets):
+            null, _ = enc.mean_active_set_null()
+            bins = np.linspace(0, 1, len(nulls[0]) + 1)
+            middle.stairs(np.mean(nulls, axis=0), bins, linestyle=":", color="grey" if i == 0 else "k",
+                          label=f"{enc.encoding}, other rows (null, mean of pairs): {null:.3f}")
     left.set_title("concept Jaccard J(l), latents active in ≥ 2 streams")
     left.set_xlabel("J(l)")
     left.set_ylabel("latents")
-    right.set_title("per-sample active-set Jaccard")
-    right.set_xlabel("|A_s ∩ A_t| / |A_s ∪ A_t|")
-    right.set_ylabel("rows")
-    for ax in (left, right):
+    middle.set_title("per-sample active-set Jaccard")
+    middle.set_xlabel("|A_s ∩ A_t| / |A_s ∪ A_t|")
+    middle.set_ylabel("rows")
+    _floor_bars(report, right)
+    for ax in (left, middle):
         if ax.has_data():
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6)
     return fig
+
+
+def _floor_bars(report: EvalReport, ax) -> None:
+    """Grouped bars: observed, label-free and null (± sd) of each alignment mean."""
+    figures = []
+    for enc in report.encodings:
+        c = enc.concept(None)
+        if c is not None:
+            figures.append((f"concept J\n{enc.encoding}", c.mean_all, c.label_free_all, c.null_all, c.null_all_sd))
+        null, sd = enc.mean_active_set_null()
+        figures.append((f"per-sample J\n{enc.encoding}", enc.mean_active_set_jaccard(), np.nan, null, sd))
+    x = np.arange(len(figures))
+    w = 0.27
+    for j, (name, values, err) in enumerate((("observed", [f[1] for f in figures], None),
+                                             ("label-free", [f[2] for f in figures], None),
+                                             ("null (labels / rows shuffled)", [f[3] for f in figures],
+                                              [0 if np.isnan(f[4]) else f[4] for f in figures]))):
+        ax.bar(x + (j - 1) * w, np.nan_to_num(values), w, yerr=err, label=name, color=("C0", "C7", "C3")[j],
+               capsize=2)
+    ax.set_xticks(x, [f[0] for f in figures], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_title("means with their floors (concept J over all L)")
+    ax.legend(fontsize=6)
 
 
 def cross_nmse_plot(report: EvalReport):
