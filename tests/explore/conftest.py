@@ -41,10 +41,14 @@ def model(store):
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """The stand-in world of :mod:`tests.explore.world`: store, trained run, images."""
-    from tests.explore.world import build_world
+    from tests.explore.world import session_world
 
-    mp = pytest.MonkeyPatch()
-    try:
-        yield build_world(tmp_path_factory.mktemp("world"), mp)
-    finally:
-        mp.undo()
+    return session_world(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def fake_backbones(monkeypatch):
+    """The world's stand-in backbones, registered for each test."""
+    from tests.explore.world import register_fakes
+
+    register_fakes(monkeypatch)

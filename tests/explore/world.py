@@ -167,3 +167,20 @@ def build_world(base: Path, mp: pytest.MonkeyPatch, *, epochs: int = 25) -> dict
     with open_run(base / "run", spec) as run:
         run.trainer.fit()
     return {"store": base / "store", "run": base / "run", "images": root}
+
+
+def session_world(tmp_path_factory) -> dict[str, Path]:
+    """The world, built once per test session (shared by tests/explore and tests/cli)."""
+    base = tmp_path_factory.getbasetemp() / "explore-world"
+    paths = {"store": base / "store", "run": base / "run", "images": base / "images"}
+    if not (paths["run"] / "model.safetensors").exists():
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        mp = pytest.MonkeyPatch()
+        try:
+            build_world(base, mp)
+        finally:
+            mp.undo()
+    return paths

@@ -99,6 +99,7 @@ def backbone_for(store: FeatureStore, stream: str, *, spec: str | None = None, d
         options = BACKBONES.options(family, **_derived_options(family, source))
     backbone = BACKBONES.get(family)(options, device=device, precision=source.get("precision", "fp32"))
     try:
+        backbone.load()
         fingerprint = json.loads(json.dumps(backbone.fingerprint()))
     except SparcError:
         raise
