@@ -63,6 +63,8 @@ class DemoResult:
     runs: dict[str, Path] = field(default_factory=dict)
     summary: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+    """The report of the SPARC run (``sparc report``): open ``report/index.html``."""
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
@@ -84,8 +86,25 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     t = time.perf_counter()
     result.summary = _summarise(cfg, FeatureStore.open(result.store), result)
     result.seconds["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result.report = _report(cfg, result.runs["sparc"], out / "report")
+    result.seconds["report"] = time.perf_counter() - t
+    result.summary += f"\nBrowse the concepts of the SPARC run: open {result.report / 'index.html'}\n"
     write_text(out / "summary.md", result.summary)
     return result
+
+
+def _report(cfg: DemoConfig, run: Path, out: Path) -> Path:
+    """``sparc report`` of the SPARC run over all the emoji (``sparc names RUN --split test``
+    measures the names on the held-out rows)."""
+    from sparc.explore import Explorer, NamingSettings, StatsSettings
+    from sparc.explore.report import ReportSettings, write_report
+
+    ex = Explorer.open(run, stats_settings=StatsSettings(split="all", progress=cfg.train.progress),
+                       naming=NamingSettings(), reuse_any=True)
+    info = write_report(ex, out, ReportSettings(progress=cfg.train.progress))
+    print(info.summary())
+    return info.path
 
 
 def _cached_store(cfg: DemoConfig, path: Path):

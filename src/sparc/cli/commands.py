@@ -129,7 +129,8 @@ class Demo:
         print()
         print(result.summary)
         timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
-        print(f"output in {self.demo.out}/ (store/, runs/, summary.md); {timing}")
+        print(f"output in {self.demo.out}/ (store/, runs/, report/, summary.md); {timing}")
+        print(f"open the report in a browser: {result.report / 'index.html'}")
 
 
 @dataclass

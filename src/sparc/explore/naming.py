@@ -432,7 +432,10 @@ def name_latents(model: SPARC, store: FeatureStore, stats: LatentStats, settings
     words, scores, vocab = vocabulary_names(model, store, vocab, stream, settings, notes)
     names.text_stream, names.vocabulary, names.vocabulary_kind = stream, vocab.entries, vocab.kind
     names.words, names.word_scores = words, scores
-    if classes:
+    if classes and stats.settings.split == "all" and settings.vocabulary is None:
+        notes.append("vocabulary names not measured against label names: on split all the vocabulary holds the "
+                     "captions of the very rows that name the latents (measure on a held-out split)")
+    elif classes:
         names.evaluation = evaluate_vocabulary_names(names, vocab.belongs)
     return names
 
