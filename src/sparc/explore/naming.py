@@ -182,7 +182,7 @@ class Names:
             "count": self.count.tolist(), "n_voters": self.n_voters.tolist(), "text_stream": self.text_stream,
             "vocabulary": self.vocabulary, "vocabulary_kind": self.vocabulary_kind,
             "words": None if self.words is None else self.words.tolist(),
-            "word_scores": None if self.word_scores is None else np.round(self.word_scores, 5).tolist(),
+            "word_scores": None if self.word_scores is None else np.round(self.word_scores.astype(np.float64), 5).tolist(),
             "evaluation": self.evaluation, "notes": self.notes,
         }
 

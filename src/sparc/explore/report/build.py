@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
 import numpy as np
 from PIL import ImageOps
 from tqdm.auto import tqdm
@@ -112,10 +111,16 @@ def _r(x: float, digits: int = 4) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
 
 
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-                              autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+def _env():
+    try:
+        import jinja2
+    except ImportError:
+        raise SparcError("sparc report needs jinja2: pip install 'sparc-sae[report]'") from None
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                             autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "separators": (",", ":")}  # compact
+    return env
 
 
 # ------------------------------------------------------------------------------ pieces
@@ -178,7 +183,7 @@ def _rows_data(ex: Explorer, rows: np.ndarray, query: np.ndarray, has_thumb: np.
     codes = {}
     for s, stream in enumerate(st.streams):
         idx, val = st.codes_idx[s][position], st.codes_val[s][position]
-        codes[stream] = {"idx": idx.ravel().tolist(), "val": np.round(val, 4).ravel().tolist()}
+        codes[stream] = {"idx": idx.ravel().tolist(), "val": np.round(val.astype(np.float64), 3).ravel().tolist()}
     return {
         "id": [meta[r].row_id for r in rows.tolist()],
         "caption": [meta[r].caption or "" for r in rows.tolist()],

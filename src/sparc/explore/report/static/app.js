@@ -134,6 +134,7 @@
       var h = /^(#+)\s+(.*)$/.exec(line);
       if (h) { out.appendChild(el("h" + Math.min(6, h[1].length + 2), {text: h[2]})); }
       else if (/^\s*[-*]\s+/.test(line)) { out.appendChild(el("li", {text: line.replace(/^\s*[-*]\s+/, "")})); }
+      else if (/^!\[/.test(line.trim())) { /* images: the plots are shown below */ }
       else if (line.trim()) { out.appendChild(el("p", {text: line})); }
       i++;
     }

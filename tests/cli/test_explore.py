@@ -1,0 +1,124 @@
+"""``sparc stats / names / latent / query / report`` end to end on the stand-in world of
+tests/explore/world.py, and their one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sparc.cli.main import main
+from sparc.data import FeatureStore, StoreWriter
+from sparc.model import SPARC, SPARCConfig
+from tests.explore.world import concept_image, register_fakes, session_world
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    register_fakes(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    paths = dict(session_world(tmp_path_factory))
+    run = tmp_path_factory.mktemp("cli-explore") / "run"
+    shutil.copytree(paths["run"], run)  # the commands save statistics into the run
+    shutil.rmtree(run / "explore-test", ignore_errors=True)
+    paths["run"] = run
+    return paths
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(code, err, pattern):
+    assert code == 2
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert pattern in err, err
+
+
+def test_stats_names_latent(world, capsys):
+    code, out, err = run(["stats", world["run"], "--no-progress"], capsys)
+    assert code == 0, err
+    assert "latent statistics of 48 latents on" in out and (world["run"] / "explore-test" / "stats.json").exists()
+    code, out, err = run(["names", world["run"], "--no-progress"], capsys)
+    assert code == 0, err
+    assert "aligned (every stream the same name)" in out and "| txt |" in out and "chance" in out
+    assert json.loads((world["run"] / "explore-test" / "names.json").read_text())["text_stream"] == "txt"
+    code, out, err = run(["latent", world["run"], "7", "--rows", "2", "--encoding", "independent"], capsys)
+    assert code == 0, err
+    assert out.startswith("latent 7 of 48") and "independent encoding" in out and "top rows, img" in out
+    code, out, err = run(["latent", world["run"], "48"], capsys)
+    one_line_error(code, err, "latent 48 does not exist; this model has 48 latents (0 to 47)")
+    code, out, err = run(["latent", world["run"], "-1"], capsys)
+    assert code == 2
+
+
+def test_query_text_image_row_and_grid(world, capsys, tmp_path):
+    code, out, err = run(["query", world["run"], "--text", "a whale", "--top", "3", "--grid", tmp_path / "g.png"], capsys)
+    assert code == 0, err
+    assert "through txt (encoded alone)" in out and "rows of img by cosine of sparse codes" in out
+    assert "whale" in out.split("rows of img")[1].splitlines()[1]
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.format == "PNG"
+    concept_image({"seal": 0.8}).save(tmp_path / "seal.png")
+    code, out, err = run(["query", world["run"], "--image", tmp_path / "seal.png", "--top", "2"], capsys)
+    assert code == 0, err
+    assert "through img" in out and "rows of txt" in out
+    code, out, err = run(["query", world["run"], "--row", "r2", "--stream", "raw"], capsys)
+    assert code == 0, err
+    assert "row r2 (raw)" in out
+
+
+def test_query_errors(world, capsys, tmp_path, monkeypatch):
+    (tmp_path / "bad.png").write_text("not an image")
+    code, _, err = run(["query", world["run"], "--image", tmp_path / "bad.png"], capsys)
+    one_line_error(code, err, "cannot read image")
+    code, _, err = run(["query", world["run"], "--text", "a", "--row", "r1"], capsys)
+    one_line_error(code, err, "give exactly one of --text, --image or --row")
+    code, _, err = run(["query", world["run"], "--row", "nope"], capsys)
+    one_line_error(code, err, "no row 'nope'")
+    code, _, err = run(["query", world["run"], "--text", "a seal", "--stream", "img"], capsys)
+    one_line_error(code, err, "does not read texts")
+    # a run without a text stream
+    store = FeatureStore.open(world["store"])
+    SPARC({"img": store.streams["img"]}, SPARCConfig(n_latents=16, k=2)).save(tmp_path / "img-only")
+    code, _, err = run(["query", tmp_path / "img-only", "--store", world["store"], "--text", "a seal",
+                        "--no-progress"], capsys)
+    one_line_error(code, err, "this run has no text stream")
+    # a backbone that is not installed
+    from sparc.extract.backbones import BACKBONES
+
+    monkeypatch.delitem(BACKBONES._classes, "explore-fake-text")
+    code, _, err = run(["query", world["run"], "--text", "a seal"], capsys)
+    one_line_error(code, err, "unknown backbone 'explore-fake-text'")
+
+
+def test_report_and_a_store_that_does_not_belong(world, capsys, tmp_path):
+    code, out, err = run(["report", world["run"], "--out", tmp_path / "report", "--no-progress"], capsys)
+    assert code == 0, err
+    assert f"report: {tmp_path / 'report' / 'index.html'} (" in out and "MB in" in out
+    assert (tmp_path / "report" / "index.html").exists()
+    store = FeatureStore.open(world["store"])
+    sources = {s: store.manifest.streams[s].source for s in store.streams if store.manifest.streams[s].source}
+    sources["img"] = {**sources["img"], "model": "another-model"}
+    with StoreWriter(tmp_path / "other", store.streams, sources=sources) as w:
+        w.append({s: np.asarray(store.features(s)) for s in store.streams}, store.rows())
+    code, _, err = run(["report", world["run"], "--store", tmp_path / "other", "--out", tmp_path / "r2"], capsys)
+    one_line_error(code, err, "does not belong to run")
+    code, _, err = run(["report", world["run"], "--out", world["run"]], capsys)
+    one_line_error(code, err, "overlaps the input")
+
+
+@pytest.mark.parametrize("command", ["stats", "names", "latent", "query", "report"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
