@@ -187,3 +187,20 @@ def test_without_h5py(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail
     with pytest.raises(SparcError, match=r"reading HDF5 needs h5py: pip install 'sparc-sae\[h5\]'"):
         import_h5({"a": tmp_path / "a.h5"}, tmp_path / "out")
+
+
+def test_leftovers_of_a_killed_import_are_removed_and_a_second_writer_refused(tmp_path):
+    from sparc.workspace import exclusive_lock
+
+    paths, _ = make_h5(tmp_path)
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.k1ll3d.tmp"  # what a killed import leaves beside the store
+    (stale / "features").mkdir(parents=True)
+    (stale / "features" / "a.npy").write_bytes(b"\0" * 1000)
+    with exclusive_lock(out, "another import"):
+        with pytest.raises(SparcError, match=r"being written by process \d+ \(another import\)"):
+            import_h5(paths, out, progress=False)
+    assert stale.exists()  # not while its writer may still be alive
+    import_h5(paths, out, progress=False)
+    assert not stale.exists() and FeatureStore.open(out).n_rows == 40
+    assert not list(tmp_path.glob(".out.*"))

@@ -250,12 +250,14 @@ class Info:
     """A store directory, a run directory or a .pth checkpoint."""
 
     def run(self) -> None:
+        from sparc.train.run import run_exists
+
         p = self.path
         if (p / "manifest.json").exists():
             from sparc.data import FeatureStore, describe_store
 
             print(describe_store(FeatureStore.open(p)))
-        elif p.is_dir() and ((p / "config.json").exists() or (p / "checkpoint").is_dir()):
+        elif p.is_dir() and run_exists(p):
             print(describe_model(SPARC.load(p)))
             print(describe_run(p))
         elif p.suffix in (".pth", ".pt") and p.exists():
@@ -356,10 +358,12 @@ def describe_model(model: SPARC) -> str:
 
 
 def describe_run(run: Path) -> str:
+    from sparc.train.metrics import read_metrics
+
     lines = []
     metrics = run / "metrics.jsonl"
     if metrics.exists():
-        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        records = read_metrics(metrics)
         train = [r for r in records if r.get("split") != "val"]
         val = [r for r in records if r.get("split") == "val"]
         if train:
@@ -369,7 +373,7 @@ def describe_run(run: Path) -> str:
             v = val[-1]
             nm = " ".join(f"{k}={x:.4g}" for k, x in v.items() if k.startswith("nmse/"))
             lines.append(f"last validation (epoch {v['epoch'] + 1}): loss {v['loss']:.4g} {nm}")
-    if (run / "checkpoint").is_dir() and not (run / "model.safetensors").exists():
+    if not (run / "model.safetensors").exists():
         lines.append("run in progress or interrupted: resume with 'sparc train STORE --out RUN --resume'")
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparc.atomic import atomic_path, write_json
+from sparc.atomic import atomic_path, current_dir, write_json
 from sparc.errors import SparcError
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
@@ -434,8 +434,9 @@ class SPARC(nn.Module):
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> SPARC:
         """Load a model saved by :meth:`save` (a run directory works too)."""
         path = Path(path)
-        if path.is_dir() and not (path / WEIGHTS_FILE).exists() and (path / "checkpoint").is_dir():
-            path = path / "checkpoint"
+        if path.is_dir() and not (path / WEIGHTS_FILE).exists() and current_dir(path / "checkpoint").is_dir():
+            # A run still training (or cut between the renames of a checkpoint swap).
+            path = current_dir(path / "checkpoint")
         cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not cfg_file.exists() or not weights.exists():
             raise SparcError(
