@@ -28,6 +28,8 @@ def test_reduced_demo_runs_end_to_end_and_reuses_its_features(tmp_path, capsys):
     assert (out / "summary.md").read_text().startswith("# sparc demo")
     for run in ("sparc", "local"):
         assert (out / "runs" / run / "eval-test" / "eval.json").exists()
+    assert (out / "report" / "index.html").exists()  # the demo ends with the report
+    assert printed.rstrip().endswith(f"open the report in a browser: {out / 'report' / 'index.html'}")
 
     assert main(args) == 0  # the rerun reuses the cached features and runs
     printed = capsys.readouterr().out
