@@ -31,6 +31,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -134,17 +135,17 @@ class Names:
     def n_latents(self) -> int:
         return self.majority.shape[1]
 
-    @property
+    @cached_property
     def purity(self) -> np.ndarray:
         """float [S, L] (0 where no row voted)."""
         return np.where(self.n_voters > 0, self.count / np.maximum(self.n_voters, 1), 0.0)
 
-    @property
+    @cached_property
     def accepted(self) -> np.ndarray:
         """bool [S, L]: the stream names the latent."""
         return (self.majority >= 0) & (self.purity >= self.settings.min_purity)
 
-    @property
+    @cached_property
     def aligned(self) -> np.ndarray:
         """bool [L]: every stream accepts the same name."""
         acc = self.accepted
