@@ -29,6 +29,7 @@ from sparc.eval.metrics.active_sets import ActiveSetAccumulator
 from sparc.eval.metrics.concept_jaccard import ConceptCounter
 from sparc.eval.metrics.dead_latents import FiringCounter
 from sparc.eval.metrics.floors import (
+    NULL_ROWS,
     CodeSource,
     active_set_nulls,
     concept_nulls,
@@ -94,7 +95,7 @@ class _EncodingState:
         self.active.update(codes)
 
     def report(self, encoding: str, label_sets, codes: Mapping[str, CodeSource], n_rows: int,
-               perms: list[np.ndarray], partners: list[np.ndarray] | None) -> EncodingReport:
+               perms: list[np.ndarray], partners: list[tuple[np.ndarray, np.ndarray]] | None) -> EncodingReport:
         """The figures of this encoding, every Jaccard with its floors: the label-free
         value and the nulls, recounted from the kept ``codes`` (no second encoding)."""
         concepts = []
@@ -194,7 +195,8 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
         if fixed and settings.null_shuffles:
             notes.append(f"permutation null: {fixed:,} of {int(labelled.sum()):,} labelled rows are in groups whose "
                          "number of labelled rows no other group has; they keep their own labels")
-    partners = other_group_rows(groups, settings.null_shuffles, settings.seed) if settings.null_shuffles else []
+    partners = (other_group_rows(groups, settings.null_shuffles, settings.seed, max_rows=NULL_ROWS)
+                if settings.null_shuffles else [])
     if partners is None:
         notes.append("per-sample null not measured: every evaluated row is in one group")
     sources = {"joint": codes if local else {s: joint_firing.stream(s) for s in streams}, "independent": codes}

@@ -112,13 +112,35 @@ def test_null_is_deterministic_for_a_seed_and_keeps_groups_whole():
 def test_partners_come_from_other_groups():
     groups = np.array([0, 0, 0, 0, 1, 2, 2, 3])
     draws = other_group_rows(groups, 50, seed=3)
-    assert all((groups[d] != groups).all() for d in draws)
+    assert all((rows == np.arange(8)).all() and (groups[d] != groups).all() for rows, d in draws)
     again = other_group_rows(groups, 50, seed=3)
-    assert all((a == b).all() for a, b in zip(draws, again))
+    assert all((a == b).all() for (_, a), (_, b) in zip(draws, again))
     # Every row of another group is reachable (uniform over them).
-    seen = {int(d[0]) for d in draws}
+    seen = {int(d[0]) for _, d in draws}
     assert seen == {4, 5, 6, 7}
     assert other_group_rows(np.zeros(5, dtype=int), 3, seed=0) is None
+    # At most max_rows seeded rows per draw.
+    (rows, d), = other_group_rows(groups, 1, seed=0, max_rows=3)
+    assert len(rows) == 3 and (np.diff(rows) > 0).all() and (groups[d] != groups[rows]).all()
+
+
+def test_null_counts_equal_the_counter_on_shuffled_labels():
+    """The sparse-product recount equals ConceptCounter fed the permuted labels, every
+    depth, whatever the chunking."""
+    H = {"cat": "animal", "dog": "animal", "animal": None, "car": "vehicle", "bus": "vehicle", "vehicle": None}
+    rng = np.random.default_rng(5)
+    n, L = 37, 9
+    labels = [list(rng.choice(["cat", "dog", "car", "bus"], rng.integers(0, 3), replace=False)) for _ in range(n)]
+    sets = [(None, label_matrix(labels)), (0, label_matrix(labels, hierarchy=H, depth=0))]
+    codes = {s: table([rng.choice(L, 3, replace=False).tolist() for _ in range(n)],
+                      (rng.uniform(size=(n, 3)) * (rng.uniform(size=(n, 3)) > 0.3)).tolist(), L) for s in "abc"}
+    perms, _ = label_permutations(np.arange(n) // 2, sets[0][1].row_counts() > 0, 2, seed=1)
+    for chunk in (5, 100):
+        nulls = concept_nulls(list("abc"), L, sets, perms, codes, n, chunk=chunk)
+        for perm, per_depth in zip(perms, nulls):
+            counter = ConceptCounter(list("abc"), L, [(d, m.take(perm)) for d, m in sets])
+            counter.update(0, {s: c.code(slice(0, n)) for s, c in codes.items()})
+            assert per_depth == [c for c, _ in counter.results()]
 
 
 def test_per_sample_null_pairs_rows_with_other_rows():
@@ -129,6 +151,7 @@ def test_per_sample_null_pairs_rows_with_other_rows():
     t = table(idx, [[1.0, 1.0]] * n, 2 * n)
     partners = other_group_rows(np.arange(n), 3, seed=0)
     ((means, hist),) = active_set_nulls(["a", "b"], partners, {"a": t, "b": t}, chunk=4).values()
+    assert len(means) == 3
     acc = ActiveSetAccumulator(["a", "b"])
     acc.update({"a": t.code(slice(0, n)), "b": t.code(slice(0, n))})
     (p,) = acc.result()

@@ -61,6 +61,24 @@ def concept_jaccard(counts: np.ndarray, streams: Sequence[str], *, depth: int | 
     return result, j_l
 
 
+def side_by_side(matrices: Sequence[LabelMatrix]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class space for several label matrices of the same rows (e.g. every depth):
+    ``(indptr, classes, offsets)`` where row i holds each matrix's classes shifted by that
+    matrix's offset (``offsets`` [len + 1], the last = the total number of classes)."""
+    offsets = np.concatenate(([0], np.cumsum([m.n_classes for m in matrices]))).astype(np.int64)
+    n_rows = matrices[0].n_rows if matrices else 0
+    counts = sum((m.row_counts() for m in matrices), np.zeros(n_rows, dtype=np.int64))
+    indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    classes = np.empty(int(indptr[-1]), dtype=np.int64)
+    fill = indptr[:-1].copy()
+    for m, off in zip(matrices, offsets[:-1]):
+        rc = m.row_counts()
+        dest = np.repeat(fill, rc) + (np.arange(len(m.classes)) - np.repeat(m.indptr[:-1], rc))
+        classes[dest] = m.classes + off
+        fill += rc
+    return indptr, classes, offsets
+
+
 class ConceptCounter:
     """Accumulates ``cnt[s, l, c]`` over chunks of rows, for several label depths at once.
 
@@ -84,19 +102,8 @@ class ConceptCounter:
         self.has_label_free = bool(label_free and label_sets)
         if self.has_label_free:
             label_sets = [*label_sets, (None, merged_labels(label_sets[0][1]))]
-        self.offsets = np.concatenate(([0], np.cumsum([m.n_classes for _, m in label_sets]))).astype(np.int64)
+        self.indptr, self.classes, self.offsets = side_by_side([m for _, m in label_sets])
         self.n_classes = int(self.offsets[-1])
-        # One class space for all depths: row i's classes at every depth, offset per depth.
-        n_rows = label_sets[0][1].n_rows if label_sets else 0
-        counts = sum((m.row_counts() for _, m in label_sets), np.zeros(n_rows, dtype=np.int64))
-        self.indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self.classes = np.empty(int(self.indptr[-1]), dtype=np.int64)
-        fill = self.indptr[:-1].copy()
-        for (_, m), off in zip(label_sets, self.offsets[:-1]):
-            rc = m.row_counts()
-            dest = np.repeat(fill, rc) + (np.arange(len(m.classes)) - np.repeat(m.indptr[:-1], rc))
-            self.classes[dest] = m.classes + off
-            fill += rc
         self.n_labelled = int((np.diff(label_sets[0][1].indptr) > 0).sum()) if label_sets else 0
         self.counts = torch.zeros(len(self.streams), n_latents * max(self.n_classes, 1), dtype=torch.int32)
 
