@@ -48,3 +48,14 @@ def test_hash_keys_are_deterministic_and_uniform():
     assert np.array_equal(k1, k2) and ((k1 >= 0) & (k1 < 1)).all()
     assert abs(k1.mean() - 0.5) < 0.01
     assert not np.array_equal(k1, hash_keys(a, b, 1))
+
+
+def test_group_order_equals_lexsort():
+    from sparc.explore.topn import group_order
+
+    rng = np.random.default_rng(1)
+    M = 5000
+    groups = rng.integers(0, 40, M)
+    keys = np.round(rng.normal(size=M), 1).astype(np.float32)  # negatives and many ties
+    items = rng.permutation(M)
+    assert np.array_equal(group_order(groups, keys, items), np.lexsort((items, -keys, groups)))
