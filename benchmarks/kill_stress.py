@@ -4,8 +4,9 @@ it ends with the weights and metrics of an uninterrupted run, bit for bit.
 
 Each round starts ``sparc train`` (fresh, then ``--resume``) in a child process and
 kills it after a random delay, wherever it is: loading, stepping, logging, validating,
-writing a checkpoint or swapping it into place. After the last kill the run is resumed to
-the end and compared with a reference run of the same settings.
+writing a checkpoint or swapping it into place. Every run that reaches its end (between
+kills, and the last one, resumed to the end) is compared with a reference run of the
+same settings, then the next run starts afresh.
 
 Usage::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,8 +42,11 @@ def records(run: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
 
 
-def stress(workdir: Path, *, kills: int, seed: int, max_delay: float = 3.0, log=print) -> dict:
-    """Run the experiment in ``workdir``; returns what it found (``equal`` is the verdict)."""
+def stress(workdir: Path, *, kills: int, seed: int, max_delay: float | None = None, log=print) -> dict:
+    """Run the experiment in ``workdir``; returns what it found (``equal`` is the verdict).
+
+    Each kill comes after a random delay of up to ``max_delay`` seconds (default: the
+    wall time of the uninterrupted reference run, start-up included)."""
     sys.path.insert(0, str(ROOT))
     from tests.synthetic import make_store
 
@@ -49,15 +54,32 @@ def stress(workdir: Path, *, kills: int, seed: int, max_delay: float = 3.0, log=
 
     store = make_store(workdir / "store", n_rows=400)
     reference, run = workdir / "reference", workdir / "run"
+    t0 = time.perf_counter()
     subprocess.run(sparc("train", str(store), "--out", str(reference), *ARGS), check=True, capture_output=True)
+    # Kill anywhere in a run's life, however slow the machine is today.
+    longest = max_delay if max_delay is not None else time.perf_counter() - t0
     rng = random.Random(seed)
-    killed = finished_early = 0
-    for i in range(kills):
-        resume = ["--resume"] if (run / "checkpoint").exists() or (run / ".checkpoint.old").exists() else [
+    killed, runs, failures = 0, 0, []
+
+    def how() -> list[str]:
+        return ["--resume"] if (run / "checkpoint").exists() or (run / ".checkpoint.old").exists() else [
             "--overwrite"]
-        child = subprocess.Popen(sparc("train", str(store), "--out", str(run), *ARGS, *resume),
+
+    def check() -> None:
+        # A run that got to its end: compare it, then start the next one afresh.
+        nonlocal runs
+        runs += 1
+        a, b = SPARC.load(run), SPARC.load(reference)
+        if not all(x.equal(y) for x, y in zip(a.state_dict().values(), b.state_dict().values())):
+            failures.append(f"run {runs}: weights differ")
+        if records(run) != records(reference):
+            failures.append(f"run {runs}: metrics differ")
+        shutil.rmtree(run)
+
+    for i in range(kills):
+        child = subprocess.Popen(sparc("train", str(store), "--out", str(run), *ARGS, *how()),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        delay = rng.uniform(0.05, max_delay)
+        delay = rng.uniform(0.05, longest)
         time.sleep(delay)
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
@@ -65,26 +87,21 @@ def stress(workdir: Path, *, kills: int, seed: int, max_delay: float = 3.0, log=
         _, err = child.communicate()
         if child.returncode not in (0, -signal.SIGKILL):
             raise RuntimeError(f"round {i}: sparc train exited {child.returncode}: {err.strip()}")
+        log(f"round {i + 1}/{kills}: " + ("finished" if child.returncode == 0 else f"killed after {delay:.2f} s"))
         if child.returncode == 0:
-            finished_early += 1
-            if (run / "model.safetensors").exists():
-                break
-        log(f"round {i + 1}/{kills}: killed after {delay:.2f} s")
-    if not (run / "model.safetensors").exists():
-        subprocess.run(sparc("train", str(store), "--out", str(run), *ARGS, "--resume"), check=True,
-                       capture_output=True)
-    a, b = SPARC.load(run), SPARC.load(reference)
-    weights = all(x.equal(y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    metrics = records(run) == records(reference)
-    return {"kills": killed, "finished_before_a_kill": finished_early, "weights_equal": weights,
-            "metrics_equal": metrics, "equal": weights and metrics}
+            check()
+    subprocess.run(sparc("train", str(store), "--out", str(run), *ARGS, *how()), check=True, capture_output=True)
+    check()
+    return {"kills": killed, "runs_compared": runs, "longest_delay_s": round(longest, 2), "failures": failures,
+            "equal": not failures}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-delay", type=float, default=3.0, help="longest wait before a kill, seconds")
+    p.add_argument("--max-delay", type=float, default=None,
+                   help="longest wait before a kill, seconds (default: the reference run's wall time)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         result = stress(Path(tmp), kills=args.kills, seed=args.seed, max_delay=args.max_delay)
