@@ -48,19 +48,35 @@ class Train:
     overwrite: bool = False
     """Replace the run in --out (only a folder sparc wrote as a run; anything else is refused)."""
 
+    dist_timeout: float = 600.0
+    """Under torchrun: seconds a rank waits for the others before it stops, naming the failure (README.md, 'Scaling out')."""
+
     def run(self) -> None:
-        from sparc.data import FeatureStore
-        from sparc.errors import Interrupted, TrainingDiverged
-        from sparc.train import new_spec, open_run
+        from sparc.train.distributed import Distributed, launched_by_torchrun
 
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
         if self.resume_lr is not None:
             TrainConfig(lr=self.resume_lr)  # the same checks as --lr
-        spec = None if self.resume else new_spec(FeatureStore.open(self.store), self.model, self.train, self.streams)
+        # Under torchrun, one rank of a data-parallel run (sparc.train.distributed).
+        dist = Distributed.from_env(timeout_s=self.dist_timeout) if launched_by_torchrun() else None
+        self._train(dist)
+        # Only after a normal end: a rank that fails exits, and its closed connections
+        # stop the others.
+        if dist is not None:
+            dist.close()
+
+    def _train(self, dist) -> None:
+        from sparc.data import FeatureStore
+        from sparc.errors import Interrupted, TrainingDiverged
+        from sparc.train import new_spec, open_run
+
+        main = dist is None or dist.is_main
+        spec = None if self.resume or not main else new_spec(FeatureStore.open(self.store), self.model, self.train,
+                                                             self.streams)
         with open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite, store=self.store,
-                      lr=self.resume_lr, other_store=self.other_store) as run:
-            if run.resumed:
+                      lr=self.resume_lr, other_store=self.other_store, dist=dist) as run:
+            if run.resumed and main:
                 print(f"resuming {self.out} with its saved settings (lr {run.spec.train.lr:g})")
             try:
                 run.trainer.fit()
@@ -74,7 +90,9 @@ class Train:
                     f"start again with a lower learning rate: sparc train {self.store} --out {self.out} "
                     f"--overwrite --lr {lower}")
                 raise TrainingDiverged(f"{e}; {how}", step=e.step, checkpoint_step=e.checkpoint_step) from None
-        print(f"trained {run.trainer.step_count} steps; model saved in {self.out}")
+        if main:
+            ranks = f" on {dist.world_size} ranks" if dist is not None else ""
+            print(f"trained {run.trainer.step_count} steps{ranks}; model saved in {self.out}")
 
 
 @dataclass

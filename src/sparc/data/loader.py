@@ -73,6 +73,14 @@ class BatchLoader:
         Device of the yielded tensors.
     return_rows
         Yield :class:`Batch` (features and row indices) instead of the features dict.
+    rank, world_size
+        Data-parallel training: this process yields only its slice of every batch,
+        rows ``[rank·n // world_size, (rank + 1)·n // world_size)`` of a batch of ``n``
+        rows, and reads only those rows from the store. The slices of all ranks, in rank
+        order, are the batch one process would get; the batch count, the state and
+        ``batch_size`` (the rows of the whole batch) do not depend on ``world_size``, so a
+        run resumes on any number of processes. A slice may be empty when a batch has
+        fewer rows than there are ranks.
     """
 
     def __init__(
@@ -88,6 +96,8 @@ class BatchLoader:
         drop_last: bool = False,
         device: str | torch.device = "cpu",
         return_rows: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.store = store
         self.split = Split.parse(split)
@@ -102,6 +112,10 @@ class BatchLoader:
         self.drop_last = drop_last
         self.device = torch.device(device)
         self.return_rows = return_rows
+        self.world_size = _positive("world_size", world_size)
+        if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or not 0 <= rank < self.world_size:
+            raise SparcError(f"rank must be an integer in [0, world_size={self.world_size}), got {rank!r}")
+        self.rank = int(rank)
         self.rows_n = store.split_rows(self.split)
         if len(self.rows_n) == 0:
             raise SparcError(
@@ -207,40 +221,59 @@ class BatchLoader:
             raise AssertionError(f"epoch ended after {index} of {n_batches} batches")
 
     def _arrays(self, plan: EpochPlan, start: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Numpy batches of ``plan`` from offset ``start`` (a multiple of the batch size)."""
+        """Numpy batches of ``plan`` from offset ``start`` (a multiple of the batch size):
+        this rank's slice of each, read buffer by buffer (one per batch, in order)."""
         b = self.batch_size
         n = len(plan.order_n)
         end = (n // b) * b if self.drop_last else n
-        pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
-        n_pending = 0
+        first, n_batches = start // b, -(-(end - start) // b)
+
+        def slice_of(j: int) -> tuple[int, int]:
+            """This rank's positions [s, e) of batch j in the epoch's order."""
+            rows = min(b, end - j * b)
+            return j * b + self.rank * rows // self.world_size, j * b + (self.rank + 1) * rows // self.world_size
+
+        pending: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
+        next_j = first
         bounds = plan.bounds_b1.tolist()
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             lo, hi = max(lo, start), min(hi, end)
             if lo >= hi:
                 continue
-            want_r = plan.order_n[lo:hi]
+            pos = self._mine(lo, hi, b, end)
+            want_r = plan.order_n[pos]
             # Read the buffer's rows in file order, then index them in shuffled order.
             sorted_r = np.sort(want_r)
             buf = {name: read_rows(self._x[name], sorted_r) for name in self.streams}
             local_r = np.searchsorted(sorted_r, want_r)
-            # Cut at global batch boundaries so batches may span two buffers.
-            edges = [lo, *range((lo // b + 1) * b, hi, b), hi]
-            for a, z in zip(edges[:-1], edges[1:]):
-                idx = local_r[a - lo : z - lo]
+            # Cut at batch boundaries: a batch may span two buffers.
+            cuts = np.flatnonzero(np.diff(pos // b)) + 1 if len(pos) else np.empty(0, dtype=np.int64)
+            for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(pos)]) if len(pos) else ():
+                idx = local_r[a:z]
                 x = {name: np.take(buf[name], idx, axis=0) for name in self.streams}
-                piece = (plan.order_n[a:z].copy(), x)  # a copy: don't pin the epoch plan
-                if not pending and z - a == b:
-                    yield piece
-                    continue
-                pending.append(piece)
-                n_pending += z - a
-                if n_pending == b or z == end:
-                    yield (
-                        np.concatenate([p[0] for p in pending]),
-                        {name: np.concatenate([p[1][name] for p in pending]) for name in self.streams},
-                    )
-                    pending, n_pending = [], 0
+                pending.setdefault(int(pos[a]) // b, []).append((want_r[a:z].copy(), x))  # a copy: don't pin the plan
             del buf  # free this buffer before the next one is read (peak = one buffer)
+            while next_j < first + n_batches and slice_of(next_j)[1] <= hi:
+                pieces = pending.pop(next_j, [])
+                if len(pieces) == 1:
+                    yield pieces[0]
+                elif pieces:
+                    yield (np.concatenate([p[0] for p in pieces]),
+                           {name: np.concatenate([p[1][name] for p in pieces]) for name in self.streams})
+                else:  # an empty slice: more ranks than rows in this batch
+                    yield (np.empty(0, dtype=np.int64),
+                           {name: np.empty((0, self._x[name].shape[1]), self._x[name].dtype) for name in self.streams})
+                next_j += 1
+
+    def _mine(self, lo: int, hi: int, b: int, end: int) -> np.ndarray:
+        """Positions in [lo, hi) of the epoch's order that belong to this rank."""
+        pos = np.arange(lo, hi, dtype=np.int64)
+        if self.world_size == 1:
+            return pos
+        j = pos // b
+        rows = np.minimum(b, end - j * b)
+        offset = pos - j * b
+        return pos[(offset >= self.rank * rows // self.world_size) & (offset < (self.rank + 1) * rows // self.world_size)]
 
     def __repr__(self) -> str:
         return (

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -310,9 +310,32 @@ class SPARC(nn.Module):
 
     # ------------------------------------------------------------------ dead latents
 
+    def share_counters(self, reduce: Callable[[Tensor], None] | None) -> None:
+        """Count firing over every process that trains this model on parts of one batch
+        (data parallel): ``reduce(t)`` must sum the int64 tensor ``t`` in place over the
+        processes (e.g. ``torch.distributed.all_reduce``). Each training forward then
+        advances the counters by the rows of all processes and resets a latent's counter
+        where it fired in any of them, before AuxK picks its latents — so every process
+        keeps the counters one process would keep on the whole batch (docs/method.md
+        §2.3). Every process must then run every training forward, with zero rows if it
+        has none. ``None``: this process alone (the default)."""
+        self._reduce_firing = reduce
+
+    _reduce_firing: Callable[[Tensor], None] | None = None
+
     @torch.no_grad()
     def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor) -> None:
         B = idx_sbk.shape[1]
+        if self._reduce_firing is not None:
+            packed = torch.zeros(len(ids) * self.n_latents + 1, dtype=torch.int64, device=idx_sbk.device)
+            fired_sl = packed[:-1].view(len(ids), self.n_latents)
+            for n in range(len(ids)):
+                fired_sl[n, idx_sbk[n][val_sbk[n] > self.cfg.fire_threshold]] = 1
+            packed[-1] = B
+            self._reduce_firing(packed)
+            for n, i in enumerate(ids):
+                self.samples_since_fired[i].add_(packed[-1]).masked_fill_(fired_sl[n] > 0, 0)
+            return
         for n, i in enumerate(ids):
             fired = torch.zeros(self.n_latents, dtype=torch.bool, device=idx_sbk.device)
             fired[idx_sbk[n][val_sbk[n] > self.cfg.fire_threshold]] = True

@@ -8,6 +8,10 @@ A run directory holds (see :mod:`sparc.train.trainer` for the rest)::
 :func:`open_run` starts a fresh run or resumes one and returns a :class:`Run` whose
 trainer only needs ``fit()``; :func:`finished_with` tells whether a directory already
 holds a finished run of exactly the same settings (the demo reuses those).
+
+In a data-parallel run (``dist``, :mod:`sparc.train.distributed`) rank 0 does all of
+this, holding the lock, and sends the settings, the weights and the trainer's state to
+the other ranks, which only need the store (at the same path).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from sparc.atomic import old_of, write_json
 from sparc.data import BatchLoader, FeatureStore
 from sparc.device import check_device
 from sparc.errors import SparcError
-from sparc.jsonio import read_json, to_json
+from sparc.jsonio import from_json, read_json, to_json
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
 from sparc.train.config import TrainConfig
+from sparc.train.distributed import Distributed, to_cpu
 from sparc.train.trainer import CHECKPOINT_DIR, Trainer
 from sparc.workspace import RUN, check_not_input, clean_stale, exclusive_lock, remove_owned
 
@@ -137,7 +142,7 @@ def finished_with(run_dir: Path, spec: RunSpec) -> bool:
 
 def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool = False,
              overwrite: bool = False, store: str | Path | None = None, lr: float | None = None,
-             other_store: bool = False) -> Run:
+             other_store: bool = False, dist: Distributed | None = None) -> Run:
     """Start the run ``spec`` in ``run_dir``, or resume the run there.
 
     Holds the run directory's writer lock until the returned :class:`Run` is closed.
@@ -161,25 +166,63 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
         the run's recorded settings are updated.
     other_store
         When resuming: accept a ``store`` other than the one the run was trained on.
+    dist
+        This process's rank in a data-parallel run. Rank 0 opens the run as above and
+        sends it to the others; on the other ranks every other argument is ignored.
     """
     run_dir = Path(run_dir)
+    if dist is not None and not dist.is_main:
+        return _join_run(dist)
     if not resume and spec is None:
         raise ValueError("a fresh run needs its spec")
-    if spec is not None and not resume:
-        check_device(spec.train.device)
-        check_not_input(run_dir, [spec.store])
     lock = contextlib.ExitStack()
-    lock.enter_context(exclusive_lock(run_dir, "sparc train"))
     try:
-        return _open_locked(run_dir, spec, lock, resume=resume, overwrite=overwrite, store=store, lr=lr,
-                            other_store=other_store)
-    except BaseException:
+        if spec is not None and not resume:
+            check_device(spec.train.device)
+            check_not_input(run_dir, [spec.store])
+        lock.enter_context(exclusive_lock(run_dir, "sparc train"))
+        run = _open_locked(run_dir, spec, lock, resume=resume, overwrite=overwrite, store=store, lr=lr,
+                           other_store=other_store, dist=dist)
+    except BaseException as e:
         lock.close()
+        if dist is not None:  # the other ranks wait for the run: tell them why there is none
+            dist.broadcast_object({"error": str(e) if isinstance(e, SparcError) else type(e).__name__})
         raise
+    if dist is not None:
+        _send_run(run, dist)
+    return run
+
+
+def _send_run(run: Run, dist: Distributed) -> None:
+    """Rank 0: the run's settings, weights and trainer state, to every other rank."""
+    trainer = run.trainer
+    dist.broadcast_object({"spec": to_json(run.spec), "resumed": run.resumed,
+                           "state": to_cpu(trainer.state_dict()) if run.resumed else None})
+    dist.broadcast_(*trainer.model.state_dict().values())
+
+
+def _join_run(dist: Distributed) -> Run:
+    """Ranks other than 0: the run rank 0 opened, on this rank's device and data."""
+    got = dist.broadcast_object(None)
+    if "error" in got:
+        raise SparcError(f"rank {dist.rank}: rank 0 could not open the run ({got['error']})")
+    spec = from_json(RunSpec, got["spec"], what="the run sent by rank 0")
+    store = FeatureStore.open(spec.store)
+    if spec.store_created and store.manifest.created != spec.store_created:
+        raise SparcError(f"rank {dist.rank}: {spec.store} on this machine is not the store rank 0 trains on "
+                         f"(created {store.manifest.created}, not {spec.store_created}); give every machine the same store")
+    assert spec.model is not None
+    model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, device=dist.use_device(spec.train.device))
+    dist.broadcast_(*model.state_dict().values())
+    trainer = _trainer(spec, store, model, None, dist)
+    if got["resumed"]:
+        trainer.load_state_dict(got["state"])
+    return Run(spec, trainer, got["resumed"])
 
 
 def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack, *, resume: bool,
-                 overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool) -> Run:
+                 overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool,
+                 dist: Distributed | None) -> Run:
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
         recorded = RunSpec.read(run_dir)
@@ -189,7 +232,8 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
             spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
         if spec != recorded:
             write_json(run_dir / RUN_SPEC, to_json(spec))
-        model = SPARC.load(run_dir / CHECKPOINT_DIR, device=check_device(spec.train.device))
+        model = SPARC.load(run_dir / CHECKPOINT_DIR, device=dist.use_device(spec.train.device)
+                           if dist is not None else check_device(spec.train.device))
         store = data
     else:
         assert spec is not None
@@ -199,19 +243,29 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         if spec.store_created and store.manifest.created != spec.store_created:
             raise SparcError(f"{spec.store} changed since this run's settings were made; make them again")
         torch.manual_seed(spec.train.seed)
-        model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, device=spec.train.device)
+        model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model,
+                      device=dist.use_device(spec.train.device) if dist is not None else spec.train.device)
         write_json(run_dir / RUN_SPEC, to_json(spec))
-    cfg, streams = spec.train, list(spec.streams)
-    train = BatchLoader(store, "train", batch_size=cfg.batch_size, streams=streams, seed=cfg.seed)
-    val = None
-    if cfg.validate and len(store.split_rows("val")):
-        val = BatchLoader(store, "val", batch_size=max(cfg.batch_size, MIN_VAL_BATCH), streams=streams,
-                          shuffle=False)
-    trainer = Trainer(model, cfg, train, val, run_dir=run_dir,
-                      extra_config={**to_json(spec), "stream_dims": dict(model.streams)})
+    trainer = _trainer(spec, store, model, run_dir, dist)
     if resume:
         trainer.load_checkpoint(run_dir / CHECKPOINT_DIR)
     return Run(spec, trainer, resume, lock)
+
+
+def _trainer(spec: RunSpec, store: FeatureStore, model: SPARC, run_dir: Path | None,
+             dist: Distributed | None) -> Trainer:
+    """The trainer of ``spec`` with its loaders (this rank's slices in a distributed run)."""
+    cfg, streams = spec.train, list(spec.streams)
+    shard = {"rank": dist.rank, "world_size": dist.world_size} if dist is not None else {}
+    if dist is not None:  # this rank's device; only rank 0 shows progress
+        cfg = dataclasses.replace(cfg, device=dist.device, progress=cfg.progress and dist.is_main)
+    train = BatchLoader(store, "train", batch_size=cfg.batch_size, streams=streams, seed=cfg.seed, **shard)
+    val = None
+    if cfg.validate and len(store.split_rows("val")):
+        val = BatchLoader(store, "val", batch_size=max(cfg.batch_size, MIN_VAL_BATCH), streams=streams,
+                          shuffle=False, **shard)
+    return Trainer(model, cfg, train, val, run_dir=run_dir,
+                   extra_config={**to_json(spec), "stream_dims": dict(model.streams)}, dist=dist)
 
 
 def _resume_store(run_dir: Path, spec: RunSpec, store: str | Path | None, other_store: bool) -> FeatureStore:

@@ -11,6 +11,11 @@ A run directory holds::
 Resuming restores the model (dead counters included), the Adam moments, the resampling
 RNG and the position in the batch stream, so an interrupted run ends with the same
 weights as an uninterrupted one (bitwise on CPU).
+
+With a :class:`~sparc.train.distributed.Distributed` context the trainer is one rank of
+a data-parallel run (:mod:`sparc.train.distributed`): its data source yields this rank's
+slice of every batch, gradients, counters, metrics and validation are reduced over the
+ranks, and only rank 0 (the one given a ``run_dir``) writes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sparc.model import SPARC, Losses
 from sparc.pickles import load_weights_only
 from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
+from sparc.train.distributed import Distributed
 from sparc.train.metrics import MetricsLog
 from sparc.train.pre_bias import init_pre_bias_
 
@@ -80,12 +86,19 @@ class Trainer:
         Training batches and (optionally) validation batches.
     run_dir
         Where metrics and checkpoints go (created if missing).
+    dist
+        This process's rank in a data-parallel run (None: a single process). Every rank
+        gets a trainer; ``train`` and ``val`` yield the rank's slices of the batches, and
+        only rank 0 has a ``run_dir``.
     """
 
     def __init__(self, model: SPARC, cfg: TrainConfig, train: BatchSource,
                  val: BatchSource | None = None, run_dir: str | Path | None = None,
-                 extra_config: dict[str, Any] | None = None):
+                 extra_config: dict[str, Any] | None = None, dist: Distributed | None = None):
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
+        self.dist = dist
+        if dist is not None:
+            model.share_counters(dist.all_reduce_)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +115,13 @@ class Trainer:
         """Step of the last checkpoint written or resumed from."""
         self.extra_config = extra_config or {}
         self._stop_requested = False
+        self._stop_agreed = False
+        """Distributed: whether some rank asked to stop by the last step (all ranks stop
+        after the same step; a signal itself reaches each rank at its own time)."""
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_agreed if self.dist is not None else self._stop_requested
 
     @property
     def epoch(self) -> int:
@@ -111,14 +131,21 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def step(self, batch: dict[str, Tensor]) -> StepOutput:
-        """One optimisation step on ``batch``."""
+        """One optimisation step on ``batch`` (in a distributed run: this rank's slice)."""
         model = self.model
         model.train()
         out = model(batch)
+        if self.dist is not None:
+            return self._finish_step(out, self._reduce_step(out, batch))
         loss = out.losses.total.item()
         if not math.isfinite(loss):
             raise self._diverged(self.step_count + 1, f"the loss is {loss}")
         out.losses.total.backward()
+        return self._finish_step(out, None)
+
+    def _finish_step(self, out, reduced: dict[str, float] | None) -> StepOutput:
+        """The decoder constraint, the optimizer step and resampling, after backward."""
+        model = self.model
         model.remove_parallel_grad_()
         self.optimizer.step()
         model.normalize_decoder_()
@@ -129,11 +156,46 @@ class Trainer:
             resample_dead_latents(model, self.optimizer, after_samples=self.cfg.resample_after_samples,
                                   std=self.cfg.resample_std, generator=self.generator)
         dead = model.dead_mask().float().mean(1)
+        dead_fraction = {s: dead[model.stream_index(s)].item() for s in out.codes}
+        if reduced is not None:
+            return _step_output(out, reduced, dead_fraction)
         return StepOutput(
             losses=Losses(out.losses.total.detach(), *(_detach(d) for d in out.losses[1:])),
             l0={s: c.l0().float().mean().item() for s, c in out.codes.items()},
-            dead_fraction={s: dead[model.stream_index(s)].item() for s in out.codes},
+            dead_fraction=dead_fraction,
         )
+
+    def _reduce_step(self, out, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Distributed: back-propagate this rank's share of the batch's loss, sum the
+        gradients over the ranks, and return the batch's metrics (means over all its
+        rows) and whether any rank asked to stop."""
+        assert self.dist is not None
+        model, B = self.model, self.cfg.batch_size
+        rows = next(iter(batch.values())).shape[0]
+        if rows:
+            # Scaled by this rank's share of a full batch; corrected below when the
+            # batch is short (the last of an epoch), once its size is known.
+            (out.losses.total * (rows / B)).backward()
+        grads = []
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        names, values = _flat_metrics(out)
+        stats = torch.stack(values).detach().to(torch.float64) * rows if rows else torch.zeros(
+            len(values), dtype=torch.float64, device=grads[0].device)
+        stats = torch.cat([stats, stats.new_tensor([rows, float(self._stop_requested)])])
+        self.dist.all_reduce_(*grads, stats)
+        total = int(stats[-2].item())
+        if total != B:
+            for g in grads:
+                g.mul_(B / total)
+        self._stop_agreed = bool(stats[-1].item())
+        reduced = dict(zip(names, (stats[: len(names)] / total).tolist()))
+        if not math.isfinite(reduced["loss"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._diverged(self.step_count + 1, f"the loss is {reduced['loss']}")
+        return reduced
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -146,12 +208,16 @@ class Trainer:
             batch = {s: x.to(self.cfg.device) for s, x in batch.items()}
             out = self.model(batch)
             n = next(iter(batch.values())).shape[0]
-            named = out.losses.named()
-            named.update({f"l0/{s}": c.l0().float().mean().item() for s, c in out.codes.items()})
-            for k, v in named.items():
-                sums[k] = sums.get(k, 0.0) + v * n
+            names, values = _flat_metrics(out)
+            for k, v in zip(names, torch.stack(values).tolist()):
+                sums[k] = sums.get(k, 0.0) + (v * n if n else 0.0)
             rows += n
         self.model.train()
+        if self.dist is not None:  # sums over every rank's slices (the same keys on all)
+            names = list(sums)
+            total = torch.tensor([sums[k] for k in names] + [rows], dtype=torch.float64, device=self.cfg.device)
+            self.dist.all_reduce_(total)
+            sums, rows = dict(zip(names, total[:-1].tolist())), int(total[-1].item())
         return {k: v / rows for k, v in sums.items()} if rows else {}
 
     # ------------------------------------------------------------------ the loop
@@ -177,14 +243,19 @@ class Trainer:
                    desc="train", unit="step", dynamic_ncols=True)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._request_stop)
+        # torchrun stops its workers with SIGTERM: stop at a step all ranks agree on.
+        previous_term = signal.getsignal(signal.SIGTERM) if self.dist is not None else None
+        if self.dist is not None:
+            signal.signal(signal.SIGTERM, self._request_stop)
         t0 = time.perf_counter()
         try:
-            while self.epoch < cfg.epochs and self.step_count < total and not self._stop_requested:
+            while self.epoch < cfg.epochs and self.step_count < total and not self._stopping:
                 epoch = self.epoch
                 for batch in self.train_data:
                     batch = {s: x.to(cfg.device, non_blocking=True) for s, x in batch.items()}
-                    if self.step_count == 0:
-                        init_pre_bias_(self.model, batch, cfg.pre_bias_init)
+                    if self.step_count == 0 and cfg.pre_bias_init != "zero":
+                        whole = self.dist.gather_rows(batch) if self.dist is not None else batch
+                        init_pre_bias_(self.model, whole, cfg.pre_bias_init)
                     out = self.step(batch)
                     bar.update(1)
                     if self.step_count % cfg.log_every == 0 or self.step_count == total:
@@ -194,30 +265,38 @@ class Trainer:
                             log.write({"step": self.step_count, "epoch": epoch,
                                        "samples": self.step_count * cfg.batch_size,
                                        "time": round(time.perf_counter() - t0, 3), **named})
-                    if self.run_dir and cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
-                        self.save_checkpoint()
-                    if self.step_count >= total or self._stop_requested:
+                    if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+                        if self.run_dir:
+                            self.save_checkpoint()
+                        elif self.dist is not None:
+                            self.check_finite()  # the same weights, so every rank stops alike
+                    if self.step_count >= total or self._stopping:
                         break
                 if self.epoch != epoch and cfg.validate and self.val_data is not None:
                     # The epoch ran to its end (the data source has moved to the next).
                     self._validate_epoch(epoch, log, bar.write)
         finally:
             signal.signal(signal.SIGINT, previous)
+            if self.dist is not None:
+                signal.signal(signal.SIGTERM, previous_term)
             bar.close()
         if self.run_dir:
             self.save_checkpoint()
-            if not self._stop_requested:
+            if not self._stopping:
                 self.model.save(self.run_dir)
+        elif self.dist is not None:
+            self.check_finite()
         if log:
             log.close()
-        if self._stop_requested:
+        if self._stopping:
             raise KeyboardInterrupt
 
     def _validate_epoch(self, epoch: int, log: MetricsLog | None, say) -> None:
         val = self.validate()
         if log:
             log.write({"step": self.step_count, "epoch": epoch, "split": "val", **val})
-        say(f"epoch {epoch + 1}/{self.cfg.epochs} val: {_postfix(val)}")
+        if self.dist is None or self.dist.is_main:
+            say(f"epoch {epoch + 1}/{self.cfg.epochs} val: {_postfix(val)}")
         self.validated = epoch + 1
 
     def _diverged(self, step: int, what: str) -> TrainingDiverged:
@@ -268,7 +347,10 @@ class Trainer:
         path = Path(path)
         if not (path / TRAINER_STATE).exists():
             raise SparcError(f"{path} has no {TRAINER_STATE}; the run cannot be resumed")
-        state = load_weights_only(path / TRAINER_STATE, "trainer state")
+        self.load_state_dict(load_weights_only(path / TRAINER_STATE, "trainer state"))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the model's weights aside)."""
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr  # the run's settings decide (a resume may lower it)
@@ -286,6 +368,31 @@ def _fused_supported(p: Tensor) -> bool:
 
 def _detach(d: dict) -> dict:
     return {k: v.detach() for k, v in d.items()}
+
+
+def _flat_metrics(out) -> tuple[list[str], list[Tensor]]:
+    """Names and 0-d tensors of a forward pass's losses and L0s, in a fixed order."""
+    losses = out.losses
+    names = ["loss", *(f"nmse/{s}" for s in losses.self_nmse), *(f"cross_nmse/{t}<-{s}" for t, s in losses.cross_nmse),
+             *(f"auxk/{s}" for s in losses.auxk), *(f"l0/{s}" for s in out.codes)]
+    values = [losses.total, *losses.self_nmse.values(), *losses.cross_nmse.values(), *losses.auxk.values(),
+              *(c.l0().float().mean() for c in out.codes.values())]
+    return names, [v.detach().float().reshape(()) for v in values]
+
+
+def _step_output(out, reduced: dict[str, float], dead_fraction: dict[str, float]) -> StepOutput:
+    """A :class:`StepOutput` of the whole batch from its reduced metrics."""
+    def t(name: str) -> Tensor:
+        return torch.tensor(reduced[name])
+
+    losses = out.losses
+    return StepOutput(
+        losses=Losses(t("loss"), {s: t(f"nmse/{s}") for s in losses.self_nmse},
+                      {(a, b): t(f"cross_nmse/{a}<-{b}") for a, b in losses.cross_nmse},
+                      {s: t(f"auxk/{s}") for s in losses.auxk}),
+        l0={s: reduced[f"l0/{s}"] for s in out.codes},
+        dead_fraction=dead_fraction,
+    )
 
 
 def _postfix(named: dict[str, float]) -> str:
