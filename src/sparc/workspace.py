@@ -50,7 +50,7 @@ RUN = FolderKind("run directory", ("train_config.json", "config.json"),
                  ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
                   "eval-*", "explore-*", "tensorboard", "wandb", *TEMPORARY))
 STORE = FolderKind("feature store", ("manifest.json",),
-                   ("manifest.json", "rows.jsonl", "splits.npy", "features", *TEMPORARY))
+                   ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
 EVAL = FolderKind("evaluation", ("eval.json",), ("eval.json", "eval.md", "plots", *TEMPORARY))
 
 

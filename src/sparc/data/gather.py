@@ -14,6 +14,9 @@ def read_rows(x_nd: np.ndarray, rows_r: np.ndarray) -> np.ndarray:
     Contiguous runs are copied as slices (a single ``memcpy`` from the page cache);
     scattered rows use one vectorised gather, still in ascending file order.
     """
+    read_sorted = getattr(x_nd, "read_sorted", None)
+    if read_sorted is not None:  # a store of several parts (sparc.data.parted)
+        return read_sorted(rows_r)
     n = len(rows_r)
     if n == 0:
         return np.empty((0, x_nd.shape[1]), dtype=x_nd.dtype)

@@ -12,13 +12,28 @@ from sparc.errors import SparcError
 
 FORMAT = "sparc-store"
 VERSION = 1
+"""A store of one part, its files at the top of the store's folder."""
+VERSION_PARTS = 2
+"""A store of several parts (``parts`` in the manifest), each a folder of the same files."""
 MANIFEST = "manifest.json"
 ROWS = "rows.jsonl"
 SPLITS = "splits.npy"
+PARTS_DIR = "parts"
 DTYPES = ("float32", "float16")
-EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows")
-"""Optional top-level keys: the dataset's description, its label hierarchy, and the rows
-the extractor left out. Any other unknown key is refused (the rule of :mod:`sparc.jsonio`)."""
+EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows", "shard")
+"""Optional top-level keys: the dataset's description, its label hierarchy, the rows
+the extractor left out, and which shard of an extraction the store is (``sparc extract
+--shard``). Any other unknown key is refused (the rule of :mod:`sparc.jsonio`)."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a store: a folder (relative to the store; ``"."`` is the store's own)
+    holding ``features/<stream>.npy``, ``rows.jsonl`` and ``splits.npy`` for its rows,
+    which follow those of the parts before it."""
+
+    path: str
+    n_rows: int
 # Stream names become file names: keep them to a safe alphabet.
 STREAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -46,6 +61,13 @@ class Manifest:
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     """The optional keys of :data:`EXTENSIONS` present in the file."""
+    parts: tuple[Part, ...] = ()
+    """The parts, in row order (version 2); empty for a store of one part at its top
+    (version 1)."""
+
+    def part_list(self) -> tuple[Part, ...]:
+        """The parts in row order; a version 1 store is one part, ``"."``."""
+        return self.parts or (Part(".", self.n_rows),)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.extra) - set(EXTENSIONS))
@@ -62,11 +84,13 @@ class Manifest:
                 entry["source"] = s.source
             streams[name] = entry
         f_train, f_val, f_test = self.split_fractions
+        parts = {"parts": [{"path": p.path, "n_rows": p.n_rows} for p in self.parts]} if self.parts else {}
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION_PARTS if self.parts else VERSION,
             "n_rows": self.n_rows,
             "streams": streams,
+            **parts,
             "normalized": self.normalized,
             "splits": {
                 "seed": self.split_seed,
@@ -114,8 +138,8 @@ def _parse(obj: Any) -> Manifest:
     """Turn the JSON object into a :class:`Manifest` (``ValueError`` on bad content)."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"'format' is not {FORMAT!r}")
-    if obj["version"] != VERSION:
-        raise ValueError(f"version {obj['version']!r} is not supported (this sparc reads {VERSION})")
+    if obj["version"] not in (VERSION, VERSION_PARTS):
+        raise ValueError(f"version {obj['version']!r} is not supported (this sparc reads {VERSION} and {VERSION_PARTS})")
     n_rows = obj["n_rows"]
     if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 0:
         raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
@@ -139,7 +163,7 @@ def _parse(obj: Any) -> Manifest:
     splits = obj["splits"]
     fr = splits["fractions"]
     known = {"format", "version", "n_rows", "streams", "normalized", "splits",
-             "dropped_nonfinite", "created"}
+             "dropped_nonfinite", "created", "parts"}
     return Manifest(
         n_rows=n_rows,
         streams=streams,
@@ -149,4 +173,29 @@ def _parse(obj: Any) -> Manifest:
         dropped_nonfinite=int(obj.get("dropped_nonfinite", 0)),
         created=str(obj.get("created", "")),
         extra={k: v for k, v in obj.items() if k not in known},
+        parts=_parse_parts(obj, n_rows),
     )
+
+
+def _parse_parts(obj: dict[str, Any], n_rows: int) -> tuple[Part, ...]:
+    """The ``parts`` of a version 2 manifest (a version 1 manifest has none)."""
+    if obj["version"] == VERSION:
+        if "parts" in obj:
+            raise ValueError("'parts' needs version 2")
+        return ()
+    if not isinstance(obj["parts"], list) or not obj["parts"]:
+        raise ValueError("'parts' must be a non-empty list")
+    parts = []
+    for entry in obj["parts"]:
+        if not isinstance(entry, dict) or set(entry) != {"path", "n_rows"}:
+            raise ValueError(f"each part must be {{'path': ..., 'n_rows': ...}}, got {entry!r}")
+        path, rows = entry["path"], entry["n_rows"]
+        if (not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts
+                or any(p.path == path for p in parts)):
+            raise ValueError(f"part path {path!r} must be a new relative path inside the store")
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+            raise ValueError(f"part {path!r}: n_rows must be a positive integer, got {rows!r}")
+        parts.append(Part(path, rows))
+    if sum(p.n_rows for p in parts) != n_rows:
+        raise ValueError(f"the parts hold {sum(p.n_rows for p in parts)} rows but n_rows is {n_rows}")
+    return tuple(parts)

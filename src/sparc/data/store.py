@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sparc.data.manifest import ROWS, SPLITS, Manifest, read_manifest
+from sparc.data.parted import PartedArray
 from sparc.data.rows import RowMeta, decode_row
 from sparc.data.splits import Split
 from sparc.errors import SparcError
@@ -19,10 +20,11 @@ class FeatureStore:
     """An opened feature store. Create with :meth:`FeatureStore.open`.
 
     Features are memory-mapped, so opening is cheap and rows are read from the page
-    cache on demand; row metadata is parsed on first use of :meth:`rows`.
+    cache on demand; row metadata is parsed on first use of :meth:`rows`. A store of
+    several parts (DESIGN.md) reads as one: its features are a :class:`PartedArray`.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, features: dict[str, np.ndarray],
+    def __init__(self, path: Path, manifest: Manifest, features: dict[str, np.ndarray | PartedArray],
                  splits_n: np.ndarray):
         self._path = path
         self.manifest = manifest
@@ -36,11 +38,15 @@ class FeatureStore:
         """Open the store at ``path``; SparcError (with a fix) if it is missing or broken."""
         path = Path(path)
         manifest = read_manifest(path)
-        features = {
-            name: _open_feature(path, name, info.file, (manifest.n_rows, info.dim), info.dtype)
-            for name, info in manifest.streams.items()
-        }
-        splits_n = _open_splits(path, manifest.n_rows)
+        parts = manifest.part_list()
+        features: dict[str, np.ndarray | PartedArray] = {}
+        for name, info in manifest.streams.items():
+            arrays = [_open_feature(path / part.path, name, info.file, (part.n_rows, info.dim), info.dtype)
+                      for part in parts]
+            features[name] = arrays[0] if len(arrays) == 1 else PartedArray(arrays)
+        splits = [_open_splits(path / part.path, part.n_rows) for part in parts]
+        splits_n = splits[0] if len(splits) == 1 else np.concatenate(splits)
+        splits_n.flags.writeable = False
         return cls(path, manifest, features, splits_n)
 
     # -- description ------------------------------------------------------------------
@@ -98,8 +104,14 @@ class FeatureStore:
             raise SparcError(f"no streams selected; this store has: {', '.join(self.streams)}")
         return out
 
-    def features(self, stream: str) -> np.ndarray:
-        """Memory-mapped features of ``stream``, ``[n_rows, dim]`` (read-only)."""
+    @property
+    def n_parts(self) -> int:
+        """Parts the store consists of (1 for a store written in one go)."""
+        return len(self.manifest.part_list())
+
+    def features(self, stream: str) -> np.ndarray | PartedArray:
+        """Memory-mapped features of ``stream``, ``[n_rows, dim]`` (read-only); for a
+        store of several parts, a :class:`PartedArray` over theirs."""
         self.select_streams([stream])
         return self._features[stream]
 
@@ -122,7 +134,10 @@ class FeatureStore:
     def rows(self) -> list[RowMeta]:
         """Metadata of every row (parsed on first call, then cached)."""
         if self._rows is None:
-            self._rows = _read_rows(self._path / ROWS, self.n_rows)
+            rows: list[RowMeta] = []
+            for part in self.manifest.part_list():
+                rows.extend(_read_rows(self._path / part.path / ROWS, part.n_rows))
+            self._rows = rows
         return self._rows
 
     def label_hierarchy(self) -> dict[str, str | None] | None:
