@@ -276,7 +276,11 @@ class SPARC(nn.Module):
             val = torch.cat([val_sbk.reshape(-1), aux_val.reshape(-1)])
         out = DecodeSelected.apply(self.W_dec, crow, col, val)
         # Row block b of the first n·B rows: source b decoded into every stream's columns.
-        out_sbd = out[: n * B].view(n, B, D)
+        # The pieces are cut with one split and one unbind each, whose backward puts the
+        # gradient together once; indexing a piece per stream pair would allocate a zero
+        # tensor of the whole output for each pair (most of a step with large batches).
+        main_rd, aux_rd = out.split([n * B, out.shape[0] - n * B])
+        pieces = _pieces(main_rd.view(n, B, D), list(self.streams.values()), ids)
         names = [self.names[i] for i in ids]
         x = {s: x_bd[:, self.cols[i]] for s, i in zip(names, ids)}
         recons: dict[str, Tensor] = {}
@@ -284,7 +288,7 @@ class SPARC(nn.Module):
         for a, t in enumerate(ids):
             col_t = self.cols[t]
             for b, s in enumerate(ids):
-                r = out_sbd[b, :, col_t] + self.b_pre[col_t]
+                r = pieces[t][b] + self.b_pre[col_t]
                 if a == b:
                     recons[self.names[t]] = r
                 else:
@@ -292,12 +296,12 @@ class SPARC(nn.Module):
 
         auxk = {s: zero_like_loss(x_bd) for s in names}
         if aux is not None:
-            aux_sbd = out[n * B :].view(n, B, D)
+            aux_pieces = _pieces(aux_rd.view(n, B, D), list(self.streams.values()), ids)
             for a, i in enumerate(ids):
                 if has_dead[a]:
                     col_i, s = self.cols[i], self.names[i]
                     target = x[s] - recons[s].detach() + self.b_pre[col_i].detach()
-                    auxk[s] = nmse(aux_sbd[a, :, col_i] + self.b_pre[col_i], target)
+                    auxk[s] = nmse(aux_pieces[i][a] + self.b_pre[col_i], target)
         self_nmse = {s: nmse(recons[s], x[s]) for s in names}
         cross_nmse = {(t, s): nmse(r, x[t]) for (t, s), r in cross.items()}
         total = torch.stack(list(self_nmse.values())).mean()
@@ -502,6 +506,13 @@ class SPARC(nn.Module):
                     f"{tuple(t.shape)} from config.json; the files do not belong together"
                 )
         self.load_state_dict({name: state[name] for name in own})
+
+
+def _pieces(out_sbd: Tensor, dims: list[int], ids: list[int]) -> dict[int, tuple[Tensor, ...]]:
+    """``out_sbd`` [S', B, D] cut into ``{t: (piece of source 0, ...)}`` with pieces
+    [B, d_t] of the columns of the model's stream ``t``, for the streams ``ids``."""
+    blocks = out_sbd.split(dims, dim=2)
+    return {t: blocks[t].unbind(0) for t in ids}
 
 
 def _streams_of_config(meta: dict) -> dict[str, int]:
