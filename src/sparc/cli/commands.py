@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import tyro
 
@@ -194,6 +194,9 @@ class Extract:
     progress: bool = True
     """Show a progress bar."""
 
+    shard: Annotated[str | None, tyro.conf.arg(metavar="I/N")] = None
+    """Extract only the I-th of N equal ranges of the samples (I from 0), e.g. one per machine; join the N stores with 'sparc store merge'."""
+
     def run(self) -> None:
         from sparc.data import describe_store
         from sparc.extract import extract
@@ -210,6 +213,7 @@ class Extract:
                    if not given]
         if missing or self.dataset is None or self.out is None:
             raise SparcError(f"extract needs {', '.join(missing)} (see the datasets and backbones with --list)")
+        shard = _shard(self.shard)
         name, options = parse_spec(self.dataset, DATASETS)
         dataset = DATASETS.get(name)(options)
         streams = {}
@@ -220,8 +224,63 @@ class Extract:
         store = extract(dataset, streams, self.out, batch_size=self.batch_size, dtype=self.dtype,
                         normalize=self.normalize, overwrite=self.overwrite, limit=self.limit,
                         workers=self.workers, progress=self.progress,
-                        dataset_info={"name": name, "options": given})
+                        dataset_info={"name": name, "options": given}, shard=shard)
         print(describe_store(store))
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` → (I, N)."""
+    if text is None:
+        return None
+    i, sep, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
+        raise SparcError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return shard
+
+
+@dataclass
+class StoreMerge:
+    """Join feature stores into one, their rows one after another: the shards of a sharded extraction (in shard order), or any stores with the same streams and splits."""
+
+    inputs: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="STORE...")]
+    """The stores to join (shards of one extraction: all of them, in any order)."""
+
+    out: Path
+    """Store directory to create; its parts are hard links to the inputs' files where the file system allows (else copies)."""
+
+    overwrite: bool = False
+    """Replace a store at --out (only a folder sparc wrote as a store)."""
+
+    def run(self) -> None:
+        from sparc.data import describe_store
+        from sparc.data.join import merge_stores
+
+        print(describe_store(merge_stores(self.out, self.inputs, overwrite=self.overwrite)))
+
+
+@dataclass
+class StoreAppend:
+    """Append the rows of a store to another, as new parts: the store grows without rewriting what it holds."""
+
+    store: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="STORE")]
+    """The store that grows (its creation stamp is renewed: runs trained on it resume only with --other-store)."""
+
+    other: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OTHER")]
+    """The store whose rows are added (same streams, dtype, normalisation and split settings); left as it is."""
+
+    def run(self) -> None:
+        from sparc.data import describe_store
+        from sparc.data.join import append_store
+
+        print(describe_store(append_store(self.store, self.other)))
+
+
+StoreCommand = Union[Annotated[StoreMerge, tyro.conf.subcommand("merge")],  # noqa: UP007 (tyro reads the Union)
+                     Annotated[StoreAppend, tyro.conf.subcommand("append")]]
 
 
 @dataclass

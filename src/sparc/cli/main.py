@@ -24,12 +24,14 @@ def commands() -> dict[str, type]:
         Query,
         Report,
         Stats,
+        StoreCommand,
         Train,
     )
 
     return {
         "demo": Demo,
         "extract": Extract,
+        "store": StoreCommand,
         "train": Train,
         "import-h5": ImportH5,
         "import-checkpoint": ImportCheckpoint,

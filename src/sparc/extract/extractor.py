@@ -9,6 +9,11 @@ done the store is assembled and published atomically, and the work directory rem
 A sample is kept only if every stream can use it: an unreadable image (for image
 streams) or an empty caption (for text streams) drops the row from all streams, so
 rows stay aligned. Dropped rows are counted, reported and listed in the manifest.
+
+``shard=(i, n)`` extracts only the i-th of n contiguous ranges of the samples (after
+``limit``), so n machines or GPUs can share an extraction; the manifest records the
+shard, and :func:`sparc.data.join.merge_stores` (``sparc store merge``) joins the n
+stores into the one a single extraction writes (same rows, order, metadata and splits).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def extract(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     split_seed: int = 0,
     dataset_info: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> FeatureStore:
     """Encode every sample of ``dataset`` with every stream's backbone into a store.
 
@@ -85,12 +91,17 @@ def extract(
         Threads loading images.
     dataset_info
         Description of the dataset recorded in the manifest (name, options).
+    shard
+        ``(i, n)``: extract only samples ``[i·N // n, (i + 1)·N // n)`` of the N samples.
     """
     out = Path(out)
     if not streams:
         raise SparcError("no stream given; pass at least one --stream NAME=BACKBONE")
     if batch_size < 1 or shard_size < 1:
         raise SparcError("batch_size and shard_size must be at least 1")
+    if shard is not None and not (isinstance(shard[0], int) and isinstance(shard[1], int)
+                                  and 0 <= shard[0] < shard[1]):
+        raise SparcError(f"shard must be i/n with 0 <= i < n, got {shard[0]}/{shard[1]}")
     # One writer per store; what killed writers left is removed (docs/formats.md).
     with exclusive_lock(out, "sparc extract"):
         clean_stale(out)
@@ -101,12 +112,22 @@ def extract(
             samples = samples[:limit]
         if not samples:
             raise SparcError(f"dataset {dataset.name or type(dataset).__name__} has no samples")
+        part = None
+        if shard is not None:
+            i, n = shard
+            first, stop = i * len(samples) // n, (i + 1) * len(samples) // n
+            if first == stop:
+                raise SparcError(f"shard {i}/{n} of {len(samples)} samples is empty; use fewer shards")
+            part = {"index": i, "count": n, "first_sample": first, "n_samples": stop - first,
+                    "of_samples": len(samples)}
+            samples = samples[first:stop]
         work = work_dir_of(out)
         plan = {
             "dataset": dict(dataset_info or {"name": dataset.name}),
             "n_samples": len(samples),
             "shard_size": shard_size,
             "streams": {name: bb.fingerprint() for name, bb in streams.items()},
+            **({"shard": part} if part else {}),
         }
         _prepare_work_dir(work, plan)
 
@@ -127,7 +148,7 @@ def extract(
         bar.close()
         return _assemble(dataset, streams, samples, work, out, n_shards, shard_size, dtype=dtype,
                          normalize=normalize, overwrite=overwrite, split_fractions=split_fractions,
-                         split_seed=split_seed, dataset_info=plan["dataset"])
+                         split_seed=split_seed, dataset_info=plan["dataset"], shard=part)
 
 
 def _shard_name(i: int) -> str:
@@ -187,7 +208,7 @@ def _try_image(dataset: Dataset, sample: Sample):
 
 
 def _assemble(dataset, streams, samples, work, out, n_shards, shard_size, *, dtype, normalize,
-              overwrite, split_fractions, split_seed, dataset_info) -> FeatureStore:
+              overwrite, split_fractions, split_seed, dataset_info, shard=None) -> FeatureStore:
     skipped: list[dict[str, str]] = []
     info = dict(dataset_info)
     credits = dataset.credits()
@@ -206,6 +227,8 @@ def _assemble(dataset, streams, samples, work, out, n_shards, shard_size, *, dty
                     meta = [_row_meta(samples[base + j]) for j in kept]
                     w.append({name: z[f"x_{name}"] for name in streams}, meta)
         w.extra["skipped_rows"] = skipped
+        if shard is not None:
+            w.extra["shard"] = shard
     shutil.rmtree(work, ignore_errors=True)
     if skipped:
         print(f"skipped {len(skipped)} of {len(samples)} samples (listed in {out}/manifest.json), e.g. "
