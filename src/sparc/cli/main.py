@@ -17,10 +17,13 @@ def commands() -> dict[str, type]:
         Eval,
         Extract,
         ImportCheckpoint,
+        Heatmap,
         ImportH5,
         Info,
         Latent,
+        Localize,
         Names,
+        Push,
         Query,
         Report,
         Stats,
@@ -32,6 +35,7 @@ def commands() -> dict[str, type]:
         "demo": Demo,
         "extract": Extract,
         "store": StoreCommand,
+        "push": Push,
         "train": Train,
         "import-h5": ImportH5,
         "import-checkpoint": ImportCheckpoint,
@@ -43,6 +47,8 @@ def commands() -> dict[str, type]:
         "latent": Latent,
         "query": Query,
         "report": Report,
+        "heatmap": Heatmap,
+        "localize": Localize,
     }
 
 
