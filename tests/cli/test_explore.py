@@ -51,6 +51,11 @@ def test_stats_names_latent(world, capsys):
     assert code == 0, err
     assert "aligned (every stream the same name)" in out and "| txt |" in out and "chance" in out
     assert json.loads((world["run"] / "explore-test" / "names.json").read_text())["text_stream"] == "txt"
+    code, out, err = run(["names", world["run"], "--words", "2", "--labels", "specific", "--no-progress"], capsys)
+    assert code == 0, err  # other settings: named again, the statistics reused
+    saved = json.loads((world["run"] / "explore-test" / "names.json").read_text())
+    assert saved["settings"]["words"] == 2 and saved["settings"]["labels"] == "specific"
+    assert all(len(w) == 2 for w in saved["words"])
     code, out, err = run(["latent", world["run"], "7", "--rows", "2", "--encoding", "independent"], capsys)
     assert code == 0, err
     assert out.startswith("latent 7 of 48") and "independent encoding" in out and "top rows, img" in out

@@ -17,11 +17,9 @@ def commands() -> dict[str, type]:
         Eval,
         Extract,
         ImportCheckpoint,
-        Heatmap,
         ImportH5,
         Info,
         Latent,
-        Localize,
         Names,
         Push,
         Query,
@@ -47,8 +45,6 @@ def commands() -> dict[str, type]:
         "latent": Latent,
         "query": Query,
         "report": Report,
-        "heatmap": Heatmap,
-        "localize": Localize,
     }
 
 
