@@ -17,9 +17,11 @@ def commands() -> dict[str, type]:
         Eval,
         Extract,
         ImportCheckpoint,
+        Heatmap,
         ImportH5,
         Info,
         Latent,
+        Localize,
         Names,
         Push,
         Query,
@@ -45,6 +47,8 @@ def commands() -> dict[str, type]:
         "latent": Latent,
         "query": Query,
         "report": Report,
+        "heatmap": Heatmap,
+        "localize": Localize,
     }
 
 
