@@ -3,7 +3,8 @@
 ``sparc train`` run under ``torchrun`` finds torchrun's environment (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and joins the process
 group: ``gloo`` for CPU tensors and, where CUDA and NCCL are available, ``nccl`` for CUDA
-tensors; a run on ``cuda`` puts each rank on ``cuda:LOCAL_RANK``. What each part of a step does across ranks (docs/method.md §3.3):
+tensors; a run on ``cuda`` puts each rank on ``cuda:LOCAL_RANK``. What each part of a
+step does across ranks (README.md, "Scaling out", shows the commands):
 
 - **data** — ``--batch-size`` stays the rows of one optimizer step, over all ranks;
   every rank reads only its slice of each batch from the store
