@@ -72,7 +72,7 @@ def assert_same_model(a: Path, b: Path) -> None:
 def test_two_ranks_under_torchrun_equal_one_process(store, single, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "sparc.cli.main", "train", str(store), "--out", str(out), *FLAGS],
+                           "-m", "sparc", "train", str(store), "--out", str(out), *FLAGS],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("trained 22 steps on 2 ranks") == 1  # rank 0 speaks for the run
