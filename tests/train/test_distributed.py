@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,3 +111,24 @@ def test_a_failing_rank_stops_the_other_and_the_run_resumes_on_one(store, single
         assert run.trainer.step_count == 6
         run.trainer.fit()
     assert_same_model(single, out)
+
+
+def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(store, tmp_path):
+    out, port = tmp_path / "run", _free_port()
+    args = ["train", str(store), "--out", str(out), *FLAGS, "--epochs", "500", "--checkpoint-every", "0"]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "-1", "-1", *args], env=_env(r, 2, port),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 5):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the run did not start"
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)  # as torchrun stops its workers
+    time.sleep(0.5)
+    procs[1].send_signal(signal.SIGTERM)  # its echo: the same request
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [130, 130], outputs
+    steps = {int(o[1].strip().splitlines()[-1].split("interrupted at step ")[1].split(";")[0]) for o in outputs}
+    assert len(steps) == 1
+    with open_run(out, resume=True) as run:  # rank 0 wrote the checkpoint of that step
+        assert run.trainer.step_count == steps.pop()

@@ -42,6 +42,9 @@ from sparc.train.metrics import MetricsLog
 from sparc.train.pre_bias import init_pre_bias_
 
 CHECKPOINT_DIR = "checkpoint"
+STOP_GRACE_S = 5.0
+"""Distributed: a second stop signal within this many seconds of the first is the same
+request (torchrun forwards the terminal's Ctrl-C to workers that received it)."""
 TRAINER_STATE = "trainer.pt"
 
 
@@ -115,6 +118,7 @@ class Trainer:
         """Step of the last checkpoint written or resumed from."""
         self.extra_config = extra_config or {}
         self._stop_requested = False
+        self._stop_time = 0.0
         self._stop_agreed = False
         """Distributed: whether some rank asked to stop by the last step (all ranks stop
         after the same step; a signal itself reaches each rank at its own time)."""
@@ -276,9 +280,11 @@ class Trainer:
                     # The epoch ran to its end (the data source has moved to the next).
                     self._validate_epoch(epoch, log, bar.write)
         finally:
-            signal.signal(signal.SIGINT, previous)
-            if self.dist is not None:
-                signal.signal(signal.SIGTERM, previous_term)
+            # Distributed and stopping: keep absorbing the signal's echoes until the exit.
+            if self.dist is None or not self._stop_requested:
+                signal.signal(signal.SIGINT, previous)
+                if self.dist is not None:
+                    signal.signal(signal.SIGTERM, previous_term)
             bar.close()
         if self.run_dir:
             self.save_checkpoint()
@@ -307,8 +313,13 @@ class Trainer:
 
     def _request_stop(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+            # ...except the echo under torchrun, which passes the terminal's Ctrl-C on to
+            # workers that got it already: all ranks must stop at the agreed step.
+            if self.dist is None or time.monotonic() - self._stop_time > STOP_GRACE_S:
+                raise KeyboardInterrupt
+            return
         self._stop_requested = True
+        self._stop_time = time.monotonic()
 
     # ------------------------------------------------------------------ checkpoints
 
