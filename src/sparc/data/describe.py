@@ -20,7 +20,8 @@ def describe_store(store: FeatureStore) -> str:
     dropped = f"; {m.dropped_nonfinite:,} non-finite rows dropped" if m.dropped_nonfinite else ""
     lines = [
         f"store       {store.path}" + (f"  (created {m.created})" if m.created else ""),
-        f"rows        {store.n_rows:,} in {n_groups:,} groups",
+        f"rows        {store.n_rows:,} in {n_groups:,} groups"
+        + (f", {store.n_parts} parts" if store.n_parts > 1 else ""),
         f"streams     {streams}",
         f"splits      {sizes}  (by group; fractions {f_train:g}/{f_val:g}/{f_test:g}, "
         f"seed {m.split_seed})",
