@@ -5,9 +5,9 @@ Target: the sum of the text stream's values at the latents (default: the caption
 active latents), the caption encoded alone. Two methods:
 
 - ``gradcam`` — Grad-CAM on the hidden states entering the text tower's last layer:
-  ``α = mean over the tokens of ∂target/∂H``, token score ``ReLU(H_t · α)``, normalised by
-  the largest; the sub-word pieces (WordPiece, BPE) of a word are averaged into the word
-  (docs/method.md §5.7). For ``minilm`` / ``sentence-transformers``, ``open-clip`` and
+  ``α = mean over the tokens of ∂target/∂H``, token score ``ReLU(H_t · α)``; the sub-word
+  pieces (WordPiece, BPE) of a word are averaged into the word (docs/method.md §5.7) and the
+  words scaled by the largest (the special tokens, which are no word, left out). For ``minilm`` / ``sentence-transformers``, ``open-clip`` and
   ``hf-clip`` text towers.
 - ``occlusion`` — each word left out in turn: its score is how much the target drops,
   ``ReLU(target(caption) − target(caption without the word))``, normalised by the largest.
@@ -191,10 +191,11 @@ class TextAttributor:
         n = len(tokens.pieces)
         H, G = H[0, :n].float(), G[0, :n].float()
         alpha = G.mean(dim=0)
-        cam = torch.relu(H @ alpha)
-        cam = (cam / cam.max()).numpy() if float(cam.max()) > 0 else cam.numpy()
+        cam = torch.relu(H @ alpha).numpy()
         owners = piece_words(tokens.pieces, text)
         scores = word_scores(cam, owners, len(words))
+        if scores.max() > 0:
+            scores = scores / scores.max()
         return WordScores(text, [w for w, _, _ in words], scores, "gradcam", float(target.detach()[0]), latents)
 
     # -------------------------------------------------------------------------------- towers
