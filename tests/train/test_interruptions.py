@@ -183,7 +183,10 @@ def test_sigint_during_start_up_is_a_clean_130(store, tmp_path):
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
         pytest.skip("the command finished before the signal came")
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    # 130, or death by SIGINT when the signal lands inside PyTorch's import (its shutdown
+    # re-raises it): a shell reports 130 for both. Never a traceback.
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err
+    assert err.strip() == "interrupted" or "--resume" in err, err
 
 
 def test_a_second_writer_is_refused_naming_the_first(store, tmp_path):

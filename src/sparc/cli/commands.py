@@ -13,6 +13,8 @@ import tyro
 from sparc.demo import DemoConfig
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
+from sparc.explore.naming import NamingSettings
+from sparc.explore.stats import StatsSettings
 from sparc.model import SPARC, SPARCConfig
 from sparc.options import named_values
 from sparc.train import TrainConfig
@@ -279,8 +281,18 @@ class StoreAppend:
         print(describe_store(append_store(self.store, self.other)))
 
 
-StoreCommand = Union[Annotated[StoreMerge, tyro.conf.subcommand("merge")],  # noqa: UP007 (tyro reads the Union)
-                     Annotated[StoreAppend, tyro.conf.subcommand("append")]]
+@dataclass
+class StoreCommand:
+    """Join or grow feature stores: merge the shards of an extraction (or several stores), append one store's rows to another."""
+
+    action: Annotated[
+        Union[Annotated[StoreMerge, tyro.conf.subcommand("merge")],  # noqa: UP007 (tyro reads the Union)
+              Annotated[StoreAppend, tyro.conf.subcommand("append")]],
+        tyro.conf.OmitSubcommandPrefixes,
+    ]
+
+    def run(self) -> None:
+        self.action.run()
 
 
 @dataclass
@@ -504,42 +516,18 @@ class Stats:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
-    split: str = "test"
-    """Split of the store (train, val, test or all)."""
-
-    top: int = 50
-    """Top activating rows kept per latent, stream and encoding."""
-
-    quantile_bins: int = 10
-    """Activation quantile bins per latent and stream."""
-
-    per_bin: int = 5
-    """Rows kept per quantile bin."""
-
-    seed: int = 0
-    """Seed of the sample of firing rows."""
-
-    chunk_rows: int = 2048
-    """Rows encoded at a time."""
-
-    device: str = "cpu"
-    """Torch device of the model."""
+    settings: Annotated[StatsSettings, Flat] = field(default_factory=StatsSettings)
 
     recompute: bool = False
     """Recompute even when statistics with these settings are saved."""
 
-    progress: bool = True
-    """Show a progress bar."""
-
     def run(self) -> None:
         from sparc.data import FeatureStore
-        from sparc.explore import StatsSettings, stats_for_run
+        from sparc.explore import stats_for_run
         from sparc.explore.explorer import check_store_belongs, trained_store
         from sparc.explore.stats import explore_dir
 
-        settings = StatsSettings(split=self.split, top=self.top, quantile_bins=self.quantile_bins,
-                                 per_bin=self.per_bin, seed=self.seed, chunk_rows=self.chunk_rows,
-                                 device=self.device, progress=self.progress)
+        settings = self.settings
         model = SPARC.load(self.run_dir)
         store = FeatureStore.open(self.store or trained_store(self.run_dir))
         check_store_belongs(self.run_dir, model, store)
@@ -547,7 +535,7 @@ class Stats:
         alive = ", ".join(f"{s} {int((stats.fires[0, i] > 0).sum()):,}" for i, s in enumerate(stats.streams))
         print(f"latent statistics of {stats.n_latents:,} latents on {stats.n_rows:,} rows of the {stats.settings.split} "
               f"split ({stats.seconds:.1f} s to compute); latents firing (joint): {alive}")
-        print(f"saved in {explore_dir(self.run_dir, self.split)}")
+        print(f"saved in {explore_dir(self.run_dir, settings.split)}")
 
 
 @dataclass
@@ -563,32 +551,7 @@ class Names:
     split: str = "test"
     """Split of the store whose statistics name the latents."""
 
-    encoding: Literal["joint", "independent"] = "joint"
-    """Codes whose top rows vote: joint (all streams together, as the original) or independent (each stream alone)."""
-
-    top: int = 50
-    """Top labelled rows per latent and stream that vote."""
-
-    min_purity: float = 0.3
-    """Accept a name when at least this fraction of those rows carry it."""
-
-    labels: Literal["given", "specific"] = "given"
-    """given: every label of a row votes; specific: not the labels that are ancestors of the row's other labels."""
-
-    text_stream: str | None = None
-    """Text stream the vocabulary goes through (default: the first)."""
-
-    vocabulary: Path | None = None
-    """Word list, one entry a line (default: the store's label names and the captions outside the split)."""
-
-    words: int = 5
-    """Vocabulary entries kept per latent."""
-
-    backbone: str | None = None
-    """FAMILY[:key=value,...] of the text stream's backbone, when the store's fingerprint does not give its options."""
-
-    device: str = "cpu"
-    """Torch device of the model and the backbone."""
+    naming: Annotated[NamingSettings, Flat] = field(default_factory=NamingSettings)
 
     recompute: bool = False
     """Recompute the statistics and the names."""
@@ -597,19 +560,15 @@ class Names:
     """Show progress bars."""
 
     def run(self) -> None:
-        from sparc.explore import Explorer, NamingSettings, StatsSettings
+        from sparc.explore import Explorer, names_for_run
         from sparc.explore.naming import render_evaluation
         from sparc.explore.stats import explore_dir
 
-        naming = NamingSettings(encoding=self.encoding, top=self.top, min_purity=self.min_purity, labels=self.labels,
-                                text_stream=self.text_stream, vocabulary=self.vocabulary, words=self.words,
-                                backbone=self.backbone, device=self.device)
-        from sparc.explore import names_for_run
-
+        naming = self.naming
         ex = Explorer.open(self.run_dir, self.store, stats_settings=StatsSettings(
-            split=self.split, top=max(self.top, 50), device=self.device, progress=self.progress),
-            naming=None, recompute=self.recompute, reuse_any=not self.recompute and self.top <= 50,
-            device=self.device)
+            split=self.split, top=max(naming.top, 50), device=naming.device, progress=self.progress),
+            naming=None, recompute=self.recompute, reuse_any=not self.recompute and naming.top <= 50,
+            device=naming.device)
         names = names_for_run(self.run_dir, ex.model, ex.store, ex.stats, naming, recompute=self.recompute)
         if names.classes:
             named = ", ".join(f"{s} {int(names.accepted[i].sum()):,}" for i, s in enumerate(names.streams))
