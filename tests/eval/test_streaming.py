@@ -165,3 +165,16 @@ def test_nulls_are_deterministic_for_a_seed(store, reports):
     other = evaluate(model, store, EvalSettings(seed=1, probes=False, **FAST), run="m")
     assert [p.null_by_draw for p in other.encoding("joint").active_sets] != \
         [p.null_by_draw for p in one.encoding("joint").active_sets]
+
+
+def test_an_eval_json_of_the_old_format_asks_for_a_rerun(reports, tmp_path):
+    """Version 1 counted a row of the query's group as a hit in R@1: refused, not misread."""
+    _, one, _ = reports
+    data = one.to_json()
+    data["version"] = 1
+    (tmp_path / "eval.json").write_text(json.dumps(data))
+    from sparc.errors import SparcError
+
+    with pytest.raises(SparcError, match="version 1.*run 'sparc eval' again") as e:
+        EvalReport.load(tmp_path)
+    assert len(str(e.value).splitlines()) == 1

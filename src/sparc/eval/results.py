@@ -391,7 +391,8 @@ class EvalReport:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise SparcError(f"{path} is not a sparc eval.json")
         if data.get("version") != VERSION:
-            raise SparcError(f"{path} has eval format version {data.get('version')}, this sparc reads {VERSION}")
+            raise SparcError(f"{path} has eval format version {data.get('version')}, this sparc reads {VERSION}; "
+                             "run 'sparc eval' again")
         try:
             return cls.from_json(data)
         except (ValueError, TypeError, KeyError, SparcError) as e:
