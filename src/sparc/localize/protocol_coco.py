@@ -98,7 +98,7 @@ def _coco(path: Path):
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return COCO(str(path))
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AssertionError) as e:
         raise SparcError(f"{path} is not a COCO instances file ({type(e).__name__}: {e})") from None
 
 
