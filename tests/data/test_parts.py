@@ -130,3 +130,30 @@ def test_peak_anonymous_memory_stays_flat_while_the_store_grows_tenfold(tmp_path
     # The loader holds one read buffer (8,192 rows) and ~25 bytes of indices per row of
     # the split: 180,000 more rows add ~4.5 MB of indices while the features grow 184 MB.
     assert large - small < 12 * 2**20, (small, large)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    (lambda m: m.update(version=1), "'parts' needs version 2"),
+    (lambda m: m.pop("parts"), "missing key 'parts'"),
+    (lambda m: m["parts"].append({"path": "../x", "n_rows": 1}), "must be a new relative path"),
+    (lambda m: m["parts"][1].update(n_rows=49), "the parts hold 149 rows but n_rows is 150"),
+    (lambda m: m["parts"][1].update(path="."), "must be a new relative path"),
+    (lambda m: m.update(version=3), "version 3 is not supported"),
+])
+def test_a_damaged_parts_manifest_is_one_line(three, change, needle):
+    a, b, _ = three
+    append_store(a, b)
+    manifest = json.loads((a / MANIFEST).read_text())
+    change(manifest)
+    (a / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SparcError, match=needle.replace("(", r"\(")) as e:
+        FeatureStore.open(a)
+    assert "\n" not in str(e.value)
+
+
+def test_a_missing_part_file_is_named(three):
+    a, b, _ = three
+    append_store(a, b)
+    (a / "parts" / "00001" / "features" / "dino.npy").unlink()
+    with pytest.raises(SparcError, match="parts/00001' is missing features/dino.npy"):
+        FeatureStore.open(a)
