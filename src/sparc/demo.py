@@ -8,7 +8,8 @@ multilingual-E5-small on the captions — into a feature store. On those three s
 demo trains SPARC (global TopK + cross loss) and the local-TopK baseline, evaluates
 both on the held-out split (``sparc eval``) and prints them side by side (``sparc compare``). Features, runs and
 reports stay in the output folder; a rerun reuses the cached features and any finished
-run with the same settings.
+run with the same settings. The demo then measures localisation on OpenMoji mosaics
+(``sparc localize``) and writes the report of the SPARC run with heatmaps of its latents.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class DemoConfig:
                                      resample_after_samples=500_000)
     """Training settings shared by both runs."""
 
+    mosaics: int = 200
+    """OpenMoji mosaics of the localisation measure (sparc localize; 0: skip it)."""
+
+    heatmap_latents: int | None = 256
+    """Latents of the SPARC run whose heatmaps the report shows (the most frequent; none: all that fire)."""
+
 
 @dataclass
 class DemoResult:
@@ -87,6 +94,11 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     result.summary = _summarise(cfg, FeatureStore.open(result.store), result)
     result.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
+    table = _localise(cfg, result, out / "localisation")
+    if table:
+        result.summary += "\n" + table
+    result.seconds["localise"] = time.perf_counter() - t
+    t = time.perf_counter()
     result.report = _report(cfg, result.runs["sparc"], out / "report")
     result.seconds["report"] = time.perf_counter() - t
     result.summary += f"\nBrowse the concepts of the SPARC run: open {result.report / 'index.html'}\n"
@@ -94,14 +106,38 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     return result
 
 
+def _localise(cfg: DemoConfig, result: DemoResult, out: Path) -> str | None:
+    """``sparc localize`` of both runs on OpenMoji mosaics of the held-out emoji (the table
+    also goes into each run's localisation-mosaics/, which the report shows)."""
+    from sparc.localize.protocol_mosaics import MosaicSettings, render_table, run_mosaics, write_results
+
+    if cfg.mosaics <= 0:
+        return None
+    runs = [result.runs["sparc"], result.runs["local"]]
+    try:
+        res, mosaics, examples = run_mosaics(runs, MosaicSettings(mosaics=cfg.mosaics,
+                                                                  progress=cfg.train.progress))
+    except SparcError as e:  # e.g. a --limit too small for four subgroups in the test split
+        print(f"localisation skipped: {e}")
+        return None
+    write_results(res, mosaics, examples, out, runs)
+    print(f"localisation on {res.n_mosaics} mosaics: {out / 'localisation.md'}")
+    return render_table(res)
+
+
 def _report(cfg: DemoConfig, run: Path, out: Path) -> Path:
     """``sparc report`` of the SPARC run over all the emoji (``sparc names RUN --split test``
-    measures the names on the held-out rows)."""
+    measures the names on the held-out rows), with the heatmaps of its most frequent latents
+    (``sparc heatmap RUN --for-report``)."""
     from sparc.explore import Explorer, NamingSettings, StatsSettings
     from sparc.explore.report import ReportSettings, write_report
+    from sparc.localize.report import ReportHeatmapSettings, write_report_heatmaps
 
     ex = Explorer.open(run, stats_settings=StatsSettings(split="all", progress=cfg.train.progress),
                        naming=NamingSettings(), reuse_any=True)
+    maps = write_report_heatmaps(ex, ReportHeatmapSettings(max_latents=cfg.heatmap_latents,
+                                                           progress=cfg.train.progress))
+    print(maps.summary())
     info = write_report(ex, out, ReportSettings(progress=cfg.train.progress))
     print(info.summary())
     return info.path

@@ -323,7 +323,8 @@ def example_figure(mosaics: list[Mosaic], examples: dict, path: Path, *, text_st
 def write_results(result: MosaicResult, mosaics: list[Mosaic], examples: dict, out: Path,
                   runs: list[Path] | None = None) -> list[Path]:
     """``out/localisation.md``, ``.json`` and ``examples.png``; the table also into each
-    run's ``localisation-mosaics/`` (the report's overview shows it)."""
+    run's ``localisation-mosaics/`` (``-independent`` for that encoding; the report's
+    overview shows it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = render_table(result)
@@ -333,8 +334,9 @@ def write_results(result: MosaicResult, mosaics: list[Mosaic], examples: dict, o
     fig = example_figure(mosaics, examples, out / "examples.png")
     if fig is not None:
         written.append(fig)
+    enc = result.settings.get("encoding", "joint")
     for r in runs or []:
-        d = Path(r) / OUT_DIR
+        d = Path(r) / (OUT_DIR if enc == "joint" else f"{OUT_DIR}-{enc}")
         d.mkdir(exist_ok=True)
         write_text(d / "localisation.md", table)
         write_text(d / "localisation.json", json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")
