@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 # Below this mean run length, one fancy-index gather beats a Python loop over slices.
@@ -32,3 +34,18 @@ def read_rows(x_nd: np.ndarray, rows_r: np.ndarray) -> np.ndarray:
         first = int(rows_r[a])
         out_rd[a:b] = x_nd[first : first + (b - a)]
     return out_rd
+
+
+def release_pages(x_nd) -> None:
+    """Take the pages of the memory map ``x_nd`` (or of each part of a
+    :class:`~sparc.data.parted.PartedArray`) out of this process's resident set. They
+    stay in the page cache, and a later read maps them again; without this, every page
+    an epoch has read counts in the process's RSS until the kernel reclaims it, so a
+    pass over a store larger than memory looks like a process of the store's size."""
+    for part in getattr(x_nd, "parts", (x_nd,)):
+        mm = getattr(part, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or not supported here: only an optimisation
+                pass

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from sparc.data.gather import read_rows
+from sparc.data.gather import read_rows, release_pages
 from sparc.data.shuffle import EpochPlan, plan_epoch
 from sparc.data.splits import Split
 from sparc.data.store import FeatureStore
@@ -253,6 +253,8 @@ class BatchLoader:
                 x = {name: np.take(buf[name], idx, axis=0) for name in self.streams}
                 pending.setdefault(int(pos[a]) // b, []).append((want_r[a:z].copy(), x))  # a copy: don't pin the plan
             del buf  # free this buffer before the next one is read (peak = one buffer)
+            for x_nd in self._x.values():
+                release_pages(x_nd)  # RSS: what the loader holds, not the pages it read
             while next_j < first + n_batches and slice_of(next_j)[1] <= hi:
                 pieces = pending.pop(next_j, [])
                 if len(pieces) == 1:
