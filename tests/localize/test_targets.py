@@ -68,3 +68,18 @@ def test_clip_sim_and_errors():
         Query()
     with pytest.raises(SparcError, match="latent 40 does not exist; this model has 40 latents"):
         check_latents(m, [3, 40])
+
+
+def test_dense_target_reads_the_logits_before_topk():
+    m = model("local")
+    g = torch.Generator().manual_seed(4)
+    x = unit(torch.randn(3, 12, generator=g)).requires_grad_(True)
+    t = unit(torch.randn(3, 6, generator=g))
+    got = target_values(m, "img", x, [Query(text_stream="txt", text=t[i], target="dense") for i in range(3)])
+    with torch.no_grad():
+        txt = m.encode({"txt": t})["txt"].dense()
+        h = m.logits({"img": x}).logits[0]
+    want = (torch.relu(h) * (txt > 0)).sum(1)
+    assert torch.allclose(got.detach(), want, atol=1e-5)
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    assert grad.abs().sum() > 0

@@ -101,3 +101,17 @@ def test_decoder_directions_are_the_decode_of_one_hot_codes():
         assert torch.allclose(dirs, one_hot - zero, atol=1e-6)
         dirs += 1  # a copy: the model is untouched
         assert torch.allclose(model.decoder_directions(s).norm(dim=1), torch.ones(24), atol=1e-6)
+
+
+def test_latent_logits_are_the_logits_at_chosen_latents_with_gradient():
+    model = _model("global")
+    x = torch.nn.functional.normalize(torch.randn(4, 5), dim=1).requires_grad_(True)
+    idx = torch.tensor([[0, 3], [1, 2], [5, 23], [7, 7]])
+    got = model.latent_logits("b", x, idx)
+    with torch.no_grad():
+        want = model.logits({"b": x}).logits[0].gather(1, idx)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(model.latent_logits("b", x, torch.tensor([2, 4])), model.latent_logits(
+        "b", x, torch.tensor([[2, 4]] * 4)))
+    (g,) = torch.autograd.grad(got.sum(), x)
+    assert g.abs().sum() > 0

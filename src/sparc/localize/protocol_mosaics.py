@@ -77,8 +77,8 @@ class MosaicSettings:
             raise SparcError(f"--mosaics must be at least 1, got {self.mosaics}")
         if self.tile < 0:
             raise SparcError(f"--tile must be >= 0, got {self.tile}")
-        if not self.targets or any(t not in ("sum", "cross") for t in self.targets):
-            raise SparcError(f"--targets must be sum and/or cross, got {self.targets}")
+        if not self.targets or any(t not in ("sum", "cross", "dense") for t in self.targets):
+            raise SparcError(f"--targets must be among sum, cross and dense, got {self.targets}")
         if self.encoding not in ("joint", "independent"):
             raise SparcError(f"--encoding must be joint or independent, got {self.encoding!r}")
         if not 1 <= self.alpha <= 255:

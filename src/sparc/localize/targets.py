@@ -7,14 +7,20 @@ A :class:`Query` says what to look for in an image stream:
 - **a text** (its features in a text stream) — the prompt of the localisation protocols:
 
   - ``sum``: the image stream's values summed over the text's active latents;
-  - ``cross``: the dot product of the text's code and the image stream's code.
+  - ``cross``: the dot product of the text's code and the image stream's code;
+  - ``dense`` (a diagnostic): the image stream's ReLU'd encoder logits summed over the
+    text's active latents (the text encoded alone), BEFORE any TopK
+    (:meth:`SPARC.latent_logits`): what the latents read from the image whether or not
+    the image's own TopK keeps them;
+  - ``clip_sim`` (the original's baseline, no SPARC): ``scale · cos(image feature, text
+    feature)`` for an image and a text stream that are the two towers of one CLIP model.
 
   Codes of a text query come from the joint encoding of the image and the text
   (``encoding="joint"``, what the original does: under global TopK both share the
   latents chosen from their summed logits) or from each encoded alone
   (``"independent"``). For a local-TopK model the two are the same.
 
-Only :meth:`SPARC.encode` is used: its values are differentiable with respect to the
+Codes come from :meth:`SPARC.encode`: its values are differentiable with respect to the
 inputs, and the latents are chosen without gradient, as in the model.
 """
 
@@ -30,7 +36,7 @@ from torch import Tensor
 from sparc.errors import SparcError
 from sparc.model import SPARC
 
-Target = Literal["sum", "cross", "clip_sim"]
+Target = Literal["sum", "cross", "dense", "clip_sim"]
 Encoding = Literal["joint", "independent"]
 
 
@@ -53,8 +59,8 @@ class Query:
     def __post_init__(self) -> None:
         if self.text is None and not self.latents:
             raise SparcError("a query needs latents or a text")
-        if self.target not in ("sum", "cross", "clip_sim"):
-            raise SparcError(f"target must be sum, cross or clip_sim, got {self.target!r}")
+        if self.target not in ("sum", "cross", "dense", "clip_sim"):
+            raise SparcError(f"target must be sum, cross, dense or clip_sim, got {self.target!r}")
         if self.target == "clip_sim" and self.text is None:
             raise SparcError("the clip_sim target needs a text")
         if self.encoding not in ("joint", "independent"):
@@ -96,6 +102,12 @@ def target_values(model: SPARC, stream: str, x: Tensor, queries: Sequence[Query]
             if target == "clip_sim":
                 scale = torch.tensor([queries[p].scale for p in rows], dtype=xs.dtype, device=xs.device)
                 out = out.index_put((idx,), scale * (xs * t).sum(dim=1))
+                continue
+            if target == "dense":
+                with torch.no_grad():
+                    txt = model.encode({ts: t}, topk="local")[ts]
+                h = model.latent_logits(stream, xs, txt.indices)
+                out = out.index_put((idx,), (torch.relu(h) * (txt.values > 0).to(h.dtype)).sum(dim=1))
                 continue
             if encoding == "joint":
                 codes = model.encode({stream: xs, ts: t})

@@ -216,6 +216,24 @@ class SPARC(nn.Module):
             for n, i in enumerate(ids)
         }
 
+    def latent_logits(self, stream: str, x: Tensor, latents: Tensor) -> Tensor:
+        """Encoder logits ``h_s[l] = W_enc^s[l]·(x − b_pre^s) + b_lat^s[l]`` of one stream at
+        chosen latents, before any TopK: ``x`` [B, d_s], ``latents`` [B, m] (or [m], the
+        same for every row) → [B, m], differentiable with respect to ``x``. What a latent
+        would read from an input whether or not TopK keeps it (localisation's ``dense``
+        target, docs/method.md §5.7)."""
+        i = self.stream_index(stream)
+        col = self.cols[i]
+        if x.ndim != 2 or x.shape[1] != self.streams[stream]:
+            raise SparcError(f"stream {stream!r} has features of shape {tuple(x.shape)} but the model "
+                             f"expects [batch, {self.streams[stream]}]")
+        idx = latents.to(x.device).long()
+        if idx.ndim == 1:
+            idx = idx.expand(x.shape[0], -1)
+        rows = self.W_enc[:, col][idx]                      # [B, m, d_s]
+        u = (x.to(self.W_enc.dtype) - self.b_pre[col])[:, None, :]
+        return (rows * u).sum(-1) + self.b_lat[i][idx]
+
     # ------------------------------------------------------------------ decode
 
     def _decode_rows(self, code: SparseCode, cols: slice) -> Tensor:
