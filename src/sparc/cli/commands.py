@@ -834,8 +834,8 @@ class Localize:
     image_stream: str | None = None
     """mosaics: the image stream mapped (default: the first)."""
 
-    targets: tuple[Literal["sum", "cross"], ...] = ("sum", "cross")
-    """Targets mapped for every prompt."""
+    targets: tuple[Literal["sum", "cross", "dense"], ...] = ("sum", "cross")
+    """Targets mapped for every prompt (dense, mosaics only: the image's latents before TopK, a diagnostic)."""
 
     encoding: Literal["joint", "independent"] = "joint"
     """Codes of image and prompt: together (as the original) or each alone."""
