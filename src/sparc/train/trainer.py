@@ -295,6 +295,12 @@ class Trainer:
         if log:
             log.close()
         if self._stopping:
+            if self.dist is not None and self._stop_requested:
+                # The process exits now; Python's shutdown resets function handlers to the
+                # default, which an echo of the stop signal arriving then would turn into
+                # a kill. Ignored signals stay ignored through the shutdown.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise KeyboardInterrupt
 
     def _validate_epoch(self, epoch: int, log: MetricsLog | None, say) -> None:
