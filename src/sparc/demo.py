@@ -57,10 +57,10 @@ class DemoConfig:
                                      resample_after_samples=500_000)
     """Training settings shared by both runs."""
 
-    mosaics: int = 200
+    mosaics: int = 100
     """OpenMoji mosaics of the localisation measure (sparc localize; 0: skip it)."""
 
-    heatmap_latents: int | None = 256
+    heatmap_latents: int | None = 128
     """Latents of the SPARC run whose heatmaps the report shows (the most frequent; none: all that fire)."""
 
 
