@@ -103,6 +103,16 @@ def test_heatmap_errors(world, tmp_path, capsys):
     SPARC({"img": 1280}, SPARCConfig(n_latents=16, k=2)).save(img_only)
     one_line_error(*run(["heatmap", img_only, image, "--text", "a cat", "--store", world["store"], *out], capsys)[::2],
                    "this run has no text stream")
+    # a backbone whose weights are not installed (no package ships EfficientNet-Lite3's)
+    lite3 = tmp_path / "lite3"
+    with StoreWriter(lite3, {"img": 1280, "txt": 8},
+                     sources={"img": {"family": "efficientnet-lite", "modality": "image", "model": "efficientnet-lite3"},
+                              "txt": src.manifest.streams["txt"].source}) as w:
+        w.append({s: np.asarray(src.features(s))[:4] for s in ("img", "txt")}, src.rows()[:4])
+    model_only = tmp_path / "model-only"
+    SPARC({"img": 1280, "txt": 8}, SPARCConfig(n_latents=16, k=2)).save(model_only)
+    one_line_error(*run(["heatmap", model_only, image, "--latent", "1", "--store", lite3, *out], capsys)[::2],
+                   "no PyPI package ships efficientnet-lite3 weights; pass weights=FILE")
 
 
 def test_localize_mosaics_and_the_report(world, tmp_path, capsys):
