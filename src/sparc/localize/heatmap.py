@@ -167,11 +167,14 @@ class ImageMapper:
                 with AttentionCapture(blocks, self.start) as cap:
                     feats = sp.vit_features(x)
                 probs = cap.from_start()
+                prefix = probs[0].shape[-1] - grid[0] * grid[1]
+                if prefix < 1:
+                    raise SparcError(f"stream {self.stream!r}: {probs[0].shape[-1]} tokens do not fit a CLS token and "
+                                     f"a {grid[0]}×{grid[1]} patch grid")
                 t = self._targets(feats, queries)
                 grads = torch.autograd.grad(t.sum(), probs, allow_unused=True)
                 grads = [torch.zeros_like(p) if g is None else g for p, g in zip(probs, grads)]
-                R = rollout_map([p.detach().float() for p in probs], [g.float() for g in grads],
-                                probs[0].shape[-1] - grid[0] * grid[1])
+                R = rollout_map([p.detach().float() for p in probs], [g.float() for g in grads], prefix)
                 cam = R.reshape(R.shape[0], *grid)
             else:
                 store: list[Tensor] = []

@@ -130,10 +130,12 @@ def _image_maps(ex, stream, bb, lats, settings, tmp: Path, index: dict, meta, no
     st = ex.stats
     mapper = ImageMapper(ex.model, stream, bb)
     need: dict[int, list[int]] = {}
+    rank: dict[tuple[int, int], int] = {}
     for lat in lats:
         rows, _ = st.top("independent", stream, lat, settings.rows)
-        for r in rows.tolist():
+        for i, r in enumerate(rows.tolist()):
             need.setdefault(int(r), []).append(lat)
+            rank[(lat, meta[int(r)].row_id)] = i
     images = RowImages(ex.store)
     if images.note:
         notes.append(f"{stream}: {images.note}")
@@ -160,4 +162,8 @@ def _image_maps(ex, stream, bb, lats, settings, tmp: Path, index: dict, meta, no
             n += 1
         bar.update(len(rows))
     bar.close()
+    for lat in lats:  # each latent's maps in the order of its top rows
+        items = index.get(str(lat), {}).get(stream)
+        if items:
+            items.sort(key=lambda item, lat=lat: rank[(lat, item[0])])
     return n
