@@ -1,3 +1,8 @@
-"""Fixtures of the localisation tests (the world is in world.py)."""
+"""Fixtures of the localisation tests (the world is in world.py); nothing may reach a
+model hub (subprocesses inherit this)."""
 
-from tests.localize.world import loc_world  # noqa: F401
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tests.localize.world import loc_world  # noqa: E402, F401

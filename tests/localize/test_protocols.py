@@ -115,3 +115,46 @@ def test_mosaics_need_an_openmoji_store(loc_world, tmp_path, monkeypatch):
     monkeypatch.setattr(store, "dataset_info", lambda: {"name": "coco"})
     with pytest.raises(SparcError, match="needs a store of the openmoji dataset"):
         protocol_mosaics._dataset(store)
+
+
+def test_coco_protocol_on_a_clip_store_with_the_clip_sim_baseline(loc_world, tmp_path):
+    """Both towers of one (tiny, random) transformers CLIP: rollout maps and clip_sim."""
+    transformers = pytest.importorskip("transformers", reason="needs the transformers extra")
+    import torch
+
+    from sparc.data import RowMeta, StoreWriter
+    from sparc.extract.backbones import build
+    from sparc.model import SPARC, SPARCConfig
+    from tests.extract.backbones.test_hf import tiny_clip_tokenizer
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    tok, vocab = tiny_clip_tokenizer(folder)
+    cfg = transformers.CLIPConfig(
+        text_config={"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                     "num_hidden_layers": 2, "max_position_embeddings": 77, "bos_token_id": vocab - 2,
+                     "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    torch.manual_seed(0)
+    transformers.CLIPModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    img, txt = (build("hf-clip", model=str(folder), tower=t) for t in ("image", "text"))
+    ims = [Image.open(p).convert("RGB") for p in sorted((loc_world["coco"] / "images").glob("*.png"))]
+    feats = {"clip_img": img.encode(ims).numpy(), "clip_txt": txt.encode(["apple", "whale", "apple"]).numpy()}
+    with StoreWriter(tmp_path / "store", {"clip_img": 16, "clip_txt": 16},
+                     sources={"clip_img": img.fingerprint(), "clip_txt": txt.fingerprint()}) as w:
+        w.append(feats, [RowMeta(row_id=f"r{i}") for i in range(3)])
+    run = tmp_path / "run"
+    SPARC({"clip_img": 16, "clip_txt": 16}, SPARCConfig(n_latents=32, k=4)).save(run)
+    settings = CocoSettings(annotations=loc_world["coco"] / "instances.json", images=loc_world["coco"] / "images",
+                            progress=False)
+    with pytest.raises(SparcError, match="is not available"):  # the fingerprint names the folder only
+        run_coco([run], settings, store=tmp_path / "store")
+    specs = {s: f"hf-clip:model={folder},tower={t}" for s, t in (("clip_img", "image"), ("clip_txt", "text"))}
+    result = run_coco([run], settings, store=tmp_path / "store", backbones=specs)
+    rows = {(r["model"], r["target"]): r for r in result.rows}
+    assert set(rows) == {("run", "sum"), ("run", "cross"), ("clip_sim", "clip_sim")}
+    assert rows[("clip_sim", "clip_sim")]["predictions"] == 4  # a CLIP similarity always has a gradient
+    assert "gradient-weighted attention rollout from block 1 of hf-clip" in render_coco(result)

@@ -791,6 +791,9 @@ class Heatmap:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
+    backbone: tuple[str, ...] = ()
+    """STREAM=FAMILY[:key=value,...] to build instead of reading the stream's backbone options from the store (e.g. a local model folder); still checked against its fingerprint."""
+
     device: str = "cpu"
     """Torch device of the backbones."""
 
@@ -857,6 +860,9 @@ class Localize:
 
     start_layer: int = -1
     """Rollout's first block on ViT image streams (-1: the last)."""
+
+    backbone: tuple[str, ...] = ()
+    """STREAM=FAMILY[:key=value,...] to build instead of reading the stream's backbone options from the store (e.g. a local model folder); still checked against its fingerprint."""
 
     device: str = "cpu"
     """Torch device of the backbones."""

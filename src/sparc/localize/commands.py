@@ -24,13 +24,14 @@ def heatmap(cmd) -> None:
 def _open(cmd):
     from sparc.data import FeatureStore
     from sparc.explore.explorer import check_store_belongs, trained_store
-    from sparc.localize.runs import Backbones
+    from sparc.localize.runs import Backbones, backbone_specs
     from sparc.model import SPARC
 
+    specs = backbone_specs(cmd.backbone)
     model = SPARC.load(cmd.run_dir)
     store = FeatureStore.open(cmd.store if cmd.store is not None else trained_store(cmd.run_dir))
     check_store_belongs(cmd.run_dir, model, store)
-    return model, store, Backbones(store, cmd.device)
+    return model, store, Backbones(store, cmd.device, specs)
 
 
 def _pick(store, model, modality: str, stream: str | None, what: str) -> str:
@@ -124,8 +125,11 @@ def _for_report(cmd) -> None:
 
     ex = Explorer.open(cmd.run_dir, cmd.store, stats_settings=StatsSettings(split=cmd.split, progress=cmd.progress),
                        naming=None, reuse_any=True, device=cmd.device)
+    from sparc.localize.runs import backbone_specs
+
     info = write_report_heatmaps(ex, ReportHeatmapSettings(rows=cmd.rows, max_latents=cmd.max_latents,
-                                                           progress=cmd.progress), device=cmd.device)
+                                                           progress=cmd.progress), device=cmd.device,
+                                 backbones=backbone_specs(cmd.backbone))
     for note in info.notes:
         print(f"note: {note}")
     print(info.summary() + "; 'sparc report' shows them on each latent's page")
@@ -133,6 +137,8 @@ def _for_report(cmd) -> None:
 
 def localize(cmd) -> None:
     """``sparc localize`` (see :class:`sparc.cli.commands.Localize`)."""
+    from sparc.localize.runs import backbone_specs
+
     if cmd.protocol == "coco":
         from sparc.localize.protocol_coco import CocoSettings, render_coco, run_coco, write_coco
 
@@ -140,7 +146,8 @@ def localize(cmd) -> None:
                                 targets=tuple(cmd.targets), latents=cmd.latents,
                                 class_min_count=cmd.class_min_count, encoding=cmd.encoding,
                                 start_layer=cmd.start_layer, progress=cmd.progress)
-        result = run_coco(list(cmd.runs), settings, store=cmd.store, device=cmd.device)
+        result = run_coco(list(cmd.runs), settings, store=cmd.store, device=cmd.device,
+                          backbones=backbone_specs(cmd.backbone))
         files = write_coco(result, cmd.out, list(cmd.runs))
         print(render_coco(result))
     else:
@@ -149,7 +156,7 @@ def localize(cmd) -> None:
         settings = MosaicSettings(mosaics=cmd.mosaics, split=cmd.split, tile=cmd.tile, seed=cmd.seed,
                                   targets=tuple(cmd.targets), encoding=cmd.encoding, progress=cmd.progress)
         result, mosaics, examples = run_mosaics(list(cmd.runs), settings, store=cmd.store, device=cmd.device,
-                                                image_stream=cmd.image_stream)
+                                                image_stream=cmd.image_stream, backbones=backbone_specs(cmd.backbone))
         files = write_results(result, mosaics, examples, cmd.out, list(cmd.runs))
         print(render_table(result))
     print("wrote " + ", ".join(str(f) for f in files))

@@ -160,7 +160,7 @@ def _load(images_dir: Path, info: dict) -> Image.Image:
 
 
 def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | None = None, device: str = "cpu",
-             log=print) -> CocoResult:
+             backbones: dict[str, str] | None = None, log=print) -> CocoResult:
     """The COCO protocol for every run (see the module docstring)."""
     from tqdm.auto import tqdm
 
@@ -170,7 +170,7 @@ def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | Non
         raise SparcError(f"COCO image folder {settings.images} does not exist")
     t0 = time.perf_counter()
     runs, fs = open_runs(run_paths, store)
-    bbs = Backbones(fs, device)
+    bbs = Backbones(fs, device, dict(backbones or {}))
     coco = _coco(settings.annotations)
     pairs = coco_pairs(coco, settings.limit)
     if not pairs:

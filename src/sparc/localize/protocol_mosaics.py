@@ -171,14 +171,14 @@ def _gaussian(size: int) -> np.ndarray:
 
 
 def run_mosaics(run_paths: list[Path], settings: MosaicSettings = MosaicSettings(), *, store: Path | None = None,
-                device: str = "cpu", image_stream: str | None = None, log=print) -> tuple[MosaicResult, list[Mosaic],
-                                                                                         dict]:
+                device: str = "cpu", image_stream: str | None = None, backbones: dict[str, str] | None = None,
+                log=print) -> tuple[MosaicResult, list[Mosaic], dict]:
     """Score every run on the mosaics. Returns (result, mosaics, example maps)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     runs, fs = open_runs(run_paths, store)
-    bbs = Backbones(fs, device)
+    bbs = Backbones(fs, device, dict(backbones or {}))
     first = runs[0].model
     images = image_streams(first, fs)
     if not images:

@@ -75,7 +75,7 @@ def _latents(ex, stream: str, settings: ReportHeatmapSettings) -> list[int]:
 
 
 def write_report_heatmaps(ex, settings: ReportHeatmapSettings = ReportHeatmapSettings(), *,
-                          device: str = "cpu") -> ReportHeatmaps:
+                          device: str = "cpu", backbones: dict[str, str] | None = None) -> ReportHeatmaps:
     """Write ``RUN/heatmaps/`` for the explorer's run (replacing an earlier one)."""
     from tqdm.auto import tqdm
 
@@ -93,7 +93,7 @@ def write_report_heatmaps(ex, settings: ReportHeatmapSettings = ReportHeatmapSet
             if modality not in ("image", "text") or (modality == "text" and not settings.text):
                 continue
             try:
-                bb = backbone_for(store, stream, device=device)
+                bb = backbone_for(store, stream, spec=(backbones or {}).get(stream), device=device)
                 if modality == "image":
                     spatial_for(bb, stream)
             except SparcError as e:

@@ -72,6 +72,21 @@ class Backbones:
         return torch.from_numpy(l2_normalize(np.ascontiguousarray(x, dtype=np.float32)))
 
 
+def backbone_specs(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--backbone`` items ``STREAM=FAMILY[:key=value,...]`` → {stream: spec}: backbones to
+    build instead of reading their options from the store (e.g. a model folder, which the
+    fingerprint names only by its folder name); still checked against the fingerprint."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SparcError(f"--backbone expects STREAM=FAMILY[:key=value,...], got {item!r}")
+        if name in out:
+            raise SparcError(f"--backbone gives stream {name!r} twice")
+        out[name] = value
+    return out
+
+
 def image_streams(model: SPARC, store: FeatureStore) -> list[str]:
     return [s for s in model.names if stream_modality(store, s) == "image"]
 
