@@ -387,8 +387,10 @@
         }
         if (ds.heatmaps.length) {
           col.appendChild(el("h4", {text: "Heatmaps"}));
-          var hm = el("div", {cls: "rows image"});
-          ds.heatmaps.forEach(function (h) { hm.appendChild(el("figure", {cls: "thumb", title: h[0]}, [
+          // image streams: maps over the top images; text streams: top captions, words shaded
+          var words = mode === "text";
+          var hm = el("div", {cls: words ? "rows heat-words" : "rows image"});
+          ds.heatmaps.forEach(function (h) { hm.appendChild(el("figure", {cls: words ? "words" : "thumb", title: h[0]}, [
             el("img", {src: h[1], alt: "heatmap of " + h[0]}), el("figcaption", {text: h[0]})])); });
           col.appendChild(hm);
         }
