@@ -26,3 +26,34 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if _HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"))
+
+
+def _numba_installed() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_NO_NUMBA = pytest.mark.skipif(not _numba_installed(), reason="numba is not installed: no fused CPU kernels")
+
+
+@pytest.fixture(params=["pytorch", pytest.param("fused", marks=_NO_NUMBA),
+                        pytest.param("fused+buffers", marks=_NO_NUMBA)])
+def kernel_path(request):
+    """Every kernel path in turn: the PyTorch kernels, the fused (numba) kernels, and the
+    fused kernels writing the weight gradients into persistent buffers (tests call
+    :func:`use_path` on their models for the last)."""
+    from sparc.model import kernels
+
+    kernels.set_kernels(request.param.split("+")[0])
+    yield request.param
+    kernels.set_kernels("auto")
+
+
+def use_path(model, kernel_path: str):
+    """Switch ``model`` to the gradient buffers when the path asks for them."""
+    if kernel_path.endswith("+buffers"):
+        model.use_gradient_buffers()
+    return model

@@ -3,6 +3,8 @@ autograd functions (gradcheck)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -10,6 +12,10 @@ from sparc.model import kernels as K
 from sparc.model.kernels import SelectLogits, uniform_crow
 
 from ._util import assert_close
+
+# Every test here runs on every kernel path (the fused kernels against the same dense
+# products as the PyTorch ones).
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
 # The kernels take CSR rows (crow, col, val); most cases here have k entries per row.
@@ -192,7 +198,7 @@ def select_logits_fn(x_bd, idx_sbk, stream_ids, cols):
             logits = torch.stack([
                 (x[:, col] - b_pre[col]) @ W[:, col].t() + b_lat[i] for i, col in zip(stream_ids, cols)
             ])
-        return SelectLogits.apply(W, b_pre, b_lat, x, logits, idx_sbk, stream_ids, cols)
+        return SelectLogits.apply(W, b_pre, b_lat, x, logits.gather(2, idx_sbk), idx_sbk, stream_ids, cols, None)
 
     return f
 
@@ -226,3 +232,120 @@ def test_gradcheck_select_logits(stream_ids, global_idx):
         assert torch.count_nonzero(W.grad[:, all_cols[i]]) == 0
         assert torch.count_nonzero(b_pre.grad[all_cols[i]]) == 0
         assert torch.count_nonzero(b_lat.grad[i]) == 0
+
+
+# ---------------------------------------------------------------------------- fused-kernel features
+
+
+def test_shared_rows_decode_and_gather_like_separate_rows():
+    """Rows s·G + g sharing the latents of row g (the streams of a sample under global
+    TopK), followed by rows of other lengths (AuxK): the shared loop equals row by row."""
+    g = torch.Generator().manual_seed(5)
+    n, G, k, L, D = 3, 4, 3, 12, 6
+    idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(G)])
+    main = idx.repeat(n, 1)                                   # [n·G, k]
+    aux = torch.randint(0, L, (n * G, 2), generator=g)
+    crow = torch.cat([uniform_crow(n * G, k), n * G * k + uniform_crow(n * G, 2)[1:]])
+    col = torch.cat([main.reshape(-1), aux.reshape(-1)])
+    val = torch.randn(col.numel(), generator=g, dtype=torch.float64)
+    val[3] = 0.0  # a zero value is skipped, not mis-read
+    W = torch.randn(L, D, generator=g, dtype=torch.float64)
+    A = torch.randn(2 * n * G, D, generator=g, dtype=torch.float64)
+    assert_close(K.spmm(crow, col, val, W, shared=(n, G)), K.spmm(crow, col, val, W))
+    assert_close(K.sddmm(crow, col, A, W, shared=(n, G)), K.sddmm(crow, col, A, W))
+    rows = torch.repeat_interleave(torch.arange(2 * n * G), crow.diff())
+    dense = torch.zeros(2 * n * G, L, dtype=torch.float64).index_put_((rows, col), val, accumulate=True)
+    assert_close(K.spmm(crow, col, val, W, shared=(n, G)), dense @ W)
+
+
+def test_spmm_t_reads_chosen_rows_and_columns_into_a_given_buffer():
+    """Row r of the code reads A[arow[r], lo[r]:hi[r]] (the encoder gradient: stream s
+    reads its own columns of x − b_pre); ``out`` is overwritten, or added to."""
+    g = torch.Generator().manual_seed(6)
+    R, k, L, D = 6, 2, 9, 7
+    idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(R)])
+    val = torch.randn(R, k, generator=g, dtype=torch.float64)
+    A = torch.randn(3, D, generator=g, dtype=torch.float64)
+    arow = torch.tensor([0, 1, 2, 0, 1, 2])
+    lo, hi = torch.tensor([0, 0, 0, 4, 4, 4]), torch.tensor([4, 4, 4, 7, 7, 7])
+    table = A[arow].clone()
+    for r in range(R):
+        table[r, : lo[r]] = 0
+        table[r, hi[r]:] = 0
+    want = dense_codes(idx, val, L).t() @ table
+    crow, col = uniform_crow(R, k), idx.reshape(-1)
+    assert_close(K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi), want)
+    out = torch.full((L, D), 7.0, dtype=torch.float64)
+    assert K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out) is out
+    assert_close(out, want)
+    K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out, accumulate=True)
+    assert_close(out, 2 * want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_decoder_constraint_rows(dtype):
+    g = torch.Generator().manual_seed(7)
+    bounds = [0, 3, 5, 9]
+    W = torch.randn(6, 9, generator=g, dtype=dtype)
+    W[2, 3:5] = 0  # a zero block stays zero (no division by zero)
+    G = torch.randn(6, 9, generator=g, dtype=dtype)
+    Wn = W.clone()
+    K.normalize_rows_(Wn, bounds)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        norms = W[:, a:b].norm(dim=1, keepdim=True)
+        assert_close(Wn[:, a:b], torch.where(norms > 0, W[:, a:b] / norms.clamp_min(1e-30), 0), **TOL[dtype])
+    Gp = G.clone()
+    K.remove_parallel_(Wn, Gp, bounds)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        w = Wn[:, a:b]
+        want = G[:, a:b] - (w * G[:, a:b]).sum(1, keepdim=True) * w
+        assert_close(Gp[:, a:b], want, **TOL[dtype])
+        assert (w * Gp[:, a:b]).sum(1).abs().max() < 1e-5  # orthogonal to the rows now
+
+
+def test_gradient_buffers_become_grad_and_accumulate(kernel_path):
+    """With gradient buffers, W.grad is the same tensor step after step (no allocation),
+    holds the gradient the functional path returns, and a second backward adds to it."""
+    from ._util import make_inputs, make_model
+
+    ref = make_model(n_latents=16, k=3)
+    x = make_inputs(ref, 5)
+    ref(x).losses.total.backward()
+    model = make_model(n_latents=16, k=3)
+    model.use_gradient_buffers()
+    seen = []
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        model(x).losses.total.backward()
+        seen.append(model.W_dec.grad.data_ptr())
+        assert_close(model.W_dec.grad, ref.W_dec.grad)
+        assert_close(model.W_enc.grad, ref.W_enc.grad)
+    if kernel_path != "pytorch":
+        assert seen[0] == seen[1]
+    model(x).losses.total.backward()  # no zero_grad: accumulates
+    assert_close(model.W_enc.grad, 2 * ref.W_enc.grad)
+    assert_close(model.W_dec.grad, 2 * ref.W_dec.grad)
+
+
+def test_kernel_choice_and_fallback(monkeypatch, capsys):
+    """CPU float32/64 get the fused kernels; other dtypes the PyTorch ones; a numba that
+    cannot load gives a one-line notice and the PyTorch kernels — or, forced, an error."""
+    from sparc.errors import SparcError
+
+    monkeypatch.setattr(K, "_numba", None)
+    K.set_kernels("pytorch")
+    assert K.kernels_for("cpu", torch.float32) == "pytorch"
+    K.set_kernels("auto")
+    assert K.kernels_for("cpu", torch.bfloat16) == "pytorch"
+    assert K.kernels_for("meta", torch.float32) == "pytorch"
+    # As if numba were not installed: importing the fused kernels fails.
+    monkeypatch.setitem(sys.modules, "sparc.model.kernels.numba_cpu", None)
+    assert K.kernels_for("cpu", torch.float32) == "pytorch"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fused CPU kernels unavailable" in err[0] and "pip install numba" in err[0]
+    idx, val, W, _ = sparse_case()
+    assert_close(spmm(idx, val, W), dense_codes(idx, val, W.shape[0]) @ W)  # still computes
+    with pytest.raises(SparcError, match="pip install numba"):
+        K.set_kernels("fused")
+    with pytest.raises(SparcError, match="must be one of"):
+        K.set_kernels("fast")

@@ -10,6 +10,7 @@ import torch
 from oracle import DenseSPARC
 
 from ._util import assert_close, make_inputs, make_model
+from .conftest import use_path
 
 B = 8
 THRESHOLD = 1000  # dead_after_samples of these tests
@@ -76,9 +77,10 @@ SUBSETS = {"all": ["a", "b", "c"], "one": ["b"], "two_of_three": ["a", "c"]}
 @pytest.mark.parametrize("dead", ["none", "some", "few"])
 @pytest.mark.parametrize("cross_coef", [1.0, 0.0])
 @pytest.mark.parametrize("topk", ["global", "local"])
-def test_forward_backward_equal_dense_oracle(topk, cross_coef, dead, training, subset):
+def test_forward_backward_equal_dense_oracle(topk, cross_coef, dead, training, subset, kernel_path):
     names = SUBSETS[subset]
-    model = make_model(topk=topk, cross_coef=cross_coef, auxk=AUXK, dead_after_samples=THRESHOLD)
+    model = use_path(make_model(topk=topk, cross_coef=cross_coef, auxk=AUXK, dead_after_samples=THRESHOLD),
+                     kernel_path)
     set_counters(model, dead)
     oracle = DenseSPARC(model)
     model.train(training)
@@ -119,17 +121,17 @@ def test_global_and_local_cases_differ():
 
 @pytest.mark.parametrize("topk", ["global", "local"])
 @pytest.mark.parametrize("subset", ["all", "two_of_three"])
-def test_adam_steps_with_decoder_constraint_track_oracle(topk, subset):
+def test_adam_steps_with_decoder_constraint_track_oracle(topk, subset, kernel_path):
     """Five Adam steps side by side; latents go dead during the run so AuxK switches on."""
     names = SUBSETS[subset]
-    model = make_model(topk=topk, auxk=4, dead_after_samples=2 * B, n_latents=24, k=2)
+    model = use_path(make_model(topk=topk, auxk=4, dead_after_samples=2 * B, n_latents=24, k=2), kernel_path)
     oracle = DenseSPARC(model)
     opt_m = torch.optim.Adam(model.parameters(), lr=1e-2)
     opt_o = torch.optim.Adam(oracle.parameters(), lr=1e-2)
     auxk_seen = False
     for step in range(5):
         x = make_inputs(model, B, names, seed=100 + step)
-        opt_m.zero_grad()
+        opt_m.zero_grad(set_to_none=True)
         opt_o.zero_grad()
         out, ref = run_both(model, oracle, x)
         assert_close(out.losses.total, ref[3], msg=f"step {step} loss")

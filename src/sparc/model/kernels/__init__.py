@@ -1,0 +1,228 @@
+"""Sparse kernels of the efficient formulation (docs/method.md §4), one interface over
+several implementations.
+
+Sparse codes are handled as the rows of a CSR matrix [R, L]: row r holds the entries
+``col[crow[r]:crow[r+1]]`` (latent ids) with values ``val[...]``. Rows may have different
+lengths, so the main codes (k entries) and the AuxK codes (k_aux entries) go through one
+call. A weight table ``W_ld`` [L, D] holds one row per latent (the encoder or the
+decoder of all streams side by side). The primitives:
+
+- ``spmm``:   out[r]   = Σ_{e in row r} val[e] · W[col[e]]            decode
+- ``sddmm``:  out[e]   = W[col[e]] · A[row(e)]                       gather-dot
+- ``spmm_t``: out[l]   = Σ_{e: col[e] = l} val[e] · A[row(e)]        weight gradient
+- ``normalize_rows_`` / ``remove_parallel_``: the decoder constraint, per stream block.
+
+Which implementation runs is decided once per process (:func:`kernels_for`):
+
+- ``fused`` — :mod:`.numba_cpu`, parallel numba kernels, for float32/float64 on the CPU;
+- ``pytorch`` — :mod:`.pytorch`, PyTorch ops: every other device and dtype, and the CPU
+  when numba is missing (with a one-line notice). It is also the oracle the fused
+  kernels are tested against.
+
+``SPARC_KERNELS=pytorch`` (or :func:`set_kernels`) forces the PyTorch path;
+``SPARC_KERNELS=fused`` makes a missing numba an error instead of a notice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from sparc.errors import SparcError
+from sparc.model.kernels import pytorch as _pt
+from sparc.model.kernels.pytorch import csr_tensor, uniform_crow
+
+__all__ = [
+    "csr_tensor", "uniform_crow", "spmm", "sddmm", "spmm_t", "spmm_t_sddmm", "normalize_rows_", "remove_parallel_",
+    "bf16_shadow", "stream_dots", "kernels_for", "set_kernels", "MODES",
+]
+
+MODES = ("auto", "fused", "pytorch")
+_mode: str | None = None
+_numba: ModuleType | None | bool = None  # None: not tried yet; False: unavailable
+
+
+def set_kernels(mode: str) -> None:
+    """Choose the kernels: ``auto`` (fused where possible), ``fused`` (fail if the fused
+    kernels cannot load), ``pytorch``."""
+    global _mode
+    if mode not in MODES:
+        raise SparcError(f"kernels must be one of {', '.join(MODES)}, got {mode!r}")
+    _mode = mode
+    if mode == "fused" and _load_numba() is None:
+        raise SparcError(f"the fused CPU kernels cannot load ({_numba_error}); "
+                         "install them with: pip install numba")
+
+
+def _current_mode() -> str:
+    global _mode
+    if _mode is None:
+        _mode = os.environ.get("SPARC_KERNELS", "auto").strip().lower() or "auto"
+        if _mode not in MODES:
+            raise SparcError(f"SPARC_KERNELS must be one of {', '.join(MODES)}, got {_mode!r}")
+    return _mode
+
+
+_numba_error = ""
+
+
+def _load_numba() -> ModuleType | None:
+    global _numba, _numba_error
+    if _numba is None:
+        try:
+            _numba = importlib.import_module("sparc.model.kernels.numba_cpu")
+        except Exception as e:  # ImportError, or numba failing to initialise
+            _numba, _numba_error = False, f"{type(e).__name__}: {e}".splitlines()[0]
+            if _current_mode() != "pytorch":
+                print(f"sparc: fused CPU kernels unavailable ({_numba_error}); using the slower "
+                      "PyTorch kernels (pip install numba)", file=sys.stderr)
+    return _numba or None
+
+
+def kernels_for(device: torch.device | str, dtype: torch.dtype) -> str:
+    """``"fused"`` or ``"pytorch"``: the kernels that run for weights on ``device`` of
+    ``dtype`` (CPU float32/float64 get the fused kernels when they load)."""
+    mode = _current_mode()
+    if mode == "pytorch" or torch.device(device).type != "cpu" or dtype not in (torch.float32, torch.float64):
+        return "pytorch"
+    if _load_numba() is None:
+        if mode == "fused":
+            raise SparcError(f"the fused CPU kernels cannot load ({_numba_error}); "
+                             "install them with: pip install numba")
+        return "pytorch"
+    return "fused"
+
+
+def _fused(*tensors: Tensor) -> ModuleType | None:
+    """The numba module when every tensor suits it (CPU, one float dtype, contiguous)."""
+    W = tensors[0]
+    if kernels_for(W.device, W.dtype) != "fused":
+        return None
+    if any(t.dtype != W.dtype or not t.is_contiguous() or t.requires_grad and torch.is_grad_enabled()
+           for t in tensors if t.is_floating_point()):
+        return None
+    return _load_numba()
+
+
+def _np(t: Tensor):
+    return t.detach().numpy()
+
+
+def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0)) -> Tensor:
+    """[R, D]: each row's code decoded through the weight table. ``shared = (n, G)``: the
+    first n·G rows are n blocks of G rows with the same latents block to block (the
+    streams of a sample under global TopK), so each weight row is read once for them."""
+    nb = _fused(W_ld, val)
+    if nb is None or col.numel() == 0:
+        return _pt.spmm(crow, col, val, W_ld)
+    out = W_ld.new_empty(crow.numel() - 1, W_ld.shape[1])
+    nb.spmm(_np(crow), _np(col), _np(val), _np(W_ld), shared[0], shared[1], _np(out))
+    return out
+
+
+def sddmm(crow: Tensor, col: Tensor, A_rd: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0)) -> Tensor:
+    """[nnz]: dot product of each entry's weight row with its row of ``A``."""
+    nb = _fused(W_ld, A_rd)
+    if nb is None or col.numel() == 0:
+        return _pt.sddmm(crow, col, A_rd, W_ld)
+    out = W_ld.new_empty(col.numel())
+    nb.sddmm(_np(crow), _np(col), _np(A_rd), _np(W_ld), shared[0], shared[1], _np(out))
+    return out
+
+
+def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int, *,
+           arow: Tensor | None = None, lo: Tensor | None = None, hi: Tensor | None = None,
+           out: Tensor | None = None, accumulate: bool = False) -> Tensor:
+    """[L, D]: the transpose product (a weight table's gradient). Row r of the code reads
+    ``A[arow[r], lo[r]:hi[r]]`` (default ``A[r]``, all columns). With ``out``, the result
+    is written there (added to it with ``accumulate``) and ``out`` is returned."""
+    nb = _fused(A_rd, val) if out is None else _fused(out, A_rd, val)
+    if nb is None:
+        res = _pt.spmm_t(crow, col, val, A_rd, n_latents, arow, lo, hi)
+        if out is None:
+            return res
+        return out.add_(res) if accumulate else out.copy_(res)
+    R, D = crow.numel() - 1, A_rd.shape[1]
+    if out is None:
+        out, accumulate = A_rd.new_empty(n_latents, D), False
+    arow = torch.arange(R) if arow is None else arow
+    lo = torch.zeros(R, dtype=torch.int64) if lo is None else lo
+    hi = torch.full((R,), D, dtype=torch.int64) if hi is None else hi
+    col_np = _np(col)
+    start, order = nb.bucket_by_latent(col_np, n_latents)
+    nb.spmm_t(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow),
+              _np(lo), _np(hi), _np(out), accumulate)
+    return out
+
+
+def spmm_t_sddmm(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, *,
+                 out: Tensor | None = None, accumulate: bool = False,
+                 shared: tuple[int, int] = (1, 0)) -> tuple[Tensor, Tensor]:
+    """``(spmm_t(crow, col, val, A, L), sddmm(crow, col, A, W))``: the gradients of a
+    decode's weight table and values. Fused, in one pass over the latents."""
+    nb = _fused(W_ld.detach(), A_rd, val) if out is None else _fused(out, W_ld.detach(), A_rd, val)
+    if nb is None or col.numel() == 0:
+        return (spmm_t(crow, col, val, A_rd, W_ld.shape[0], out=out, accumulate=accumulate),
+                sddmm(crow, col, A_rd, W_ld, shared=shared))
+    if out is None:
+        out, accumulate = A_rd.new_empty(W_ld.shape), False
+    gval = A_rd.new_empty(col.numel())
+    start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
+    nb.spmm_t_sddmm(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(W_ld),
+                    _np(out), _np(gval), accumulate)
+    return out, gval
+
+
+def normalize_rows_(W_ld: Tensor, bounds: list[int]) -> None:
+    """Scale each row to unit norm within every column block [bounds[i], bounds[i+1])."""
+    nb = _fused(W_ld) if not W_ld.requires_grad else _fused(W_ld.detach())
+    if nb is None:
+        return _pt.normalize_rows_(W_ld, bounds)
+    nb.normalize_rows(_np(W_ld), torch.tensor(bounds).numpy(), torch.finfo(W_ld.dtype).tiny)
+
+
+def remove_parallel_(W_ld: Tensor, G_ld: Tensor, bounds: list[int]) -> None:
+    """``G[l] −= (W[l]·G[l]) W[l]`` within every column block (W's rows unit there)."""
+    nb = _fused(W_ld.detach(), G_ld)
+    if nb is None:
+        return _pt.remove_parallel_(W_ld, G_ld, bounds)
+    nb.remove_parallel(_np(W_ld), _np(G_ld), torch.tensor(bounds).numpy())
+
+
+def bf16_shadow(W_ld: Tensor, bounds: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """(bfloat16 copy of W, wn [S, L], dwn [S, L]): the copy the certified selection
+    multiplies with, and per stream block the float64 norms of each row of W and of its
+    rounding error ``W − bf16(W)`` (docs/method.md §4.3). One pass over W when fused."""
+    nb = _fused(W_ld.detach()) if W_ld.dtype == torch.float32 else None
+    if nb is None:
+        return _pt.bf16_shadow(W_ld.detach(), bounds)
+    L, D = W_ld.shape
+    W16 = torch.empty(L, D, dtype=torch.int16)
+    wn = torch.empty(len(bounds) - 1, L, dtype=torch.float64)
+    dwn = torch.empty_like(wn)
+    nb.bf16_shadow(_np(W_ld), torch.tensor(bounds).numpy(),
+                   W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
+    return W16.view(torch.bfloat16), wn, dwn
+
+
+def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int]) -> Tensor:
+    """[S, B, m]: ``W[idx[b, j], block s] · U[b, block s]``, accumulated in float64."""
+    nb = _fused(W_ld.detach(), U_bd)
+    if nb is None:
+        return _pt.stream_dots(idx_bm, U_bd, W_ld.detach(), bounds)
+    B, m = idx_bm.shape
+    out = U_bd.new_empty(len(bounds) - 1, B * m)
+    start, order = nb.bucket_by_latent(_np(idx_bm.reshape(-1)), W_ld.shape[0])
+    nb.stream_dots(start, order, m, _np(U_bd), _np(W_ld), torch.tensor(bounds).numpy(), _np(out))
+    return out.view(-1, B, m)
+
+
+# The autograd functions use the primitives above (imported last: they import this module).
+from sparc.model.kernels.autograd import DecodeSelected, SelectLogits  # noqa: E402
+
+__all__ += ["DecodeSelected", "SelectLogits"]

@@ -1,0 +1,125 @@
+"""The two autograd functions of the efficient formulation (docs/method.md §4): gradients
+only where the maths has them, computed by the kernels of :mod:`sparc.model.kernels`.
+
+Both take an optional persistent gradient buffer for their weight table. With one, the
+weight's gradient is written into it and the buffer becomes ``W.grad`` (or, when
+``W.grad`` already holds a gradient, is added to ``W.grad`` in place), so a training
+step allocates no 84 MB gradient; the function then returns no gradient for ``W`` (it
+is already in ``.grad``). That suits ``loss.backward()`` followed by an optimizer step
+and ``zero_grad(set_to_none=True)`` — the trainer's loop — but not
+``torch.autograd.grad``, so it is opt-in (:meth:`sparc.model.SPARC.use_gradient_buffers`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sparc.model import kernels as K
+from sparc.model.kernels import uniform_crow
+
+
+def _weight_grad(W: Tensor, buf: Tensor | None, crow, col, val, A, n_latents, **rows) -> Tensor | None:
+    """W's gradient, returned — or, with a persistent buffer, written into ``W.grad``."""
+    if buf is None:
+        return K.spmm_t(crow, col, val, A, n_latents, **rows)
+    if W.grad is None:
+        W.grad = K.spmm_t(crow, col, val, A, n_latents, out=buf, accumulate=False, **rows)
+    else:
+        K.spmm_t(crow, col, val, A, n_latents, out=W.grad, accumulate=True, **rows)
+    return None
+
+
+class SelectLogits(torch.autograd.Function):
+    """Per-stream encoder logits at the selected latents, differentiable there only.
+
+    The values themselves come from the no-grad encoder pass the model already did; this
+    function supplies the gradients that the gathered product
+    ``W_enc[I] · (x − b_pre) + b_lat[I]`` has, for ``W_enc``, ``b_pre``, ``b_lat`` and
+    the inputs ``x``.
+
+    Arguments: ``W_enc`` [L, D], ``b_pre`` [D], ``b_lat`` [S, L], ``x_bd`` [B, D] (all
+    streams side by side), ``values_sbk`` [S', B, k] (the logits at ``idx_sbk``, with
+    latent bias), ``idx_sbk`` [S', B, k], ``stream_ids`` (S' ints), ``cols`` (S' column
+    slices), ``grad_buf`` (None or a persistent buffer for W_enc's gradient). Returns the
+    values [S', B, k] before the ReLU.
+    """
+
+    @staticmethod
+    def forward(ctx, W_enc, b_pre, b_lat, x_bd, values_sbk, idx_sbk, stream_ids, cols, grad_buf):
+        ctx.save_for_backward(W_enc, b_pre, x_bd, idx_sbk)
+        ctx.stream_ids, ctx.cols, ctx.n_streams = stream_ids, cols, b_lat.shape[0]
+        ctx.W_enc, ctx.grad_buf = W_enc, grad_buf
+        return values_sbk.clone()
+
+    @staticmethod
+    def backward(ctx, grad_sbk):
+        W_enc, b_pre, x_bd, idx_sbk = ctx.saved_tensors
+        n, B, k = idx_sbk.shape
+        L, D = W_enc.shape
+        grad_sbk = grad_sbk.contiguous()
+        grad_W = grad_b_pre = grad_b_lat = grad_x = None
+        # c[s, l]: total upstream gradient landing on latent l of stream s.
+        c_sl = grad_sbk.new_zeros(n, L).scatter_add_(1, idx_sbk.reshape(n, -1), grad_sbk.reshape(n, -1))
+        if ctx.needs_input_grad[2]:
+            grad_b_lat = c_sl.new_zeros(ctx.n_streams, L)
+            grad_b_lat[list(ctx.stream_ids)] = c_sl
+        if ctx.needs_input_grad[1]:
+            # d/d b_pre of W[I]·(x − b_pre) = −Σ c[l]·W[l] over each stream's columns.
+            grad_b_pre = W_enc.new_zeros(D)
+            for i, col in enumerate(ctx.cols):
+                torch.mv(W_enc[:, col].t(), c_sl[i], out=grad_b_pre[col]).neg_()
+        crow = uniform_crow(B, k, idx_sbk.device)
+        if ctx.needs_input_grad[3]:
+            grad_x = x_bd.new_zeros(B, D)
+            for i, col in enumerate(ctx.cols):
+                grad_x[:, col] = K.spmm(crow, idx_sbk[i].reshape(-1), grad_sbk[i].reshape(-1),
+                                        W_enc[:, col].contiguous())
+        if ctx.needs_input_grad[0]:
+            # Code row a·B + b (stream a, sample b) reads (x − b_pre)[b] in the columns of
+            # stream a only: each stream's logits depend on its own columns.
+            dev = idx_sbk.device
+            arow = torch.arange(B, device=dev).repeat(n)
+            lo = torch.tensor([c.start for c in ctx.cols], device=dev).repeat_interleave(B)
+            hi = torch.tensor([c.stop for c in ctx.cols], device=dev).repeat_interleave(B)
+            u_bd = (x_bd - b_pre).contiguous()
+            grad_W = _weight_grad(ctx.W_enc, ctx.grad_buf, uniform_crow(n * B, k, dev), idx_sbk.reshape(-1),
+                                  grad_sbk.reshape(-1), u_bd, L, arow=arow, lo=lo, hi=hi)
+        return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None
+
+
+class DecodeSelected(torch.autograd.Function):
+    """``spmm`` with gradients for the values and the weight table (no bias).
+
+    Arguments: ``W_ld`` [L, D], ``crow`` [R + 1], ``col`` [nnz], ``val`` [nnz],
+    ``shared`` ((n, G): rows with the same latents, see :func:`sparc.model.kernels.spmm`),
+    ``grad_buf`` (None or a persistent buffer for W's gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, W_ld, crow, col, val, shared=(1, 0), grad_buf=None):
+        ctx.save_for_backward(W_ld, crow, col, val)
+        ctx.W, ctx.shared, ctx.grad_buf = W_ld, shared, grad_buf
+        return K.spmm(crow, col, val, W_ld, shared=shared)
+
+    @staticmethod
+    def backward(ctx, grad_rd):
+        W_ld, crow, col, val = ctx.saved_tensors
+        grad_W = grad_val = None
+        grad_rd = grad_rd.contiguous()
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[3]:
+            # Both: one pass over the latents (fused kernels).
+            W, buf = ctx.W, ctx.grad_buf
+            if buf is None:
+                grad_W, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, shared=ctx.shared)
+            elif W.grad is None:
+                W.grad, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=buf, shared=ctx.shared)
+            else:
+                _, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=W.grad, accumulate=True,
+                                             shared=ctx.shared)
+            return grad_W, None, None, grad_val, None, None
+        if ctx.needs_input_grad[0]:
+            grad_W = _weight_grad(ctx.W, ctx.grad_buf, crow, col, val, grad_rd, W_ld.shape[0])
+        if ctx.needs_input_grad[3]:
+            grad_val = K.sddmm(crow, col, grad_rd, W_ld, shared=ctx.shared)
+        return grad_W, None, None, grad_val, None, None
