@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from sparc.atomic import atomic_path, current_dir, write_json
 from sparc.errors import SparcError
 from sparc.model.config import SPARCConfig, TopK
+from sparc.model import certified
+from sparc.model import kernels as K
 from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
 from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, nmse, zero_like_loss
 
@@ -183,21 +185,61 @@ class SPARC(nn.Module):
         val_sbk = torch.relu(logits.logits.gather(2, idx_sbk))
         return {s: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents) for n, s in enumerate(logits.streams)}
 
-    def _select(self, inputs: Mapping[str, Tensor], topk: TopK):
+    def _select(self, inputs: Mapping[str, Tensor], topk: TopK, *, certified_ok: bool = False):
         """Choose the active latents of the streams given. Returns (ids, idx_sbk
-        [S', B, k], logits_sbl [S', B, L] (no grad), x_bd [B, D] (differentiable))."""
+        [S', B, k], pre_sbk [S', B, k] (their logits, no grad), logits_at, x_bd [B, D]
+        (differentiable)), where ``logits_at(a, latents)`` gives the logits [B, m] of
+        the a-th stream given at ``latents`` [m] (for AuxK).
+
+        ``certified_ok``: under global TopK with every stream present, choose through the
+        certified bf16 encoder pass where it is on (docs/method.md §4.3) — the float32
+        path's latents, values to round-off, so kept out of :meth:`encode`, which is
+        bitwise equal to :meth:`select`."""
         if topk not in ("global", "local"):
             raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
-        logits_sbl = self._logits_of(ids, x_bd)
-        return ids, self._topk(logits_sbl, topk), logits_sbl, x_bd
+        if (certified_ok and topk == "global" and len(ids) == len(self.names)
+                and certified.enabled_for(self.W_enc)):
+            with torch.no_grad():
+                u_bd = (x_bd - self.b_pre).contiguous()
+                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, self._bounds(), self.cfg.k,
+                                            self._n_extra, certified.shadow_of(self.W_enc, self._bounds(), self._shadow))
+            self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
+                                    self.certified_stats[1] + x_bd.shape[0])
+            if sel.n_fallback * 16 > x_bd.shape[0]:  # too many rows uncertified: widen the candidates
+                self._n_extra = min(2 * self._n_extra, self.n_latents - self.cfg.k)
 
-    def _values(self, ids, idx_sbk, logits_sbl, x_bd) -> Tensor:
-        """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable."""
+            def logits_at(a: int, latents: Tensor) -> Tensor:
+                col, i = self.cols[ids[a]], ids[a]
+                return torch.addmm(self.b_lat[i, latents], u_bd[:, col], self.W_enc[latents, col].t())
+
+            return ids, sel.idx.expand(len(ids), -1, -1), sel.pre, logits_at, x_bd
+        logits_sbl = self._logits_of(ids, x_bd)
+        idx_sbk = self._topk(logits_sbl, topk)
+        return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
+
+    @property
+    def _n_extra(self) -> int:
+        """Extra candidates of the certified selection beyond k (widened when needed)."""
+        return self.__dict__.get("_n_extra_", self.cfg.k)
+
+    @_n_extra.setter
+    def _n_extra(self, value: int) -> None:
+        self.__dict__["_n_extra_"] = value
+
+    _shadow: certified.Shadow | None = None
+    """The bf16 copy of W_enc for the certified selection, when the optimizer made it."""
+
+    certified_stats: tuple[int, int] = (0, 0)
+    """(rows certified, rows chosen) by the certified bf16 selection in this process."""
+
+    def _values(self, ids, idx_sbk, pre_sbk, x_bd) -> Tensor:
+        """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;
+        ``pre_sbk``: the same values without gradient."""
         return SelectLogits.apply(
-            self.W_enc, self.b_pre, self.b_lat, x_bd, logits_sbl, idx_sbk,
-            tuple(ids), tuple(self.cols[i] for i in ids),
+            self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
+            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"),
         )
 
     def encode(
@@ -209,8 +251,8 @@ class SPARC(nn.Module):
         given, so encoding one stream alone (or passing ``topk="local"``) gives the
         independent encoding used to test alignment honestly.
         """
-        ids, idx_sbk, logits_sbl, x_bd = self._select(inputs, topk or self.cfg.topk)
-        val_sbk = torch.relu(self._values(ids, idx_sbk, logits_sbl, x_bd))
+        ids, idx_sbk, pre_sbk, _, x_bd = self._select(inputs, topk or self.cfg.topk)
+        val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd))
         return {
             self.names[i]: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents)
             for n, i in enumerate(ids)
@@ -270,29 +312,32 @@ class SPARC(nn.Module):
         In training mode this also advances the dead-latent counters of those streams
         (before AuxK picks its latents, as the original does).
         """
-        ids, idx_sbk, logits_sbl, x_bd = self._select(inputs, self.cfg.topk)
+        ids, idx_sbk, pre_sbk, logits_at, x_bd = self._select(inputs, self.cfg.topk, certified_ok=True)
         n, B, k = idx_sbk.shape
         D = self.W_dec.shape[1]
         if self.training:
             with torch.no_grad():
-                self._count_firing(ids, idx_sbk, torch.relu(logits_sbl.gather(2, idx_sbk)))
-        aux = self._auxk_selection(ids, logits_sbl)
+                self._count_firing(ids, idx_sbk, torch.relu(pre_sbk))
+        aux = self._auxk_selection(ids, logits_at, B)
         # One encoder call and one decoder call serve the codes and the AuxK codes, so
         # each weight gets a single gradient tensor.
         if aux is None:
-            val_sbk = torch.relu(self._values(ids, idx_sbk, logits_sbl, x_bd))
+            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd))
             crow = uniform_crow(n * B, k, idx_sbk.device)
             col, val = idx_sbk.reshape(-1), val_sbk.reshape(-1)
         else:
-            aux_idx, aux_keep, has_dead = aux
+            aux_idx, aux_pre, aux_keep, has_dead = aux
             ka = aux_idx.shape[2]
-            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), logits_sbl, x_bd)
+            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd)
             val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
             crow = torch.cat([uniform_crow(n * B, k, idx_sbk.device),
                               n * B * k + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
             col = torch.cat([idx_sbk.reshape(-1), aux_idx.reshape(-1)])
             val = torch.cat([val_sbk.reshape(-1), aux_val.reshape(-1)])
-        out = DecodeSelected.apply(self.W_dec, crow, col, val)
+        # Under global TopK the n sources of a sample share their k latents: each
+        # selected decoder row is read once for all of them.
+        shared = (n, B) if self.cfg.topk == "global" else (1, 0)
+        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"))
         # Row block b of the first n·B rows: source b decoded into every stream's columns.
         # The pieces are cut with one split and one unbind each, whose backward puts the
         # gradient together once; indexing a piece per stream pair would allocate a zero
@@ -399,12 +444,13 @@ class SPARC(nn.Module):
             self.b_pre[col] = v.to(self.b_pre.dtype)
 
     @torch.no_grad()
-    def _auxk_selection(self, ids: list[int], logits_sbl: Tensor):
+    def _auxk_selection(self, ids: list[int], logits_at: Callable[[int, Tensor], Tensor], B: int):
         """The AuxK latents of each stream: its top-k_aux dead latents by logit.
 
         Returns None when AuxK is off or no stream has a dead latent; else (idx [S', B,
-        ka], keep [S', B, ka] (0 where a stream has fewer than ka dead latents: padding),
-        has_dead [S'] bool) with ka = min(k_aux, most dead latents of any stream).
+        ka], pre [S', B, ka] (their logits), keep [S', B, ka] (0 where a stream has fewer
+        than ka dead latents: padding), has_dead [S'] bool) with ka = min(k_aux, most
+        dead latents of any stream).
         """
         if self.cfg.auxk == 0:
             return None
@@ -412,38 +458,64 @@ class SPARC(nn.Module):
         n_dead = dead.sum(1)
         if int(n_dead.max()) == 0:
             return None
-        n, B, _ = logits_sbl.shape
+        n, device, dtype = len(ids), self.W_enc.device, self.W_enc.dtype
         ka = min(self.cfg.auxk, int(n_dead.max()))
-        idx = torch.zeros(n, B, ka, dtype=torch.long, device=logits_sbl.device)
-        keep = logits_sbl.new_zeros(n, B, ka)
+        idx = torch.zeros(n, B, ka, dtype=torch.long, device=device)
+        pre = torch.zeros(n, B, ka, dtype=dtype, device=device)
+        keep = torch.zeros(n, B, ka, dtype=dtype, device=device)
         for a in range(n):
             dead_l = dead[a].nonzero().squeeze(1)
             m = min(ka, dead_l.numel())
             if m:
-                idx[a, :, :m] = dead_l[logits_sbl[a][:, dead_l].topk(m, dim=1).indices]
+                top = logits_at(a, dead_l).topk(m, dim=1)
+                idx[a, :, :m] = dead_l[top.indices]
+                pre[a, :, :m] = top.values
                 idx[a, :, m:] = idx[a, :, :1]  # padding, zeroed by keep
+                pre[a, :, m:] = pre[a, :, :1]
                 keep[a, :, :m] = 1
-        return idx, keep, n_dead > 0
+        return idx, pre, keep, n_dead > 0
 
     # ------------------------------------------------------------------ decoder constraint
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Scale each latent's decoder row to unit norm within every stream's columns."""
-        for col in self.cols:
-            block = self.W_dec[:, col]
-            block.div_(block.norm(dim=1, keepdim=True).clamp_min(torch.finfo(block.dtype).tiny))
+        K.normalize_rows_(self.W_dec, self._bounds())
 
     @torch.no_grad()
     def remove_parallel_grad_(self) -> None:
         """Drop the gradient component along each (unit) decoder row, per stream, so a
         step moves the rows along the sphere. Call between backward and the step."""
-        g = self.W_dec.grad
-        if g is None:
-            return
-        for col in self.cols:
-            w, gb = self.W_dec[:, col], g[:, col]
-            gb.addcmul_(torch.linalg.vecdot(w, gb, dim=1)[:, None], w, value=-1)
+        if self.W_dec.grad is not None:
+            K.remove_parallel_(self.W_dec, self.W_dec.grad, self._bounds())
+
+    def _bounds(self) -> list[int]:
+        return [c.start for c in self.cols] + [self.cols[-1].stop]
+
+    # ------------------------------------------------------------------ gradient buffers
+
+    def use_gradient_buffers(self, on: bool = True) -> None:
+        """Write the gradients of ``W_enc`` and ``W_dec`` (the two [L, D] tables) into
+        buffers kept across steps, which become their ``.grad``, instead of allocating
+        them afresh at every backward (docs/method.md §4; with the fused kernels only).
+
+        For loops of ``loss.backward()``, optimizer step, ``zero_grad(set_to_none=True)``
+        (the trainer's): a ``.grad`` held past the next backward is overwritten, and
+        ``torch.autograd.grad`` does not see these two gradients (they go to ``.grad``)."""
+        self._grad_buffers = {} if on else None
+
+    _grad_buffers: dict[str, Tensor] | None = None
+
+    def _grad_buffer(self, name: str) -> Tensor | None:
+        if self._grad_buffers is None or not self.training:
+            return None
+        p = getattr(self, name)
+        if K.kernels_for(p.device, p.dtype) != "fused":
+            return None
+        buf = self._grad_buffers.get(name)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = self._grad_buffers[name] = torch.empty_like(p, memory_format=torch.contiguous_format)
+        return buf
 
     # ------------------------------------------------------------------ save / load
 

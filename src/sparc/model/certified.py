@@ -1,0 +1,187 @@
+"""Exact global TopK from a bfloat16 encoder pass, certified row by row (docs/method.md §4.3).
+
+The encoder product is needed only to *choose* the k latents of each sample; their values
+can be computed exactly afterwards. So the choice is made from a bfloat16 product (4–6×
+faster than float32 where the hardware has bf16 matrix units) and then made exact:
+
+1. ``z̃ = bf16(u) · bf16(W_enc)ᵀ`` (float32 accumulation, one rounding to bf16), plus the
+   summed latent biases; its top ``k + m`` latents are the *candidates*.
+2. The candidates' per-stream logits are recomputed in high precision
+   (:func:`sparc.model.kernels.stream_dots`), and the top k of their sums chosen.
+3. A per-row certificate from a rounding-error bound of the bf16 product proves that no
+   latent outside the candidates can beat the k-th chosen one. For every latent l,
+   with ``u = ũ + Δu`` and ``W = W̃ + ΔW`` per stream block s,
+
+       z_l = ũ·W̃_l + Σ_s (ũ_s·ΔW_ls + Δu_s·W_ls) + b_l, so
+       z_l ≤ out_l + 2⁻⁸|out_l| + Σ_s (‖ũ_s‖ (‖ΔW_ls‖ + γ ‖W̃_ls‖) + ‖Δu_s‖ ‖W_ls‖) + b_l
+
+   (Cauchy–Schwarz per block; ``γ`` bounds the float32 accumulation over D terms, 2⁻⁸ the
+   output's rounding to bf16). The row is certified when the largest such bound over
+   the non-candidates lies below the k-th chosen sum by more than the float32 path's
+   own round-off. Rows that cannot be certified are recomputed in float32 in full.
+
+The result — indices, values, hence losses and gradients — is the float32 model's:
+indices equal wherever float32 itself separates the k-th and (k+1)-th latent (a closer
+tie is a tie in float32 too), values to round-off. ``tests/model/test_certified.py``
+checks this, near-ties included.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from sparc.errors import SparcError
+from sparc.model import kernels as K
+
+BF16_UNIT = 2.0**-8
+"""Unit roundoff of bfloat16 (8 significant bits, round to nearest)."""
+FP32_UNIT = 2.0**-24
+
+MODES = ("auto", "on", "off")
+_mode: str | None = None
+
+
+def set_bf16_selection(mode: str) -> None:
+    """``auto`` (on where bf16 matrix products are much faster: CPUs with AVX512-BF16 or
+    AMX, CUDA GPUs with bf16), ``on``, or ``off`` (float32 selection everywhere)."""
+    global _mode
+    if mode not in MODES:
+        raise SparcError(f"bf16 selection must be one of {', '.join(MODES)}, got {mode!r}")
+    _mode = mode
+
+
+def _current_mode() -> str:
+    global _mode
+    if _mode is None:
+        m = os.environ.get("SPARC_BF16_SELECT", "auto").strip().lower() or "auto"
+        if m not in MODES:
+            raise SparcError(f"SPARC_BF16_SELECT must be one of {', '.join(MODES)}, got {m!r}")
+        _mode = m
+    return _mode
+
+
+def enabled_for(W_enc: Tensor) -> bool:
+    """Whether the certified bf16 selection serves a model with this encoder."""
+    mode = _current_mode()
+    if mode == "off" or W_enc.dtype != torch.float32:
+        return False
+    return mode == "on" or _bf16_fast(W_enc.device.type)
+
+
+@functools.cache
+def _bf16_fast(device_type: str) -> bool:
+    """Measured once per process: is a bf16 product at least 1.6× faster than float32 here?"""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return False
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 1024, generator=g), torch.randn(2048, 1024, generator=g)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+
+    def best(f) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(lambda: a16 @ b16.t()) * 1.6 < best(lambda: a @ b.t())
+
+
+class Shadow(NamedTuple):
+    """The bf16 copy of W_enc and its error norms, valid for one version of W_enc."""
+
+    key: tuple
+    W16: Tensor
+    """[L, D] bfloat16: W_enc rounded to nearest."""
+    wn: Tensor
+    """[S, L] float64: ‖W_enc[l, block s]‖."""
+    dwn: Tensor
+    """[S, L] float64: ‖W_enc[l, block s] − W16[l, block s]‖."""
+
+
+def shadow_key(W_enc: Tensor, bounds: list[int]) -> tuple:
+    """Identifies W_enc's current values: any in-place update bumps its version counter."""
+    return (W_enc.data_ptr(), W_enc._version, tuple(W_enc.shape), tuple(bounds))
+
+
+def shadow_of(W_enc: Tensor, bounds: list[int], cached: Shadow | None) -> Shadow:
+    """The shadow of W_enc's current values: ``cached`` if it was made from them (the
+    fused optimizer step writes it, :mod:`sparc.train.optim`), else built now."""
+    key = shadow_key(W_enc, bounds)
+    if cached is not None and cached.key == key:
+        return cached
+    return Shadow(key, *K.bf16_shadow(W_enc.detach(), bounds))
+
+
+class Selection(NamedTuple):
+    idx: Tensor
+    """[B, k] int64: the chosen latents, by decreasing summed logit."""
+    pre: Tensor
+    """[S, B, k]: each stream's logit at them (with latent bias, before the ReLU)."""
+    n_fallback: int
+    """Rows recomputed in float32 because their certificate failed."""
+
+
+@torch.no_grad()
+def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k: int, m: int,
+                shadow: Shadow) -> Selection:
+    """The global TopK of ``u = x − b_pre`` [B, D] (all S streams present) under ``W_enc``
+    [L, D] and ``b_lat`` [S, L], chosen through the bf16 ``shadow`` with ``m`` extra
+    candidates, certified; uncertified rows in float32."""
+    B, D = u_bd.shape
+    L, S = W_enc.shape[0], len(bounds) - 1
+    n_cand = min(L, k + m)
+    u16 = u_bd.bfloat16()
+    u16f = u16.float()
+    blocks = list(zip(bounds[:-1], bounds[1:]))
+    un = torch.stack([u16f[:, a:b].double().norm(dim=1) for a, b in blocks], 1)            # [B, S]
+    dun = torch.stack([(u_bd[:, a:b].double() - u16f[:, a:b].double()).norm(dim=1) for a, b in blocks], 1)
+    out = (u16 @ shadow.W16.t()).float()                                                 # [B, L]
+    z = out + b_lat.sum(0)
+    top_c = z.topk(n_cand, dim=1, sorted=False)
+    cand = top_c.indices                                                                 # [B, n_cand]
+    # Every latent outside the candidates has z̃ ≤ the candidates' least, so its exact
+    # logit is at most that plus the error bound (module docstring) with each stream's
+    # largest row norms — a bound per row, no pass over [B, L].
+    gamma = D * FP32_UNIT / (1 - D * FP32_UNIT)
+    dw_max = (shadow.dwn + gamma * (1 + BF16_UNIT) * shadow.wn).max(1).values              # [S]
+    w_max = shadow.wn.max(1).values                                                       # [S]
+    err = (un @ dw_max + dun @ w_max).float()                                             # [B]
+    if n_cand < L:
+        # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation.
+        z_least = top_c.values.min(1).values
+        ub_max = (z_least + out.abs().amax(1) * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
+                  + err * (1 + 1e-5))
+    else:
+        ub_max = torch.full((B,), float("-inf"), device=u_bd.device)
+    pre_c = K.stream_dots(cand, u_bd, W_enc.detach(), bounds) + b_lat.detach()[:, cand]    # [S, B, n_cand]
+    top = pre_c.sum(0).topk(k, dim=1)
+    idx = cand.gather(1, top.indices)
+    pre = pre_c.gather(2, top.indices.expand(S, B, k))
+    # The float32 path's values lie within γ Σ_s ‖u_s‖‖W_ls‖ of the exact ones, like ours.
+    slack = (2 * gamma * (un + dun) @ w_max).float() + top.values[:, -1].abs() * 4 * FP32_UNIT
+    bad = ~(ub_max + slack < top.values[:, -1])
+    n_bad = int(bad.sum())
+    if n_bad:
+        rows = bad.nonzero().squeeze(1)
+        logits = torch.stack([torch.addmm(b_lat[s], u_bd[rows, a:b], W_enc[:, a:b].t())
+                              for s, (a, b) in enumerate(blocks)])                         # [S, n_bad, L]
+        fidx = logits.sum(0).topk(k, dim=1).indices
+        idx[rows] = fidx
+        pre[:, rows] = logits.gather(2, fidx.expand(S, -1, -1))
+    return Selection(idx, pre, n_bad)

@@ -1,0 +1,162 @@
+"""The certified bf16 selection (docs/method.md §4.3) chooses what float32 chooses:
+indices bitwise, values to round-off — on random models, with candidates too few to
+certify (fallback rows), and on latents tied closer than bfloat16 can tell apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparc.model import SPARC, SPARCConfig, certified
+from sparc.model import kernels as K
+
+from .conftest import use_path
+
+DIMS = {"a": 48, "b": 32, "c": 40}
+
+
+@pytest.fixture(autouse=True)
+def _selection_reset():
+    yield
+    certified.set_bf16_selection("auto")
+
+
+def model_and_batch(L=512, k=8, B=64, seed=0, **cfg):
+    torch.manual_seed(seed)
+    m = SPARC(DIMS, SPARCConfig(n_latents=L, k=k, **cfg))
+    with torch.no_grad():
+        m.b_pre.normal_(0, 0.01)
+        m.b_lat.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = {s: F.normalize(torch.randn(B, d, generator=g), dim=1) for s, d in DIMS.items()}
+    return m, x
+
+
+def both_ways(m, x):
+    """(forward with float32 selection, forward with the certified selection)."""
+    certified.set_bf16_selection("off")
+    ref = m(x)
+    certified.set_bf16_selection("on")
+    got = m(x)
+    return ref, got
+
+
+def assert_same_selection(ref, got):
+    for s in DIMS:
+        assert torch.equal(ref.codes[s].indices, got.codes[s].indices), f"indices of {s} differ"
+        torch.testing.assert_close(got.codes[s].values, ref.codes[s].values, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.losses.total, ref.losses.total, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_models_choose_what_float32_chooses(seed, kernel_path):
+    m, x = model_and_batch(seed=seed)
+    m.eval()
+    ref, got = both_ways(m, x)
+    assert_same_selection(ref, got)
+    assert m.certified_stats[1] == 64
+
+
+def test_too_few_candidates_fall_back_to_float32_and_stay_exact():
+    m, x = model_and_batch(seed=3)
+    m.eval()
+    m._n_extra = 1  # nearly every row's certificate fails
+    ref, got = both_ways(m, x)
+    assert_same_selection(ref, got)
+    certified_rows, rows = m.certified_stats
+    assert rows == 64 and certified_rows < rows, "no row fell back: the fallback path was not exercised"
+    assert m._n_extra > 1, "the candidates were not widened after many fallbacks"
+
+
+def test_every_row_certified_with_enough_candidates():
+    m, x = model_and_batch(seed=4)
+    m.eval()
+    m._n_extra = 200
+    ref, got = both_ways(m, x)
+    assert_same_selection(ref, got)
+    assert m.certified_stats == (64, 64)
+
+
+@pytest.mark.parametrize("gap", [3e-4, 3e-3])
+def test_near_ties_below_bf16_resolution(gap):
+    """Latents in pairs whose encoder rows differ by a factor 1 + ``gap`` (bfloat16 keeps 8
+    significant bits, ≈ 4e-3): bf16 cannot order them, the certificate must. The twins'
+    logits differ by ``gap`` times the logit (≥ 1e-5 here), far above float32 round-off."""
+    m, x = model_and_batch(seed=5, L=256, k=16)
+    with torch.no_grad():
+        W = m.W_enc
+        half = W.shape[0] // 2
+        W[half:] = W[:half] * (1 + gap)
+        m.b_lat[:, half:] = m.b_lat[:, :half]
+    m.eval()
+    ref, got = both_ways(m, x)
+    assert_same_selection(ref, got)
+    # The case is what it says: some chosen latent's twin was a close runner-up.
+    chosen = ref.codes["a"].indices
+    twins = torch.where(chosen < half, chosen + half, chosen - half)
+    assert (chosen.unsqueeze(2) == twins.unsqueeze(1)).any(), "no twin pair straddles the boundary"
+
+
+def test_training_step_gradients_and_counters_match(kernel_path):
+    """A training forward/backward with AuxK on: same losses, gradients and counters."""
+    grads = []
+    counters = []
+    for mode in ("off", "on"):
+        m, x = model_and_batch(seed=6, auxk=8, dead_after_samples=10)
+        use_path(m, kernel_path)
+        m.samples_since_fired[:, :40] = 100  # 40 dead latents per stream: AuxK runs
+        m.train()
+        certified.set_bf16_selection(mode)
+        out = m(x)
+        assert all(v > 0 for v in out.losses.auxk.values())
+        out.losses.total.backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+        counters.append(m.samples_since_fired.clone())
+    assert torch.equal(counters[0], counters[1])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-4, atol=1e-7, msg=n)
+
+
+def test_shadow_is_round_to_nearest_with_true_norms():
+    m, _ = model_and_batch(seed=7)
+    bounds = m._bounds()
+    sh = certified.shadow_of(m.W_enc, bounds, None)
+    assert torch.equal(sh.W16, m.W_enc.detach().bfloat16())
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        W = m.W_enc.detach()[:, a:b].double()
+        wn, dwn = W.norm(dim=1), (W - sh.W16[:, a:b].double()).norm(dim=1)
+        # Norms are upper bounds (rounded up), and tight.
+        assert (sh.wn[i] >= wn).all() and (sh.wn[i] <= wn * 1.002 + 1e-12).all()
+        assert (sh.dwn[i] >= dwn).all() and (sh.dwn[i] <= dwn * 1.002 + 1e-12).all()
+    # The cache follows in-place updates.
+    assert certified.shadow_of(m.W_enc, bounds, sh) is sh
+    with torch.no_grad():
+        m.W_enc.mul_(2)
+    assert certified.shadow_of(m.W_enc, bounds, sh) is not sh
+
+
+def test_not_used_where_it_cannot_serve():
+    m, x = model_and_batch(seed=8)
+    certified.set_bf16_selection("on")
+    m.eval()
+    m({s: x[s] for s in ("a", "c")})  # a subset of streams: float32 selection
+    assert m.certified_stats == (0, 0)
+    m64 = SPARC(DIMS, SPARCConfig(n_latents=64, k=4), dtype=torch.float64)
+    assert not certified.enabled_for(m64.W_enc)
+    certified.set_bf16_selection("off")
+    assert not certified.enabled_for(m.W_enc)
+    with pytest.raises(Exception, match="must be one of"):
+        certified.set_bf16_selection("fast")
+
+
+def test_stream_dots_equal_gathered_products(kernel_path):
+    g = torch.Generator().manual_seed(9)
+    W = torch.randn(50, 12, generator=g)
+    U = torch.randn(6, 12, generator=g)
+    idx = torch.randint(0, 50, (6, 7), generator=g)
+    bounds = [0, 5, 9, 12]
+    got = K.stream_dots(idx, U, W, bounds)
+    for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        want = (W[idx][..., a:b] * U[:, None, a:b]).sum(-1)
+        torch.testing.assert_close(got[s], want)
