@@ -53,8 +53,19 @@ class Train:
     dist_timeout: float = 600.0
     """Under torchrun: seconds a rank waits for the others before it stops, naming the failure (README.md, 'Scaling out')."""
 
+    kernels: Literal["auto", "fused", "pytorch"] = "auto"
+    """Sparse kernels: fused (numba, CPU float32/64), pytorch, or auto (fused where they load; docs/method.md §4.2)."""
+
+    bf16_select: Literal["auto", "on", "off"] = "auto"
+    """Choose each sample's latents through a certified bf16 encoder pass (exactly the float32 choice;
+    auto: where bf16 products are much faster, docs/method.md §4.3)."""
+
     def run(self) -> None:
+        from sparc.model import certified, kernels
         from sparc.train.distributed import Distributed, launched_by_torchrun
+
+        kernels.set_kernels(self.kernels)
+        certified.set_bf16_selection(self.bf16_select)
 
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")

@@ -6,6 +6,7 @@ import os
 import sys
 
 from sparc.errors import SparcError
+from sparc.process import keep_freed_memory
 
 
 def commands() -> dict[str, type]:
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     # buffer on a 2-core machine. PyTorch reads the variable at its first allocation,
     # which no import before this line makes (tests/test_import.py checks). Set it to 0 to opt out.
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    # And keep freed blocks in the heap, so a training loop's per-step tensors reuse
+    # memory instead of page-faulting fresh pages every step (sparc/process.py).
+    keep_freed_memory()
     try:
         import tyro
 

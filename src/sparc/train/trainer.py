@@ -39,6 +39,7 @@ from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
 from sparc.train.distributed import Distributed
 from sparc.train.metrics import MetricsLog
+from sparc.train.optim import SPARCAdam
 from sparc.train.pre_bias import init_pre_bias_
 
 CHECKPOINT_DIR = "checkpoint"
@@ -102,13 +103,14 @@ class Trainer:
         self.dist = dist
         if dist is not None:
             model.share_counters(dist.all_reduce_)
+        # Each step runs backward, the optimizer step and zero_grad(set_to_none=True): the
+        # two [L, D] gradients can live in buffers kept across steps.
+        model.use_gradient_buffers()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-            fused=all(_fused_supported(p) for p in model.parameters()),
-        )
+        # Adam with the decoder constraint in its step (fused with it on the CPU kernels).
+        self.optimizer = SPARCAdam(model, lr=cfg.lr, eps=cfg.adam_eps)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
         self.validated = 0
@@ -150,9 +152,7 @@ class Trainer:
     def _finish_step(self, out, reduced: dict[str, float] | None) -> StepOutput:
         """The decoder constraint, the optimizer step and resampling, after backward."""
         model = self.model
-        model.remove_parallel_grad_()
-        self.optimizer.step()
-        model.normalize_decoder_()
+        self.optimizer.step()  # with the decoder constraint (sparc.train.optim)
         self.optimizer.zero_grad(set_to_none=True)
         self.step_count += 1
         if (self.cfg.resample_after_samples is not None
@@ -376,11 +376,6 @@ class Trainer:
         self.step_count = int(state["step"])
         self.validated = int(state.get("validated", self.epoch))
         self.checkpoint_step = self.step_count
-
-
-def _fused_supported(p: Tensor) -> bool:
-    # Fused Adam exists for CPU and CUDA floating tensors in torch >= 2.4.
-    return p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def _detach(d: dict) -> dict:

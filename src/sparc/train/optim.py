@@ -1,0 +1,107 @@
+"""Adam with the decoder constraint, fused with the step where the kernels allow.
+
+:class:`SPARCAdam` is ``torch.optim.Adam`` (same hyperparameters, same state and
+``state_dict``, so checkpoints move between the two) whose :meth:`~SPARCAdam.step` also
+applies the decoder constraint of docs/method.md §1.7 — drop the decoder gradient's
+radial component, step, renormalise each decoder row per stream — so a training loop
+calls only ``step()``.
+
+With the fused CPU kernels (float32 weights, :mod:`sparc.model.kernels`), the model's two
+[L, D] tables are stepped by one numba pass each instead of PyTorch's several: for
+``W_dec`` projection, Adam and renormalisation read and write each row once; for
+``W_enc`` the same pass writes the bf16 copy and norms the certified selection needs
+next (docs/method.md §4.3), so the next forward does not build them. Everything else
+(the biases; any other device or dtype) goes through ``torch.optim.Adam`` itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.graph import increment_version
+
+from sparc.model import SPARC, certified
+from sparc.model import kernels as K
+
+
+class SPARCAdam(torch.optim.Adam):
+    """Adam over ``model``'s parameters, applying the decoder constraint in :meth:`step`.
+
+    Parameters
+    ----------
+    model
+        The SPARC model whose parameters are optimised (all of them, one group).
+    lr, eps, betas
+        As for ``torch.optim.Adam``.
+    """
+
+    def __init__(self, model: SPARC, *, lr: float, eps: float = 1e-8, betas=(0.9, 0.999)):
+        fused_ok = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64,
+                                                                      torch.float16, torch.bfloat16)
+                       for p in model.parameters())
+        super().__init__(model.parameters(), lr=lr, eps=eps, betas=betas, fused=fused_ok)
+        self.model = model
+
+    def _fused_tables(self) -> bool:
+        m = self.model
+        if len(self.param_groups) != 1 or self.param_groups[0].get("amsgrad") or self.param_groups[0].get(
+                "weight_decay") or self.param_groups[0].get("maximize"):
+            return False
+        return all(K.kernels_for(p.device, p.dtype) == "fused" and p.dtype == torch.float32
+                   and p.is_contiguous() for p in (m.W_enc, m.W_dec))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Project the decoder gradient, take the Adam step, renormalise the decoder."""
+        if closure is not None:
+            raise NotImplementedError("SPARCAdam.step takes no closure")
+        m = self.model
+        if not self._fused_tables():
+            m.remove_parallel_grad_()
+            super().step()
+            m.normalize_decoder_()
+            return
+        tables = [p for p in (m.W_enc, m.W_dec) if p.grad is not None]
+        saved = [(p, p.grad) for p in tables]
+        for p in tables:  # Adam itself steps the rest
+            p.grad = None
+        try:
+            super().step()
+        finally:
+            for p, g in saved:
+                p.grad = g
+        for p in tables:
+            self._step_table(p, decoder=p is m.W_dec)
+
+    def _step_table(self, p: torch.Tensor, *, decoder: bool) -> None:
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        step = float(state["step"])
+        lr = float(group["lr"])
+        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+        m = self.model
+        bounds = m._bounds()
+        f32 = np.float32
+        nb = K._load_numba()
+        S, (L, D) = len(bounds) - 1, p.shape
+        if not decoder and certified.enabled_for(p):
+            W16 = torch.empty(L, D, dtype=torch.int16)
+            wn = torch.empty(S, L, dtype=torch.float64)
+            dwn = torch.empty_like(wn)
+        else:
+            W16, wn, dwn = torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64), None
+            dwn = torch.empty(S, 0, dtype=torch.float64)
+        nb.adam_rows(p.detach().numpy(), p.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
+                     np.asarray(bounds), f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(lr / bc1),
+                     f32(bc2**0.5), f32(group["eps"]), decoder, f32(torch.finfo(p.dtype).tiny),
+                     W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
+        # Written through numpy: tell autograd (and the shadow's cache key) that p changed.
+        increment_version(p)
+        if W16.shape[0]:
+            m._shadow = certified.Shadow(certified.shadow_key(p, bounds), W16.view(torch.bfloat16), wn, dwn)

@@ -1,0 +1,93 @@
+"""SPARCAdam: torch.optim.Adam plus the decoder constraint, fused on the CPU kernels —
+the same steps as Adam with the constraint around it, the same state_dict."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparc.model import SPARC, SPARCConfig, certified
+from sparc.model import kernels as K
+from sparc.train.optim import SPARCAdam
+
+DIMS = {"a": 24, "b": 16}
+
+
+def fresh(seed=0):
+    torch.manual_seed(seed)
+    m = SPARC(DIMS, SPARCConfig(n_latents=64, k=4, auxk=4, dead_after_samples=8)).train()
+    return m
+
+
+def batches(n, B=16):
+    g = torch.Generator().manual_seed(1)
+    return [{s: F.normalize(torch.randn(B, d, generator=g), dim=1) for s, d in DIMS.items()} for _ in range(n)]
+
+
+def reference_run(steps):
+    """torch.optim.Adam with the constraint applied around it, on the PyTorch kernels."""
+    K.set_kernels("pytorch")
+    try:
+        m = fresh()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2, eps=1e-8)
+        for x in batches(steps):
+            m(x).losses.total.backward()
+            m.remove_parallel_grad_()
+            opt.step()
+            m.normalize_decoder_()
+            opt.zero_grad(set_to_none=True)
+        return m, opt
+    finally:
+        K.set_kernels("auto")
+
+
+@pytest.mark.parametrize("path", ["pytorch", "fused"])
+def test_steps_equal_adam_with_the_constraint(path):
+    ref, ref_opt = reference_run(6)
+    K.set_kernels(path)
+    try:
+        m = fresh()
+        m.use_gradient_buffers()
+        opt = SPARCAdam(m, lr=1e-2, eps=1e-8)
+        for x in batches(6):
+            m(x).losses.total.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    finally:
+        K.set_kernels("auto")
+    for (name, p), q in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opt.state[p][key], ref_opt.state[q][key], rtol=1e-4, atol=1e-9,
+                                       msg=f"{name} {key}")
+        assert float(opt.state[p]["step"]) == 6
+    # Unit decoder rows per stream after every step.
+    for col in m.cols:
+        torch.testing.assert_close(m.W_dec[:, col].norm(dim=1), torch.ones(64), rtol=1e-5, atol=1e-5)
+    # The state moves between the two optimizers.
+    plain = torch.optim.Adam(m.parameters(), lr=1e-2)
+    plain.load_state_dict(opt.state_dict())
+    again = SPARCAdam(m, lr=1e-2)
+    again.load_state_dict(ref_opt.state_dict())
+
+
+def test_fused_step_leaves_the_shadow_of_the_new_weights():
+    m = fresh()
+    certified.set_bf16_selection("on")
+    try:
+        opt = SPARCAdam(m, lr=1e-2)
+        version = m.W_enc._version
+        m(batches(1)[0]).losses.total.backward()
+        opt.step()
+        if K.kernels_for("cpu", torch.float32) != "fused":
+            pytest.skip("no fused kernels here: the optimizer leaves no shadow")
+        assert m.W_enc._version > version
+        sh = m._shadow
+        assert sh is not None and sh.key == certified.shadow_key(m.W_enc, m._bounds())
+        fresh_sh = certified.shadow_of(m.W_enc, m._bounds(), None)
+        assert torch.equal(sh.W16, fresh_sh.W16)
+        torch.testing.assert_close(sh.wn, fresh_sh.wn, rtol=1e-5, atol=0)
+        torch.testing.assert_close(sh.dwn, fresh_sh.dwn, rtol=1e-3, atol=1e-12)
+    finally:
+        certified.set_bf16_selection("auto")
