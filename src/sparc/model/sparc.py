@@ -199,7 +199,7 @@ class SPARC(nn.Module):
             raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
-        if (certified_ok and topk == "global" and len(ids) == len(self.names)
+        if (certified_ok and topk == "global" and len(ids) == len(self.names) and x_bd.shape[0] > 0
                 and certified.enabled_for(self.W_enc)):
             with torch.no_grad():
                 u_bd = (x_bd - self.b_pre).contiguous()

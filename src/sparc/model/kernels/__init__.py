@@ -219,7 +219,7 @@ def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int]) -
     out = U_bd.new_empty(len(bounds) - 1, B * m)
     start, order = nb.bucket_by_latent(_np(idx_bm.reshape(-1)), W_ld.shape[0])
     nb.stream_dots(start, order, m, _np(U_bd), _np(W_ld), torch.tensor(bounds).numpy(), _np(out))
-    return out.view(-1, B, m)
+    return out.view(len(bounds) - 1, B, m)
 
 
 # The autograd functions use the primitives above (imported last: they import this module).
