@@ -27,11 +27,11 @@ from torch import Tensor, nn
 
 from sparc.atomic import atomic_path, current_dir, write_json
 from sparc.errors import SparcError
-from sparc.model.config import SPARCConfig, TopK
 from sparc.model import certified
 from sparc.model import kernels as K
+from sparc.model.config import SPARCConfig, TopK
 from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
-from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, nmse, zero_like_loss
+from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, zero_like_loss
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -343,30 +343,40 @@ class SPARC(nn.Module):
         # gradient together once; indexing a piece per stream pair would allocate a zero
         # tensor of the whole output for each pair (most of a step with large batches).
         main_rd, aux_rd = out.split([n * B, out.shape[0] - n * B])
-        pieces = _pieces(main_rd.view(n, B, D), list(self.streams.values()), ids)
+        # Every (source, target) pair's NMSE at once: the residual of each source's decode
+        # in all columns, its squares summed per stream block by one product with a
+        # [D, n] block indicator (docs/method.md §2.1); absent streams' columns weigh 0.
         names = [self.names[i] for i in ids]
-        x = {s: x_bd[:, self.cols[i]] for s, i in zip(names, ids)}
+        blocks = self._block_indicator(ids, x_bd)
+        den_bt = (x_bd * x_bd) @ blocks                                        # [B, n] ‖x_t‖²
+        recon_abd = main_rd.view(n, B, D) + self.b_pre                          # source a → all streams
+        res_abd = recon_abd - x_bd
+        pair_at = ((res_abd * res_abd).view(n * B, D) @ blocks).view(n, B, n).div(den_bt).mean(1)
         recons: dict[str, Tensor] = {}
         cross: dict[tuple[str, str], Tensor] = {}
+        self_nmse: dict[str, Tensor] = {}
+        cross_nmse: dict[tuple[str, str], Tensor] = {}
         for a, t in enumerate(ids):
             col_t = self.cols[t]
             for b, s in enumerate(ids):
-                r = pieces[t][b] + self.b_pre[col_t]
                 if a == b:
-                    recons[self.names[t]] = r
+                    recons[self.names[t]] = recon_abd[b, :, col_t]
+                    self_nmse[self.names[t]] = pair_at[b, a]
                 else:
-                    cross[(self.names[t], self.names[s])] = r
+                    cross[(self.names[t], self.names[s])] = recon_abd[b, :, col_t]
+                    cross_nmse[(self.names[t], self.names[s])] = pair_at[b, a]
 
         auxk = {s: zero_like_loss(x_bd) for s in names}
         if aux is not None:
-            aux_pieces = _pieces(aux_rd.view(n, B, D), list(self.streams.values()), ids)
-            for a, i in enumerate(ids):
+            # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
+            # decode without gradient; also the NMSE's norm), in a's columns.
+            target_abd = x_bd - main_rd.view(n, B, D).detach()
+            aux_res = aux_rd.view(n, B, D) + self.b_pre - target_abd
+            aux_den = ((target_abd * target_abd).view(n * B, D) @ blocks).view(n, B, n)
+            aux_at = ((aux_res * aux_res).view(n * B, D) @ blocks).view(n, B, n).div(aux_den).mean(1)
+            for a, s in enumerate(names):
                 if has_dead[a]:
-                    col_i, s = self.cols[i], self.names[i]
-                    target = x[s] - recons[s].detach() + self.b_pre[col_i].detach()
-                    auxk[s] = nmse(aux_pieces[i][a] + self.b_pre[col_i], target)
-        self_nmse = {s: nmse(recons[s], x[s]) for s in names}
-        cross_nmse = {(t, s): nmse(r, x[t]) for (t, s), r in cross.items()}
+                    auxk[s] = aux_at[a, a]
         total = torch.stack(list(self_nmse.values())).mean()
         if self.cfg.auxk_coef and self.cfg.auxk:
             total = total + self.cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
@@ -374,6 +384,13 @@ class SPARC(nn.Module):
             total = total + self.cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
         codes = {s: SparseCode(idx_sbk[j], val_sbk[j], self.n_latents) for j, s in enumerate(names)}
         return ForwardOutput(codes, recons, cross, Losses(total, self_nmse, cross_nmse, auxk))
+
+    def _block_indicator(self, ids: list[int], ref: Tensor) -> Tensor:
+        """[D, len(ids)]: 1 where column c belongs to the stream ids[j], else 0."""
+        blocks = ref.new_zeros(self.W_dec.shape[1], len(ids))
+        for j, i in enumerate(ids):
+            blocks[self.cols[i], j] = 1
+        return blocks
 
     # ------------------------------------------------------------------ dead latents
 
@@ -613,13 +630,6 @@ class SPARC(nn.Module):
                     f"{tuple(t.shape)} from config.json; the files do not belong together"
                 )
         self.load_state_dict({name: state[name] for name in own})
-
-
-def _pieces(out_sbd: Tensor, dims: list[int], ids: list[int]) -> dict[int, tuple[Tensor, ...]]:
-    """``out_sbd`` [S', B, D] cut into ``{t: (piece of source 0, ...)}`` with pieces
-    [B, d_t] of the columns of the model's stream ``t``, for the streams ``ids``."""
-    blocks = out_sbd.split(dims, dim=2)
-    return {t: blocks[t].unbind(0) for t in ids}
 
 
 def _streams_of_config(meta: dict) -> dict[str, int]:

@@ -52,12 +52,12 @@ def _rows_of_entries(crow):
 @njit(cache=True, nogil=True)
 def bucket_by_latent(col, n_latents):
     """Counting sort of the entries by latent: (start [L+1], order [nnz]) with the
-    entries of latent l at ``order[start[l]:start[l+1]]`` in their original order."""
+    entries of latent lat at ``order[start[lat]:start[lat+1]]`` in their original order."""
     start = np.zeros(n_latents + 1, np.int64)
     for e in range(col.shape[0]):
         start[col[e] + 1] += 1
-    for l in range(n_latents):
-        start[l + 1] += start[l]
+    for lat in range(n_latents):
+        start[lat + 1] += start[lat]
     fill = start[:-1].copy()
     order = np.empty(col.shape[0], np.int64)
     for e in range(col.shape[0]):
@@ -132,16 +132,16 @@ def sddmm(crow, col, A, W, n_shared, G, out):
 
 @njit(**_PAR)
 def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
-    """out[l, lo[r]:hi[r]] (+)= Σ_{e: col[e] = l} val[e] · A[arow[r], lo[r]:hi[r]], r = row(e).
+    """out[lat, lo[r]:hi[r]] (+)= Σ_{e: col[e] = lat} val[e] · A[arow[r], lo[r]:hi[r]], r = row(e).
 
     Entries come bucketed by latent (:func:`bucket_by_latent`); each row of ``out`` is
     written once (zeroed first unless ``accumulate``)."""
     L = out.shape[0]
-    for l in prange(L):
-        o = out[l]
+    for lat in prange(L):
+        o = out[lat]
         if not accumulate:
             o[:] = 0
-        for t in range(start[l], start[l + 1]):
+        for t in range(start[lat], start[lat + 1]):
             e = order[t]
             v = val[e]
             if v != 0:
@@ -154,15 +154,15 @@ def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
 
 @njit(**_PAR)
 def spmm_t_sddmm(start, order, rows, val, A, W, out, gval, accumulate):
-    """The decoder's backward in one pass over the latents: ``out[l] (+)= Σ val[e]·A[row(e)]``
+    """The decoder's backward in one pass over the latents: ``out[lat] (+)= Σ val[e]·A[row(e)]``
     (:func:`spmm_t`) and ``gval[e] = W[col[e]]·A[row(e)]`` (:func:`sddmm`), each W row
     read once while its gradient row is written."""
     L, D = out.shape
-    for l in prange(L):
-        o, w = out[l], W[l]
+    for lat in prange(L):
+        o, w = out[lat], W[lat]
         if not accumulate:
             o[:] = 0
-        for t in range(start[l], start[l + 1]):
+        for t in range(start[lat], start[lat + 1]):
             e = order[t]
             v = val[e]
             a = A[rows[e]]
@@ -176,9 +176,9 @@ def spmm_t_sddmm(start, order, rows, val, A, W, out, gval, accumulate):
 @njit(**_PAR)
 def normalize_rows(W, bounds, tiny):
     """Scale each row to unit norm within every column block [bounds[i], bounds[i+1])."""
-    for l in prange(W.shape[0]):
+    for lat in prange(W.shape[0]):
         for i in range(bounds.shape[0] - 1):
-            w = W[l, bounds[i] : bounds[i + 1]]
+            w = W[lat, bounds[i] : bounds[i + 1]]
             inv = w[0] * 0 + 1 / max(math.sqrt(_dot(w, w)), tiny)  # in W's dtype
             for c in range(w.shape[0]):
                 w[c] *= inv
@@ -186,10 +186,10 @@ def normalize_rows(W, bounds, tiny):
 
 @njit(**_PAR)
 def remove_parallel(W, G, bounds):
-    """G[l] −= (W[l]·G[l]) W[l] within every column block (W's rows are unit there)."""
-    for l in prange(W.shape[0]):
+    """G[lat] −= (W[lat]·G[lat]) W[lat] within every column block (W's rows are unit there)."""
+    for lat in prange(W.shape[0]):
         for i in range(bounds.shape[0] - 1):
-            w, g = W[l, bounds[i] : bounds[i + 1]], G[l, bounds[i] : bounds[i + 1]]
+            w, g = W[lat, bounds[i] : bounds[i + 1]], G[lat, bounds[i] : bounds[i + 1]]
             d = _dot(w, g)
             for c in range(w.shape[0]):
                 g[c] -= d * w[c]
@@ -214,42 +214,42 @@ def _sq_diff(a, b):
 @njit(**_PAR)
 def bf16_shadow(W, bounds, out16, wn, dwn):
     """The bfloat16 copy of W (round to nearest even, as ``Tensor.bfloat16``) as raw
-    bits in ``out16``, and per block i and row l the norms ``wn[i, l] = ‖W[l]‖`` and
-    ``dwn[i, l] = ‖W[l] − bf16(W[l])‖`` (rounded up): one pass over W."""
+    bits in ``out16``, and per block i and row lat the norms ``wn[i, lat] = ‖W[lat]‖`` and
+    ``dwn[i, lat] = ‖W[lat] − bf16(W[lat])‖`` (rounded up): one pass over W."""
     L, D = W.shape
     bits = W.view(np.uint32)
     n_chunks = min(L, 256)
     for ch in prange(n_chunks):
         back = np.empty(D, np.uint32)
         back_f = back.view(np.float32)
-        for l in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             for c in range(D):
-                b = bits[l, c]
+                b = bits[lat, c]
                 r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-                out16[l, c] = np.uint16(r)
+                out16[lat, c] = np.uint16(r)
                 back[c] = r << np.uint32(16)
             for i in range(bounds.shape[0] - 1):
-                wi, bi = W[l, bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
+                wi, bi = W[lat, bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
                 sw = _dot(wi, wi)
                 sd = _sq_diff(wi, bi)
                 # float32 sums of d ≤ 2560 squares: relative error below 2·10⁻⁴, covered
                 # by the 1.001 (the bound must not be too small).
-                wn[i, l] = math.sqrt(sw) * 1.001
-                dwn[i, l] = math.sqrt(sd) * 1.001
+                wn[i, lat] = math.sqrt(sw) * 1.001
+                dwn[i, lat] = math.sqrt(sd) * 1.001
 
 
 @njit(**_PAR)
 def stream_dots(start, order, m, U, W, bounds, out):
-    """out[i, e] = W[l, block i] · U[e // m, block i] for the entries e of each latent l
-    (bucketed: ``order[start[l]:start[l+1]]``): each candidate latent's logit per stream,
+    """out[i, e] = W[lat, block i] · U[e // m, block i] for the entries e of each latent lat
+    (bucketed: ``order[start[lat]:start[lat+1]]``): each candidate latent's logit per stream,
     each W row read once (accumulated in W's dtype, vectorised: within the float32
     path's own round-off bound, docs/method.md §4.3)."""
     L = start.shape[0] - 1
-    for l in prange(L):
-        if start[l] == start[l + 1]:
+    for lat in prange(L):
+        if start[lat] == start[lat + 1]:
             continue
-        w = W[l]
-        for t in range(start[l], start[l + 1]):
+        w = W[lat]
+        for t in range(start[lat], start[lat + 1]):
             e = order[t]
             u = U[e // m]
             for i in range(bounds.shape[0] - 1):
@@ -281,8 +281,8 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
     for ch in prange(n_chunks):
         back = np.empty(D, np.uint32)
         back_f = back.view(np.float32)
-        for l in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
-            p, g, m, v = P[l], G[l], M[l], V[l]
+        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+            p, g, m, v = P[lat], G[lat], M[lat], V[lat]
             if decoder:
                 for i in range(S):
                     pi, gi = p[bounds[i] : bounds[i + 1]], g[bounds[i] : bounds[i + 1]]
@@ -308,11 +308,11 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
                 for c in range(D):
                     b = bits[c]
                     r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-                    W16[l, c] = np.uint16(r)
+                    W16[lat, c] = np.uint16(r)
                     back[c] = r << np.uint32(16)
                 for i in range(S):
                     pi, bi = p[bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
                     sw = _dot(pi, pi)
                     sd = _sq_diff(pi, bi)
-                    wn[i, l] = math.sqrt(sw) * 1.001
-                    dwn[i, l] = math.sqrt(sd) * 1.001
+                    wn[i, lat] = math.sqrt(sw) * 1.001
+                    dwn[i, lat] = math.sqrt(sd) * 1.001
