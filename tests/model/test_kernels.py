@@ -349,3 +349,29 @@ def test_kernel_choice_and_fallback(monkeypatch, capsys):
         K.set_kernels("fused")
     with pytest.raises(SparcError, match="must be one of"):
         K.set_kernels("fast")
+
+
+def test_rows_decoded_in_their_own_columns_and_their_gradients():
+    """An AuxK row decodes its own stream's columns only: ``lo``/``hi`` per row give
+    zeros elsewhere, and the backward (weights and values) sees those columns only."""
+    g = torch.Generator().manual_seed(8)
+    n, G, k, L, D = 2, 3, 2, 10, 7
+    idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(G)])
+    crow = torch.cat([uniform_crow(n * G, k), n * G * k + uniform_crow(n * G, 3)[1:]])
+    col = torch.cat([idx.repeat(n, 1).reshape(-1), torch.randint(0, L, (n * G * 3,), generator=g)])
+    R = 2 * n * G
+    lo = torch.tensor([0] * (n * G) + [0] * G + [4] * G)
+    hi = torch.tensor([D] * (n * G) + [4] * G + [D] * G)
+    mask = torch.stack([(torch.arange(D) >= a) & (torch.arange(D) < b) for a, b in zip(lo, hi)]).double()
+    rows = torch.repeat_interleave(torch.arange(R), crow.diff())
+    val = torch.randn(col.numel(), generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(L, D, generator=g, dtype=torch.float64, requires_grad=True)
+    out = K.DecodeSelected.apply(W, crow, col, val, (n, G), None, lo, hi)
+    dense = torch.zeros(R, L, dtype=torch.float64).index_put((rows, col), val, accumulate=True)
+    want = (dense @ W) * mask
+    assert_close(out, want.detach())
+    up = torch.randn(R, D, generator=g, dtype=torch.float64)
+    gW, gv = torch.autograd.grad((out * up).sum(), (W, val))
+    wW, wv = torch.autograd.grad((want * up).sum(), (W, val))
+    assert_close(gW, wW)
+    assert_close(gv, wv)

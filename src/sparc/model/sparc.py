@@ -337,7 +337,14 @@ class SPARC(nn.Module):
         # Under global TopK the n sources of a sample share their k latents: each
         # selected decoder row is read once for all of them.
         shared = (n, B) if self.cfg.topk == "global" else (1, 0)
-        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"))
+        lo = hi = None
+        if aux is not None:  # an AuxK code reconstructs its own stream only
+            starts = torch.tensor([self.cols[i].start for i in ids], device=x_bd.device)
+            stops = torch.tensor([self.cols[i].stop for i in ids], device=x_bd.device)
+            lo = torch.cat([torch.zeros(n * B, dtype=torch.long, device=x_bd.device), starts.repeat_interleave(B)])
+            hi = torch.cat([torch.full((n * B,), D, dtype=torch.long, device=x_bd.device),
+                            stops.repeat_interleave(B)])
+        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"), lo, hi)
         # Row block b of the first n·B rows: source b decoded into every stream's columns.
         # The pieces are cut with one split and one unbind each, whose backward puts the
         # gradient together once; indexing a piece per stream pair would allocate a zero

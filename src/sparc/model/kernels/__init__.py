@@ -15,12 +15,17 @@ decoder of all streams side by side). The primitives:
 Which implementation runs is decided once per process (:func:`kernels_for`):
 
 - ``fused`` — :mod:`.numba_cpu`, parallel numba kernels, for float32/float64 on the CPU;
-- ``pytorch`` — :mod:`.pytorch`, PyTorch ops: every other device and dtype, and the CPU
-  when numba is missing (with a one-line notice). It is also the oracle the fused
-  kernels are tested against.
+- ``triton`` — :mod:`.triton_gpu`, Triton kernels, for float32/bfloat16/float16 on a
+  CUDA GPU when Triton imports (``pip install 'sparc-sae[gpu]'``); imported only then,
+  so a CPU-only process never imports Triton;
+- ``pytorch`` — :mod:`.pytorch`, PyTorch ops: every other device and dtype, the CPU
+  when numba is missing (with a one-line notice), a GPU without Triton. It is also the
+  oracle the other kernels are tested against.
 
 ``SPARC_KERNELS=pytorch`` (or :func:`set_kernels`) forces the PyTorch path;
-``SPARC_KERNELS=fused`` makes a missing numba an error instead of a notice.
+``SPARC_KERNELS=fused`` makes a missing numba an error instead of a notice, and
+``SPARC_KERNELS=triton`` a missing Triton or GPU. With ``triton`` and Triton's
+interpreter on (``TRITON_INTERPRET=1``, for tests), CPU tensors take the Triton kernels.
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ __all__ = [
     "bf16_shadow", "stream_dots", "kernels_for", "set_kernels", "MODES",
 ]
 
-MODES = ("auto", "fused", "pytorch")
+MODES = ("auto", "fused", "pytorch", "triton")
 _mode: str | None = None
 _numba: ModuleType | None | bool = None  # None: not tried yet; False: unavailable
+_triton_mod: ModuleType | None | bool = None  # the same for the Triton kernels
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def set_kernels(mode: str) -> None:
@@ -53,6 +60,8 @@ def set_kernels(mode: str) -> None:
     global _mode
     if mode not in MODES:
         raise SparcError(f"kernels must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "triton":
+        _require_triton()
     _mode = mode
     if mode == "fused" and _load_numba() is None:
         raise SparcError(f"the fused CPU kernels cannot load ({_numba_error}); "
@@ -62,9 +71,12 @@ def set_kernels(mode: str) -> None:
 def _current_mode() -> str:
     global _mode
     if _mode is None:
-        _mode = os.environ.get("SPARC_KERNELS", "auto").strip().lower() or "auto"
-        if _mode not in MODES:
-            raise SparcError(f"SPARC_KERNELS must be one of {', '.join(MODES)}, got {_mode!r}")
+        mode = os.environ.get("SPARC_KERNELS", "auto").strip().lower() or "auto"
+        if mode not in MODES:
+            raise SparcError(f"SPARC_KERNELS must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "triton":
+            _require_triton()
+        _mode = mode
     return _mode
 
 
@@ -84,11 +96,50 @@ def _load_numba() -> ModuleType | None:
     return _numba or None
 
 
+_triton_error = ""
+
+
+def _load_triton() -> ModuleType | None:
+    global _triton_mod, _triton_error
+    if _triton_mod is None:
+        try:
+            _triton_mod = importlib.import_module("sparc.model.kernels.triton_gpu")
+        except Exception as e:  # ImportError, or Triton failing to initialise
+            _triton_mod, _triton_error = False, f"{type(e).__name__}: {e}".splitlines()[0]
+    return _triton_mod or None
+
+
+def _triton_ready(kind: str, mode: str) -> bool:
+    """Whether the Triton kernels run on device type ``kind``: a CUDA GPU, or the CPU
+    under Triton's interpreter with ``triton`` forced (for tests). The checks come before
+    the import, so a CPU-only process never imports Triton unless ``triton`` is forced."""
+    global _triton_error
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            _triton_error = "no CUDA GPU"
+            return False
+        return _load_triton() is not None
+    if kind == "cpu" and mode == "triton" and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return (mod := _load_triton()) is not None and mod.INTERPRETED
+    return False
+
+
+def _require_triton() -> None:
+    """The one-line error of a forced ``triton`` that cannot run anywhere."""
+    if not (_triton_ready("cuda", "triton") or _triton_ready("cpu", "triton")):
+        raise SparcError(f"the Triton GPU kernels are unavailable ({_triton_error or 'no CUDA GPU'}); "
+                         "they need a CUDA GPU and: pip install 'sparc-sae[gpu]'")
+
+
 def kernels_for(device: torch.device | str, dtype: torch.dtype) -> str:
-    """``"fused"`` or ``"pytorch"``: the kernels that run for weights on ``device`` of
-    ``dtype`` (CPU float32/float64 get the fused kernels when they load)."""
+    """``"fused"``, ``"triton"`` or ``"pytorch"``: the kernels that run for weights on
+    ``device`` of ``dtype`` (CPU float32/float64 get the fused kernels when they load,
+    CUDA float32/bfloat16/float16 the Triton kernels when Triton imports)."""
     mode = _current_mode()
-    if mode == "pytorch" or torch.device(device).type != "cpu" or dtype not in (torch.float32, torch.float64):
+    kind = torch.device(device).type
+    if mode != "pytorch" and dtype in _TRITON_DTYPES and _triton_ready(kind, mode):
+        return "triton"
+    if mode == "pytorch" or kind != "cpu" or dtype not in (torch.float32, torch.float64):
         return "pytorch"
     if _load_numba() is None:
         if mode == "fused":
@@ -109,24 +160,55 @@ def _fused(*tensors: Tensor) -> ModuleType | None:
     return _load_numba()
 
 
+def _triton(*tensors: Tensor) -> ModuleType | None:
+    """The Triton module when every tensor suits it (one device, one float dtype)."""
+    W = tensors[0]
+    if kernels_for(W.device, W.dtype) != "triton":
+        return None
+    if any(t.device != W.device for t in tensors) or any(
+            t.dtype != W.dtype or t.requires_grad and torch.is_grad_enabled() for t in tensors if t.is_floating_point()):
+        return None
+    return _load_triton()
+
+
 def _np(t: Tensor):
     return t.detach().numpy()
 
 
-def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0)) -> Tensor:
+def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0),
+         lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
     """[R, D]: each row's code decoded through the weight table. ``shared = (n, G)``: the
     first n·G rows are n blocks of G rows with the same latents block to block (the
-    streams of a sample under global TopK), so each weight row is read once for them."""
+    streams of a sample under global TopK), so each weight row is read once for them.
+    ``lo``/``hi`` [R]: row r is decoded in its columns ``lo[r]:hi[r]`` only, 0 elsewhere
+    (an AuxK code serves its own stream; shared rows are always decoded in full)."""
     nb = _fused(W_ld, val)
     if nb is None or col.numel() == 0:
-        return _pt.spmm(crow, col, val, W_ld)
-    out = W_ld.new_empty(crow.numel() - 1, W_ld.shape[1])
-    nb.spmm(_np(crow), _np(col), _np(val), _np(W_ld), shared[0], shared[1], _np(out))
+        out = _pt.spmm(crow, col, val, W_ld)
+        return out if lo is None else out * _row_mask(lo, hi, out.shape[1], out.dtype)
+    R, D = crow.numel() - 1, W_ld.shape[1]
+    lo, hi = _full_rows(R, D, lo, hi)
+    out = W_ld.new_empty(R, D)
+    nb.spmm(_np(crow), _np(col), _np(val), _np(W_ld), shared[0], shared[1], _np(lo), _np(hi), _np(out))
     return out
+
+
+def _full_rows(R: int, D: int, lo: Tensor | None, hi: Tensor | None) -> tuple[Tensor, Tensor]:
+    if lo is None:
+        return torch.zeros(R, dtype=torch.int64), torch.full((R,), D, dtype=torch.int64)
+    return lo, hi
+
+
+def _row_mask(lo: Tensor, hi: Tensor, D: int, dtype: torch.dtype) -> Tensor:
+    """[R, D]: 1 in each row's columns ``lo[r]:hi[r]``, else 0."""
+    c = torch.arange(D, device=lo.device)
+    return ((c >= lo[:, None]) & (c < hi[:, None])).to(dtype)
 
 
 def sddmm(crow: Tensor, col: Tensor, A_rd: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0)) -> Tensor:
     """[nnz]: dot product of each entry's weight row with its row of ``A``."""
+    if (tg := _triton(W_ld, A_rd)) is not None:
+        return tg.sddmm(crow, col, A_rd, W_ld)
     nb = _fused(W_ld, A_rd)
     if nb is None or col.numel() == 0:
         return _pt.sddmm(crow, col, A_rd, W_ld)
@@ -141,6 +223,8 @@ def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int,
     """[L, D]: the transpose product (a weight table's gradient). Row r of the code reads
     ``A[arow[r], lo[r]:hi[r]]`` (default ``A[r]``, all columns). With ``out``, the result
     is written there (added to it with ``accumulate``) and ``out`` is returned."""
+    if (tg := _triton(A_rd, val) if out is None else _triton(out, A_rd, val)) is not None:
+        return tg.spmm_t(crow, col, val, A_rd, n_latents, arow=arow, lo=lo, hi=hi, out=out, accumulate=accumulate)
     nb = _fused(A_rd, val) if out is None else _fused(out, A_rd, val)
     if nb is None:
         res = _pt.spmm_t(crow, col, val, A_rd, n_latents, arow, lo, hi)
@@ -162,19 +246,25 @@ def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int,
 
 def spmm_t_sddmm(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, *,
                  out: Tensor | None = None, accumulate: bool = False,
-                 shared: tuple[int, int] = (1, 0)) -> tuple[Tensor, Tensor]:
+                 shared: tuple[int, int] = (1, 0), lo: Tensor | None = None,
+                 hi: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(spmm_t(crow, col, val, A, L), sddmm(crow, col, A, W))``: the gradients of a
-    decode's weight table and values. Fused, in one pass over the latents."""
+    decode's weight table and values, row r in its columns ``lo[r]:hi[r]`` (as decoded
+    by :func:`spmm`). Fused, in one pass over the latents."""
     nb = _fused(W_ld.detach(), A_rd, val) if out is None else _fused(out, W_ld.detach(), A_rd, val)
     if nb is None or col.numel() == 0:
+        if lo is not None:
+            A_rd = A_rd * _row_mask(lo, hi, A_rd.shape[1], A_rd.dtype)
         return (spmm_t(crow, col, val, A_rd, W_ld.shape[0], out=out, accumulate=accumulate),
                 sddmm(crow, col, A_rd, W_ld, shared=shared))
     if out is None:
         out, accumulate = A_rd.new_empty(W_ld.shape), False
+    R = crow.numel() - 1
+    lo, hi = _full_rows(R, W_ld.shape[1], lo, hi)
     gval = A_rd.new_empty(col.numel())
     start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
     nb.spmm_t_sddmm(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(W_ld),
-                    _np(out), _np(gval), accumulate)
+                    _np(lo), _np(hi), _np(out), _np(gval), accumulate)
     return out, gval
 
 

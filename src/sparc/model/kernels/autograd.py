@@ -93,14 +93,15 @@ class DecodeSelected(torch.autograd.Function):
 
     Arguments: ``W_ld`` [L, D], ``crow`` [R + 1], ``col`` [nnz], ``val`` [nnz],
     ``shared`` ((n, G): rows with the same latents, see :func:`sparc.model.kernels.spmm`),
-    ``grad_buf`` (None or a persistent buffer for W's gradient).
+    ``grad_buf`` (None or a persistent buffer for W's gradient), ``lo``/``hi`` (None, or
+    [R]: row r decoded in its columns ``lo[r]:hi[r]`` only).
     """
 
     @staticmethod
-    def forward(ctx, W_ld, crow, col, val, shared=(1, 0), grad_buf=None):
+    def forward(ctx, W_ld, crow, col, val, shared=(1, 0), grad_buf=None, lo=None, hi=None):
         ctx.save_for_backward(W_ld, crow, col, val)
-        ctx.W, ctx.shared, ctx.grad_buf = W_ld, shared, grad_buf
-        return K.spmm(crow, col, val, W_ld, shared=shared)
+        ctx.W, ctx.shared, ctx.grad_buf, ctx.lo, ctx.hi = W_ld, shared, grad_buf, lo, hi
+        return K.spmm(crow, col, val, W_ld, shared=shared, lo=lo, hi=hi)
 
     @staticmethod
     def backward(ctx, grad_rd):
@@ -108,18 +109,19 @@ class DecodeSelected(torch.autograd.Function):
         grad_W = grad_val = None
         grad_rd = grad_rd.contiguous()
         if ctx.needs_input_grad[0] and ctx.needs_input_grad[3]:
-            # Both: one pass over the latents (fused kernels).
-            W, buf = ctx.W, ctx.grad_buf
+            # Both: one pass over the latents (fused kernels), in each row's columns.
+            W, buf, rows = ctx.W, ctx.grad_buf, dict(shared=ctx.shared, lo=ctx.lo, hi=ctx.hi)
             if buf is None:
-                grad_W, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, shared=ctx.shared)
+                grad_W, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, **rows)
             elif W.grad is None:
-                W.grad, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=buf, shared=ctx.shared)
+                W.grad, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=buf, **rows)
             else:
-                _, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=W.grad, accumulate=True,
-                                             shared=ctx.shared)
-            return grad_W, None, None, grad_val, None, None
+                _, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=W.grad, accumulate=True, **rows)
+            return grad_W, None, None, grad_val, None, None, None, None
+        if ctx.lo is not None:  # the columns a row was not decoded in take no gradient
+            grad_rd = grad_rd * K._row_mask(ctx.lo, ctx.hi, grad_rd.shape[1], grad_rd.dtype)
         if ctx.needs_input_grad[0]:
             grad_W = _weight_grad(ctx.W, ctx.grad_buf, crow, col, val, grad_rd, W_ld.shape[0])
         if ctx.needs_input_grad[3]:
             grad_val = K.sddmm(crow, col, grad_rd, W_ld, shared=ctx.shared)
-        return grad_W, None, None, grad_val, None, None
+        return grad_W, None, None, grad_val, None, None, None, None

@@ -67,13 +67,13 @@ def bucket_by_latent(col, n_latents):
 
 
 @njit(**_PAR)
-def spmm(crow, col, val, W, n_shared, G, out):
-    """out[r] = Σ_{e in row r} val[e] · W[col[e]].
+def spmm(crow, col, val, W, n_shared, G, lo, hi, out):
+    """out[r, lo[r]:hi[r]] = Σ_{e in row r} val[e] · W[col[e], lo[r]:hi[r]], 0 elsewhere.
 
     The first ``n_shared · G`` rows (G = the shared group size, ``n_shared`` blocks of G
     rows) have identical columns block to block: row s·G + g has the latents of row g.
-    They are decoded together, each W row read once for the n_shared rows. ``G = 0``:
-    no rows shared."""
+    They are decoded together, each W row read once for the n_shared rows, in all
+    columns. ``G = 0``: no rows shared."""
     R = crow.shape[0] - 1
     D = W.shape[1]
     n_units = G + (R - n_shared * G)
@@ -92,13 +92,13 @@ def spmm(crow, col, val, W, n_shared, G, out):
                             o[c] += v * w[c]
         else:
             r = n_shared * G + (u - G)
-            o = out[r]
-            o[:] = 0
+            out[r, :] = 0
+            o = out[r, lo[r] : hi[r]]
             for e in range(crow[r], crow[r + 1]):
                 v = val[e]
                 if v != 0:
-                    w = W[col[e]]
-                    for c in range(D):
+                    w = W[col[e], lo[r] : hi[r]]
+                    for c in range(o.shape[0]):
                         o[c] += v * w[c]
 
 
@@ -153,21 +153,21 @@ def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
 
 
 @njit(**_PAR)
-def spmm_t_sddmm(start, order, rows, val, A, W, out, gval, accumulate):
+def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
     """The decoder's backward in one pass over the latents: ``out[lat] (+)= Σ val[e]·A[row(e)]``
-    (:func:`spmm_t`) and ``gval[e] = W[col[e]]·A[row(e)]`` (:func:`sddmm`), each W row
-    read once while its gradient row is written."""
-    L, D = out.shape
+    (:func:`spmm_t`) and ``gval[e] = W[col[e]]·A[row(e)]`` (:func:`sddmm`), row r in its
+    columns ``lo[r]:hi[r]``; each W row read once while its gradient row is written."""
+    L = out.shape[0]
     for lat in prange(L):
-        o, w = out[lat], W[lat]
         if not accumulate:
-            o[:] = 0
+            out[lat, :] = 0
         for t in range(start[lat], start[lat + 1]):
             e = order[t]
             v = val[e]
-            a = A[rows[e]]
+            r = rows[e]
+            a, w, o = A[r, lo[r] : hi[r]], W[lat, lo[r] : hi[r]], out[lat, lo[r] : hi[r]]
             acc = w[0] * 0
-            for c in range(D):
+            for c in range(a.shape[0]):
                 acc += w[c] * a[c]
                 o[c] += v * a[c]
             gval[e] = acc
