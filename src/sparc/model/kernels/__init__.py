@@ -182,6 +182,8 @@ def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[
     streams of a sample under global TopK), so each weight row is read once for them.
     ``lo``/``hi`` [R]: row r is decoded in its columns ``lo[r]:hi[r]`` only, 0 elsewhere
     (an AuxK code serves its own stream; shared rows are always decoded in full)."""
+    if (tg := _triton(W_ld, val)) is not None:
+        return tg.spmm(crow, col, val, W_ld, shared=shared, lo=lo, hi=hi)
     nb = _fused(W_ld, val)
     if nb is None or col.numel() == 0:
         out = _pt.spmm(crow, col, val, W_ld)
@@ -251,6 +253,8 @@ def spmm_t_sddmm(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Ten
     """``(spmm_t(crow, col, val, A, L), sddmm(crow, col, A, W))``: the gradients of a
     decode's weight table and values, row r in its columns ``lo[r]:hi[r]`` (as decoded
     by :func:`spmm`). Fused, in one pass over the latents."""
+    if (tg := _triton(W_ld.detach(), A_rd, val) if out is None else _triton(out, W_ld.detach(), A_rd, val)) is not None:
+        return tg.spmm_t_sddmm(crow, col, val, A_rd, W_ld.detach(), out=out, accumulate=accumulate, lo=lo, hi=hi)
     nb = _fused(W_ld.detach(), A_rd, val) if out is None else _fused(out, W_ld.detach(), A_rd, val)
     if nb is None or col.numel() == 0:
         if lo is not None:
