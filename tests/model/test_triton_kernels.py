@@ -2,11 +2,13 @@
 (the oracle), and the dispatch that chooses them.
 
 The kernel tests run on a CUDA GPU when there is one. Without one, when Triton is
-installed, they run under Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``,
-set for this module before the kernels are imported): the same kernel code, executed
-through numpy, so the indexing, masking and accumulation are checked here too (not the
-compiled code, its speed, or GPU-only behaviour). Without Triton they skip. The
-dispatch tests and the no-import test run everywhere.
+installed, :func:`test_kernels_under_the_interpreter` runs them again in a fresh process
+under Triton's interpreter (``TRITON_INTERPRET=1``), on CPU tensors: the same kernel
+code, executed through numpy, so the indexing, masking and accumulation are checked
+here too — not the compiled code's speed or GPU-only behaviour. (The interpreter must
+be on before Triton is first imported, which a shared test process cannot promise.)
+:func:`test_kernels_compile_for_a_gpu` compiles every kernel variant for sm_90 without a
+GPU. Without Triton these skip; the dispatch tests and the no-import test run everywhere.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from sparc.model.kernels import uniform_crow
 
 from ._util import assert_close, make_inputs, make_model
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+HAS_TRITON = importlib.util.find_spec("triton") is not None  # finds, does not import
+INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NO_TRITON = "Triton is not installed (pip install 'sparc-sae[gpu]'): no Triton kernels to test"
+NO_GPU = ("no CUDA GPU: the kernel tests run under Triton's interpreter in a fresh process "
+          "(test_kernels_under_the_interpreter)")
 
 TOL = {
     torch.float64: dict(atol=1e-12, rtol=1e-12),
@@ -47,17 +52,12 @@ def tg():
     """The Triton kernel module: compiled on a GPU, interpreted on the CPU."""
     if not HAS_TRITON:
         pytest.skip(NO_TRITON)
-    mp = pytest.MonkeyPatch()
-    if DEVICE == "cpu":
-        # The interpreter is chosen when the kernels are decorated (at import), and
-        # Triton reads the variable again while running them: it stays set meanwhile.
-        mp.setenv("TRITON_INTERPRET", "1")
+    if DEVICE == "cpu" and not INTERPRETER:
+        pytest.skip(NO_GPU)
     mod = importlib.import_module("sparc.model.kernels.triton_gpu")
     if DEVICE == "cpu" and not mod.INTERPRETED:
-        mp.undo()
-        pytest.skip("the Triton kernels were imported without the interpreter in this process; no GPU to run them")
-    yield mod
-    mp.undo()
+        pytest.skip("Triton was imported before TRITON_INTERPRET was set in this process")
+    return mod
 
 
 @pytest.fixture
@@ -202,6 +202,85 @@ def test_cuda_tensors_get_triton_in_auto():
     for dtype in DTYPES:
         assert K.kernels_for("cuda", dtype) == "triton"
     assert K.kernels_for("cuda", torch.float64) == "pytorch"
+
+
+# ---------------------------------------------------------------------------- compiled for a GPU (no GPU needed)
+
+_COMPILE = textwrap.dedent("""
+    import importlib.util
+    import itertools
+    import sys
+    import torch
+    import triton
+    if importlib.util.find_spec("triton.backends.nvidia") is None:
+        print("no NVIDIA backend")
+        sys.exit(0)
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from sparc.model.kernels import triton_gpu as tg
+
+    assert not tg.INTERPRETED
+    TY = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+
+    seen = set()
+
+    def build(kernel, ptrs, ints, meta, dtype):
+        key = (kernel.__name__, dtype, tuple(sorted((k, str(v)) for k, v in meta.items())))
+        if key in seen:  # the same compiled variant
+            return
+        seen.add(key)
+        meta = dict(meta)
+        warps = meta.pop("num_warps")
+        sig = {name: ("*" + (TY[dtype] if t == "T" else t)) for name, t in ptrs.items()}
+        sig.update({name: "i32" for name in ints})
+        sig.update({name: "constexpr" for name in meta})
+        k = triton.compile(ASTSource(kernel, sig, meta), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": warps})
+        assert k.asm.get("cubin"), "no cubin"
+
+    for dtype, D, n_shared, ranged in itertools.product(TY, (7, 300, 2560), (1, 2, 3, 4), (False, True)):
+        build(tg._decode_kernel, dict(crow="i64", col="i64", val="T", W="T", out="T", lo="i64", hi="i64"),
+              ("n_shared", "G", "D", "stride_wl", "stride_wd", "stride_or", "stride_od"),
+              tg.decode_meta(dtype, D, n_shared, ranged), dtype)
+    # spmm_t (ranged or not, into a buffer or not), sddmm, spmm_t_sddmm (ranged or not)
+    flags = [(True, False, r, a) for r in (False, True) for a in (False, True)] + [(False, True, False, False)]
+    flags += [(True, True, r, a) for r in (False, True) for a in (False, True)]
+    for dtype, D, (grad, dots, ranged, acc) in itertools.product(TY, (7, 300), flags):
+        dots_ty = "fp64" if dtype == torch.float64 else "fp32"
+        build(tg._latent_kernel, dict(hot="i64", start="i64", order="i64", rows="i64", val="T", A="T", W="T",
+                                      out="T", dots=dots_ty, arow="i64", lo="i64", hi="i64"),
+              ("D", "n_split", "stride_ar", "stride_ad", "stride_wl", "stride_wd", "stride_ol", "stride_od"),
+              tg.latent_meta(dtype, D, grad=grad, dots=dots, ranged=ranged, accumulate=acc), dtype)
+    print(len(seen))
+""")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason=NO_TRITON)
+@pytest.mark.skipif(DEVICE == "cuda" or INTERPRETER, reason="the kernel tests run right here")
+def test_kernels_under_the_interpreter():
+    """Every kernel test of this module, in a fresh process under Triton's interpreter."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    here = os.path.dirname(os.path.abspath(__file__))
+    res = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-p", "no:cacheprovider",
+                          "-k", "not under_the_interpreter and not compile_for and not never_imports and not cuda_tensors"],
+                         cwd=os.path.dirname(os.path.dirname(here)), env=env, capture_output=True, text=True,
+                         timeout=1800)
+    summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    assert res.returncode == 0 and " passed" in summary and "skipped" not in summary, res.stdout[-6000:]
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason=NO_TRITON)
+def test_kernels_compile_for_a_gpu():
+    """Every variant the wrappers can launch (dtypes, shared-row counts, column ranges,
+    the latent kernel's modes) compiles to a cubin for sm_90 — Triton's compiler and
+    ptxas need no GPU, so this checks here what the interpreter cannot: that the kernels
+    are valid compiled Triton."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=900)
+    if res.stdout.strip() == "no NVIDIA backend":
+        pytest.skip("this Triton has no NVIDIA backend")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert int(res.stdout.split()[-1]) >= 4 * 3 * 2 + 4 * 9  # dtypes × S × ranges; dtypes × latent modes
 
 
 # ---------------------------------------------------------------------------- kernels against the oracle

@@ -61,12 +61,28 @@ def _acc(dtype: torch.dtype):
     return _ACC.get(dtype, tl.float32)
 
 
-def _block_d(D: int, cap: int = 256) -> int:
+def _block_d(D: int, cap: int) -> int:
     return max(16, min(cap, triton.next_power_of_2(max(D, 1))))
 
 
 def _warps(tile: int) -> int:
     return max(1, min(8, tile // 256))
+
+
+def decode_meta(dtype: torch.dtype, D: int, n_shared: int, ranged: bool) -> dict:
+    """The compile-time parameters of :func:`_decode_kernel` for a launch."""
+    S, block_d = triton.next_power_of_2(n_shared), _block_d(D, 256)
+    J = max(1, min(16, _TILE // (S * block_d)))
+    return dict(ACC=_acc(dtype), S=S, J=J, BLOCK_D=block_d, RANGED=ranged, num_warps=_warps(S * J * block_d))
+
+
+def latent_meta(dtype: torch.dtype, D: int, *, grad: bool, dots: bool, ranged: bool, accumulate: bool) -> dict:
+    """The compile-time parameters of :func:`_latent_kernel` for a launch (``dots``:
+    narrower column blocks, as one program walks all of them)."""
+    block_d = _block_d(D, 128 if dots else 256)
+    J = max(1, min(32, _TILE // block_d))
+    return dict(ACC=_acc(dtype), J=J, BLOCK_D=block_d, GRAD=grad, DOTS=dots, RANGED=ranged,
+                ACCUMULATE=accumulate, WRITE_EMPTY=grad and not accumulate, num_warps=_warps(J * block_d))
 
 
 # ---------------------------------------------------------------------- decode (spmm)
@@ -130,15 +146,12 @@ def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[
     n_units = G + R - n_shared * G
     if n_units == 0 or D == 0 or col.numel() == 0:  # no launch: empty tensors may have no address
         return out.zero_()
-    S = triton.next_power_of_2(n_shared)
-    block_d = _block_d(D)
-    J = max(1, min(16, _TILE // (S * block_d)))
     ranged = lo is not None
-    _decode_kernel[(n_units, triton.cdiv(D, block_d))](
+    meta = decode_meta(W_ld.dtype, D, n_shared, ranged)
+    _decode_kernel[(n_units, triton.cdiv(D, meta["BLOCK_D"]))](
         crow.contiguous(), col.contiguous(), val.contiguous(), W_ld, out,
         lo.contiguous() if ranged else crow, hi.contiguous() if ranged else crow, n_shared, G, D,
-        W_ld.stride(0), W_ld.stride(1), out.stride(0), out.stride(1),
-        ACC=_acc(W_ld.dtype), S=S, J=J, BLOCK_D=block_d, RANGED=ranged, num_warps=_warps(S * J * block_d))
+        W_ld.stride(0), W_ld.stride(1), out.stride(0), out.stride(1), **meta)
     return out
 
 
@@ -239,19 +252,16 @@ def _latent_pass(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents
         # Partial dots are summed across column blocks in the accumulator's precision.
         dots = torch.zeros(nnz, dtype=torch.float64 if A_rd.dtype == torch.float64 else torch.float32,
                            device=A_rd.device)
-    block_d = _block_d(D, 128 if W_ld is not None else 256)
-    J = max(1, min(32, _TILE // block_d))
-    n_split = 1 if W_ld is not None else triton.cdiv(D, block_d)
+    meta = latent_meta(A_rd.dtype, D, grad=out is not None, dots=W_ld is not None, ranged=ranged,
+                       accumulate=accumulate)
+    n_split = 1 if W_ld is not None else triton.cdiv(D, meta["BLOCK_D"])
     dummy = A_rd  # stands for the pointers a constexpr branch never reads
     _latent_kernel[(n_latents, n_split)](
         hot, start, order, rows, dummy if out is None else val.contiguous(), A_rd,
         dummy if W_ld is None else W_ld, dummy if out is None else out, dummy if dots is None else dots,
         arow if ranged else col, lo if ranged else col, hi if ranged else col, D, n_split,
         A_rd.stride(0), A_rd.stride(1),
-        *(W_ld.stride() if W_ld is not None else (0, 0)), *(out.stride() if out is not None else (0, 0)),
-        ACC=_acc(A_rd.dtype), J=J, BLOCK_D=block_d, GRAD=out is not None, DOTS=W_ld is not None,
-        RANGED=ranged, ACCUMULATE=accumulate, WRITE_EMPTY=out is not None and not accumulate,
-        num_warps=_warps(J * block_d))
+        *(W_ld.stride() if W_ld is not None else (0, 0)), *(out.stride() if out is not None else (0, 0)), **meta)
     return None if dots is None else dots.to(A_rd.dtype)
 
 
