@@ -13,12 +13,16 @@ Two kernels do all the work:
   shared rows) and one block of columns, and sums its weight rows, a few entries per
   load so that several gathers are in flight. Under global TopK, rows ``s·G + g`` carry
   the latents of row g: the program for g reads each selected weight row once and
-  accumulates the n_shared rows side by side (a [S, J, D] tile).
+  accumulates the n_shared rows side by side (a [S, J, D] tile). With per-row column
+  ranges (``lo``/``hi``: an AuxK row decodes its own stream), a row's other columns are
+  zero and the weight columns no row of the program needs are not read.
 - :func:`_latent_kernel` — ``spmm_t``, ``sddmm`` and the fused ``spmm_t_sddmm``,
   latent-major: the entries are sorted by latent (a stable ``argsort`` plus
   ``searchsorted`` for the bucket starts), and the program for latent l gathers the
   rows of ``A`` its entries point at. It writes gradient row l exactly once and, reading
-  ``W[l]`` once, every ``W[l] · A[row(e)]`` of its entries.
+  ``W[l]`` once, every ``W[l] · A[row(e)]`` of its entries. Row r may read
+  ``A[arow[r], lo[r]:hi[r]]`` only (the encoder gradient: each stream its own columns;
+  the decoder's AuxK rows), the other columns of ``A`` not being read.
 
 Why sort by latent rather than ``atomic_add`` over the entries (the other classic way
 to do ``spmm_t``): each output row is written by one program, so
