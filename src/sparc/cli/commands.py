@@ -53,8 +53,8 @@ class Train:
     dist_timeout: float = 600.0
     """Under torchrun: seconds a rank waits for the others before it stops, naming the failure (README.md, 'Scaling out')."""
 
-    kernels: Literal["auto", "fused", "pytorch"] = "auto"
-    """Sparse kernels: fused (numba, CPU float32/64), pytorch, or auto (fused where they load; docs/method.md §4.2)."""
+    kernels: Literal["auto", "fused", "triton", "pytorch"] = "auto"
+    """Sparse kernels: fused (numba, CPU float32/64), triton (CUDA), pytorch, or auto (the fast ones where they load; docs/method.md §4.2)."""
 
     bf16_select: Literal["auto", "on", "off"] = "auto"
     """Choose each sample's latents through a certified bf16 encoder pass (exactly the float32 choice;

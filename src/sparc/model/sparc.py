@@ -521,7 +521,7 @@ class SPARC(nn.Module):
     def use_gradient_buffers(self, on: bool = True) -> None:
         """Write the gradients of ``W_enc`` and ``W_dec`` (the two [L, D] tables) into
         buffers kept across steps, which become their ``.grad``, instead of allocating
-        them afresh at every backward (docs/method.md §4; with the fused kernels only).
+        them afresh at every backward (docs/method.md §4.2; with the fused or Triton kernels).
 
         For loops of ``loss.backward()``, optimizer step, ``zero_grad(set_to_none=True)``
         (the trainer's): a ``.grad`` held past the next backward is overwritten, and
@@ -534,7 +534,7 @@ class SPARC(nn.Module):
         if self._grad_buffers is None or not self.training:
             return None
         p = getattr(self, name)
-        if K.kernels_for(p.device, p.dtype) != "fused":
+        if K.kernels_for(p.device, p.dtype) not in ("fused", "triton"):
             return None
         buf = self._grad_buffers.get(name)
         if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
