@@ -6,7 +6,7 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
 
 1. ``z̃ = bf16(u) · bf16(W_enc)ᵀ`` (float32 accumulation, one rounding to bf16), plus the
    summed latent biases; its top ``k + m`` latents are the *candidates*.
-2. The candidates' per-stream logits are recomputed in high precision
+2. The candidates' per-stream logits are recomputed in float32 from the float32 weights
    (:func:`sparc.model.kernels.stream_dots`), and the top k of their sums chosen.
 3. A per-row certificate from a rounding-error bound of the bf16 product proves that no
    latent outside the candidates can beat the k-th chosen one. For every latent l,
@@ -16,9 +16,11 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
        z_l ≤ out_l + 2⁻⁸|out_l| + Σ_s (‖ũ_s‖ (‖ΔW_ls‖ + γ ‖W̃_ls‖) + ‖Δu_s‖ ‖W_ls‖) + b_l
 
    (Cauchy–Schwarz per block; ``γ`` bounds the float32 accumulation over D terms, 2⁻⁸ the
-   output's rounding to bf16). The row is certified when the largest such bound over
-   the non-candidates lies below the k-th chosen sum by more than the float32 path's
-   own round-off. Rows that cannot be certified are recomputed in float32 in full.
+   output's rounding to bf16). Over the non-candidates this is at most the candidates'
+   least ``z̃`` plus 2⁻⁸·max|out| plus the error term with each stream's largest row
+   norms. The row is certified when that lies below the k-th chosen sum by more than
+   the float32 path's own round-off. Rows that cannot be certified are recomputed in
+   float32 in full.
 
 The result — indices, values, hence losses and gradients — is the float32 model's:
 indices equal wherever float32 itself separates the k-th and (k+1)-th latent (a closer
