@@ -333,13 +333,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def named_values(items: tuple[str, ...] | list[str], form: str) -> dict[str, str]:
-    """``--stream`` items ``NAME=VALUE`` → {name: value}, in order, names unique."""
+def named_values(items: tuple[str, ...] | list[str], form: str, flag: str = "--stream") -> dict[str, str]:
+    """``flag`` items ``NAME=VALUE`` → {name: value}, in order, names unique."""
     out: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            raise SparcError(f"--stream expects {form}, got {item!r}")
+            raise SparcError(f"{flag} expects {form}, got {item!r}")
         if name in out:
             raise SparcError(f"stream {name!r} given twice")
         out[name] = value
@@ -355,3 +355,12 @@ def json_options(options: Any, keys: Any = None) -> dict[str, Any]:
         value = getattr(options, f.name)
         out[f.name] = os.fspath(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
     return out
+
+
+def env_choice(var: str, choices: tuple[str, ...], default: str = "auto") -> str:
+    """The value of environment variable ``var`` (``default`` when unset or empty), one of
+    ``choices``, or a one-line error."""
+    value = os.environ.get(var, default).strip().lower() or default
+    if value not in choices:
+        raise SparcError(f"{var} must be one of {', '.join(choices)}, got {value!r}")
+    return value

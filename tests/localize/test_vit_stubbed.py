@@ -10,23 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from sparc.errors import SparcError
-from sparc.extract.backbones._common import require
+from tests.extract.backbones.oc_timm_checks import importable
 from tests.localize import vit_stubbed
 
 HERE = Path(__file__).parent
 
 
-def _problem(module: str, extra: str, pip: str) -> str | None:
-    try:
-        require(module, extra=extra, pip=pip)
-    except SparcError as e:
-        return str(e)
-    return None
-
-
 def test_open_clip_and_timm_vits():
-    problems = {m: _problem(m, e, p) for m, e, p in [("open_clip", "open-clip", "open_clip_torch"),
+    problems = {m: importable(m, e, p) for m, e, p in [("open_clip", "open-clip", "open_clip_torch"),
                                                       ("timm", "timm", "timm")]}
     if all(p is None for p in problems.values()):
         for name in vit_stubbed.CHECKS:

@@ -14,6 +14,7 @@ from sparc.errors import SparcError
 from sparc.explore.explorer import check_store_belongs, trained_store
 from sparc.explore.sources import backbone_for, encode_with, stream_modality
 from sparc.model import SPARC
+from sparc.options import named_values
 
 
 @dataclass
@@ -76,15 +77,7 @@ def backbone_specs(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``--backbone`` items ``STREAM=FAMILY[:key=value,...]`` → {stream: spec}: backbones to
     build instead of reading their options from the store (e.g. a model folder, which the
     fingerprint names only by its folder name); still checked against the fingerprint."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise SparcError(f"--backbone expects STREAM=FAMILY[:key=value,...], got {item!r}")
-        if name in out:
-            raise SparcError(f"--backbone gives stream {name!r} twice")
-        out[name] = value
-    return out
+    return named_values(items, "STREAM=FAMILY[:key=value,...]", flag="--backbone")
 
 
 def image_streams(model: SPARC, store: FeatureStore) -> list[str]:

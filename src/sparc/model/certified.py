@@ -31,8 +31,8 @@ checks this, near-ties included.
 from __future__ import annotations
 
 import functools
-import os
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -40,6 +40,7 @@ from torch import Tensor
 
 from sparc.errors import SparcError
 from sparc.model import kernels as K
+from sparc.options import env_choice
 
 BF16_UNIT = 2.0**-8
 """Unit roundoff of bfloat16 (8 significant bits, round to nearest)."""
@@ -61,10 +62,7 @@ def set_bf16_selection(mode: str) -> None:
 def _current_mode() -> str:
     global _mode
     if _mode is None:
-        m = os.environ.get("SPARC_BF16_SELECT", "auto").strip().lower() or "auto"
-        if m not in MODES:
-            raise SparcError(f"SPARC_BF16_SELECT must be one of {', '.join(MODES)}, got {m!r}")
-        _mode = m
+        _mode = env_choice("SPARC_BF16_SELECT", MODES)
     return _mode
 
 
@@ -84,7 +82,7 @@ def _bf16_fast(device_type: str) -> bool:
     if device_type != "cpu":
         return False
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         flags = ""
     if "avx512_bf16" not in flags and "amx_bf16" not in flags:

@@ -82,6 +82,13 @@ class SPARC(nn.Module):
         self.register_buffer(
             "samples_since_fired", torch.zeros(S, L, dtype=torch.int64, device=device)
         )
+        # The certified bf16 selection's state (docs/method.md §4.3), not saved:
+        self._n_extra = cfg.k
+        """Extra candidates beyond k (widened when too many rows fail their certificate)."""
+        self._shadow: certified.Shadow | None = None
+        """The bf16 copy of W_enc, when the optimizer's step made it."""
+        self.certified_stats = (0, 0)
+        """(rows certified, rows chosen) by the certified selection in this process."""
         self.reset_parameters()
 
     # ------------------------------------------------------------------ set-up
@@ -202,9 +209,9 @@ class SPARC(nn.Module):
         if (certified_ok and topk == "global" and len(ids) == len(self.names) and x_bd.shape[0] > 0
                 and certified.enabled_for(self.W_enc)):
             with torch.no_grad():
-                u_bd = (x_bd - self.b_pre).contiguous()
-                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, self._bounds(), self.cfg.k,
-                                            self._n_extra, certified.shadow_of(self.W_enc, self._bounds(), self._shadow))
+                u_bd, bounds = (x_bd - self.b_pre).contiguous(), self._bounds()
+                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, bounds, self.cfg.k, self._n_extra,
+                                            certified.shadow_of(self.W_enc, bounds, self._shadow))
             self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
                                     self.certified_stats[1] + x_bd.shape[0])
             if sel.n_fallback * 16 > x_bd.shape[0]:  # too many rows uncertified: widen the candidates
@@ -218,21 +225,6 @@ class SPARC(nn.Module):
         logits_sbl = self._logits_of(ids, x_bd)
         idx_sbk = self._topk(logits_sbl, topk)
         return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
-
-    @property
-    def _n_extra(self) -> int:
-        """Extra candidates of the certified selection beyond k (widened when needed)."""
-        return self.__dict__.get("_n_extra_", self.cfg.k)
-
-    @_n_extra.setter
-    def _n_extra(self, value: int) -> None:
-        self.__dict__["_n_extra_"] = value
-
-    _shadow: certified.Shadow | None = None
-    """The bf16 copy of W_enc for the certified selection, when the optimizer made it."""
-
-    certified_stats: tuple[int, int] = (0, 0)
-    """(rows certified, rows chosen) by the certified bf16 selection in this process."""
 
     def _values(self, ids, idx_sbk, pre_sbk, x_bd) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;

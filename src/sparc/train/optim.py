@@ -94,9 +94,9 @@ class SPARCAdam(torch.optim.Adam):
             W16 = torch.empty(L, D, dtype=torch.int16)
             wn = torch.empty(S, L, dtype=torch.float64)
             dwn = torch.empty_like(wn)
-        else:
-            W16, wn, dwn = torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64), None
-            dwn = torch.empty(S, 0, dtype=torch.float64)
+        else:  # no copy to write
+            W16, wn = torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64)
+            dwn = torch.empty_like(wn)
         nb.adam_rows(p.detach().numpy(), p.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
                      np.asarray(bounds), f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(lr / bc1),
                      f32(bc2**0.5), f32(group["eps"]), decoder, f32(torch.finfo(p.dtype).tiny),

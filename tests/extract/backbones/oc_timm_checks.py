@@ -17,7 +17,17 @@ from PIL import Image
 
 from sparc.errors import SparcError
 from sparc.extract.backbones import build
+from sparc.extract.backbones._common import require
 from sparc.extract.backbones.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+
+def importable(module: str, extra: str, pip: str) -> str | None:
+    """None if ``module`` imports, else the precise reason (sparc's own error message)."""
+    try:
+        require(module, extra=extra, pip=pip)
+    except SparcError as e:
+        return str(e)
+    return None
 
 
 def images() -> list[Image.Image]:

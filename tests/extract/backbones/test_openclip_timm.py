@@ -18,20 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from sparc.errors import SparcError
-from sparc.extract.backbones._common import require
 from tests.extract.backbones import oc_timm_checks as checks
+from tests.extract.backbones.oc_timm_checks import importable
 
 HERE = Path(__file__).parent
-
-
-def importable(module: str, extra: str, pip: str) -> str | None:
-    """None if ``module`` imports, else the precise reason (sparc's own error message)."""
-    try:
-        require(module, extra=extra, pip=pip)
-    except SparcError as e:
-        return str(e)
-    return None
 
 
 OPEN_CLIP_PROBLEM = importable("open_clip", "open-clip", "open_clip_torch")

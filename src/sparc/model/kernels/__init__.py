@@ -41,6 +41,7 @@ from torch import Tensor
 from sparc.errors import SparcError
 from sparc.model.kernels import pytorch as _pt
 from sparc.model.kernels.pytorch import csr_tensor, uniform_crow
+from sparc.options import env_choice
 
 __all__ = [
     "csr_tensor", "uniform_crow", "spmm", "sddmm", "spmm_t", "spmm_t_sddmm", "normalize_rows_", "remove_parallel_",
@@ -56,28 +57,38 @@ _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 def set_kernels(mode: str) -> None:
     """Choose the kernels: ``auto`` (fused where possible), ``fused`` (fail if the fused
-    kernels cannot load), ``pytorch``."""
-    global _mode
+    kernels cannot load), ``triton`` (fail without a GPU and Triton), ``pytorch``."""
     if mode not in MODES:
         raise SparcError(f"kernels must be one of {', '.join(MODES)}, got {mode!r}")
+    _set_mode(mode)
+
+
+def _current_mode() -> str:
+    if _mode is None:
+        _set_mode(env_choice("SPARC_KERNELS", MODES))
+    return _mode
+
+
+def _set_mode(mode: str) -> None:
+    global _mode
     if mode == "triton":
         _require_triton()
     _mode = mode
     if mode == "fused" and _load_numba() is None:
-        raise SparcError(f"the fused CPU kernels cannot load ({_numba_error}); "
-                         "install them with: pip install numba")
+        raise _fused_unavailable()
 
 
-def _current_mode() -> str:
-    global _mode
-    if _mode is None:
-        mode = os.environ.get("SPARC_KERNELS", "auto").strip().lower() or "auto"
-        if mode not in MODES:
-            raise SparcError(f"SPARC_KERNELS must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode == "triton":
-            _require_triton()
-        _mode = mode
-    return _mode
+def _fused_unavailable() -> SparcError:
+    return SparcError(f"the fused CPU kernels cannot load ({_numba_error}); install them with: pip install numba")
+
+
+def _import_optional(name: str) -> tuple[ModuleType | bool, str]:
+    """(the module, "") or (False, why in one line): numba or Triton may be missing or
+    fail to initialise."""
+    try:
+        return importlib.import_module(name), ""
+    except Exception as e:  # ImportError, or the library failing to initialise
+        return False, f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 _numba_error = ""
@@ -86,13 +97,10 @@ _numba_error = ""
 def _load_numba() -> ModuleType | None:
     global _numba, _numba_error
     if _numba is None:
-        try:
-            _numba = importlib.import_module("sparc.model.kernels.numba_cpu")
-        except Exception as e:  # ImportError, or numba failing to initialise
-            _numba, _numba_error = False, f"{type(e).__name__}: {e}".splitlines()[0]
-            if _current_mode() != "pytorch":
-                print(f"sparc: fused CPU kernels unavailable ({_numba_error}); using the slower "
-                      "PyTorch kernels (pip install numba)", file=sys.stderr)
+        _numba, _numba_error = _import_optional("sparc.model.kernels.numba_cpu")
+        if not _numba and _current_mode() != "pytorch":
+            print(f"sparc: fused CPU kernels unavailable ({_numba_error}); using the slower "
+                  "PyTorch kernels (pip install numba)", file=sys.stderr)
     return _numba or None
 
 
@@ -102,10 +110,7 @@ _triton_error = ""
 def _load_triton() -> ModuleType | None:
     global _triton_mod, _triton_error
     if _triton_mod is None:
-        try:
-            _triton_mod = importlib.import_module("sparc.model.kernels.triton_gpu")
-        except Exception as e:  # ImportError, or Triton failing to initialise
-            _triton_mod, _triton_error = False, f"{type(e).__name__}: {e}".splitlines()[0]
+        _triton_mod, _triton_error = _import_optional("sparc.model.kernels.triton_gpu")
     return _triton_mod or None
 
 
@@ -143,8 +148,7 @@ def kernels_for(device: torch.device | str, dtype: torch.dtype) -> str:
         return "pytorch"
     if _load_numba() is None:
         if mode == "fused":
-            raise SparcError(f"the fused CPU kernels cannot load ({_numba_error}); "
-                             "install them with: pip install numba")
+            raise _fused_unavailable()
         return "pytorch"
     return "fused"
 
@@ -274,7 +278,7 @@ def spmm_t_sddmm(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Ten
 
 def normalize_rows_(W_ld: Tensor, bounds: list[int]) -> None:
     """Scale each row to unit norm within every column block [bounds[i], bounds[i+1])."""
-    nb = _fused(W_ld) if not W_ld.requires_grad else _fused(W_ld.detach())
+    nb = _fused(W_ld.detach())
     if nb is None:
         return _pt.normalize_rows_(W_ld, bounds)
     nb.normalize_rows(_np(W_ld), torch.tensor(bounds).numpy(), torch.finfo(W_ld.dtype).tiny)

@@ -19,15 +19,24 @@ from sparc.model import kernels as K
 from sparc.model.kernels import uniform_crow
 
 
+def _into_grad(W: Tensor, buf: Tensor | None, compute) -> tuple:
+    """``compute(out, accumulate)`` → (W's gradient, *rest), written where it belongs:
+    returned (no buffer), or into the buffer that becomes ``W.grad``, or added to the
+    ``W.grad`` already there; with a buffer, W's gradient is returned as None."""
+    if buf is None:
+        return compute(None, False)
+    if W.grad is None:
+        grad, *rest = compute(buf, False)
+        W.grad = grad
+    else:
+        _, *rest = compute(W.grad, True)
+    return (None, *rest)
+
+
 def _weight_grad(W: Tensor, buf: Tensor | None, crow, col, val, A, n_latents, **rows) -> Tensor | None:
     """W's gradient, returned — or, with a persistent buffer, written into ``W.grad``."""
-    if buf is None:
-        return K.spmm_t(crow, col, val, A, n_latents, **rows)
-    if W.grad is None:
-        W.grad = K.spmm_t(crow, col, val, A, n_latents, out=buf, accumulate=False, **rows)
-    else:
-        K.spmm_t(crow, col, val, A, n_latents, out=W.grad, accumulate=True, **rows)
-    return None
+    return _into_grad(W, buf, lambda out, acc: (K.spmm_t(crow, col, val, A, n_latents, out=out,
+                                                          accumulate=acc, **rows),))[0]
 
 
 class SelectLogits(torch.autograd.Function):
@@ -110,13 +119,8 @@ class DecodeSelected(torch.autograd.Function):
         grad_rd = grad_rd.contiguous()
         if ctx.needs_input_grad[0] and ctx.needs_input_grad[3]:
             # Both: one pass over the latents (fused kernels), in each row's columns.
-            W, buf, rows = ctx.W, ctx.grad_buf, dict(shared=ctx.shared, lo=ctx.lo, hi=ctx.hi)
-            if buf is None:
-                grad_W, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, **rows)
-            elif W.grad is None:
-                W.grad, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=buf, **rows)
-            else:
-                _, grad_val = K.spmm_t_sddmm(crow, col, val, grad_rd, W_ld, out=W.grad, accumulate=True, **rows)
+            grad_W, grad_val = _into_grad(ctx.W, ctx.grad_buf, lambda out, acc: K.spmm_t_sddmm(
+                crow, col, val, grad_rd, W_ld, out=out, accumulate=acc, shared=ctx.shared, lo=ctx.lo, hi=ctx.hi))
             return grad_W, None, None, grad_val, None, None, None, None
         if ctx.lo is not None:  # the columns a row was not decoded in take no gradient
             grad_rd = grad_rd * K._row_mask(ctx.lo, ctx.hi, grad_rd.shape[1], grad_rd.dtype)
