@@ -57,7 +57,10 @@ def test_steps_equal_adam_with_the_constraint(path):
     finally:
         K.set_kernels("auto")
     for (name, p), q in zip(m.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        # Adam moves every component by about lr per step whatever its size, so the relative
+        # round-off of the smallest gradient components (float32 sums in another order:
+        # up to ~3e-4 here) becomes an absolute difference of up to ~lr · 3e-4 per step.
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=2e-5, msg=name)
         for key in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(opt.state[p][key], ref_opt.state[q][key], rtol=1e-4, atol=1e-9,
                                        msg=f"{name} {key}")

@@ -281,7 +281,8 @@ def normalize_rows_(W_ld: Tensor, bounds: list[int]) -> None:
     nb = _fused(W_ld.detach())
     if nb is None:
         return _pt.normalize_rows_(W_ld, bounds)
-    nb.normalize_rows(_np(W_ld), torch.tensor(bounds).numpy(), torch.finfo(W_ld.dtype).tiny)
+    W = _np(W_ld)
+    nb.normalize_rows(W, torch.tensor(bounds).numpy(), W.dtype.type(torch.finfo(W_ld.dtype).tiny))
 
 
 def remove_parallel_(W_ld: Tensor, G_ld: Tensor, bounds: list[int]) -> None:

@@ -31,9 +31,16 @@ _FAST = {"reassoc", "contract", "nsz"}
 _PAR = dict(parallel=True, cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _zero(a):
+    """0 in a's dtype. (``a[0] * 0`` would be float64: numba types float32 × int as
+    float64, and a float64 accumulator over float32 data does not vectorise.)"""
+    return a[0] * np.float32(0)
+
+
 @njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
 def _dot(a, b):
-    acc = a[0] * 0
+    acc = _zero(a)
     for c in range(a.shape[0]):
         acc += a[c] * b[c]
     return acc
@@ -115,7 +122,7 @@ def sddmm(crow, col, A, W, n_shared, G, out):
                 for s in range(n_shared):
                     r = s * G + u
                     a = A[r]
-                    acc = w[0] * 0  # the table's dtype: a float64 accumulator would not vectorise
+                    acc = _zero(w)
                     for c in range(D):
                         acc += w[c] * a[c]
                     out[crow[r] + j] = acc
@@ -124,7 +131,7 @@ def sddmm(crow, col, A, W, n_shared, G, out):
             a = A[r]
             for e in range(crow[r], crow[r + 1]):
                 w = W[col[e]]
-                acc = w[0] * 0
+                acc = _zero(w)
                 for c in range(D):
                     acc += w[c] * a[c]
                 out[e] = acc
@@ -166,7 +173,7 @@ def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
             v = val[e]
             r = rows[e]
             a, w, o = A[r, lo[r] : hi[r]], W[lat, lo[r] : hi[r]], out[lat, lo[r] : hi[r]]
-            acc = w[0] * 0
+            acc = _zero(w)
             for c in range(a.shape[0]):
                 acc += w[c] * a[c]
                 o[c] += v * a[c]
@@ -179,7 +186,7 @@ def normalize_rows(W, bounds, tiny):
     for lat in prange(W.shape[0]):
         for i in range(bounds.shape[0] - 1):
             w = W[lat, bounds[i] : bounds[i + 1]]
-            inv = w[0] * 0 + 1 / max(math.sqrt(_dot(w, w)), tiny)  # in W's dtype
+            inv = np.float32(1) / max(np.sqrt(_dot(w, w)), tiny)  # in W's dtype (tiny is)
             for c in range(w.shape[0]):
                 w[c] *= inv
 
@@ -204,7 +211,7 @@ def rows_of_entries(crow: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
 def _sq_diff(a, b):
-    acc = a[0] * 0
+    acc = _zero(a)
     for c in range(a.shape[0]):
         d = a[c] - b[c]
         acc += d * d
@@ -254,7 +261,7 @@ def stream_dots(start, order, m, U, W, bounds, out):
             u = U[e // m]
             for i in range(bounds.shape[0] - 1):
                 wi, ui = w[bounds[i] : bounds[i + 1]], u[bounds[i] : bounds[i + 1]]
-                acc = wi[0] * 0
+                acc = _zero(wi)
                 for c in range(wi.shape[0]):
                     acc += wi[c] * ui[c]
                 out[i, e] = acc
@@ -300,7 +307,7 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
                 for i in range(S):
                     pi = p[bounds[i] : bounds[i + 1]]
                     ss = _dot(pi, pi)
-                    inv = pi[0] * 0 + 1 / max(math.sqrt(ss), tiny)
+                    inv = np.float32(1) / max(np.sqrt(ss), tiny)
                     for c in range(pi.shape[0]):
                         pi[c] *= inv
             elif shadow:
