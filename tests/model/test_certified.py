@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparc.model import SPARC, SPARCConfig, certified
 from sparc.model import kernels as K
@@ -150,13 +152,58 @@ def test_not_used_where_it_cannot_serve():
         certified.set_bf16_selection("fast")
 
 
-def test_stream_dots_equal_gathered_products(kernel_path):
+@pytest.mark.parametrize("L,D", [(50, 12), (5, 43)])  # few or many entries per latent
+def test_stream_dots_equal_gathered_products(kernel_path, L, D):
     g = torch.Generator().manual_seed(9)
-    W = torch.randn(50, 12, generator=g)
-    U = torch.randn(6, 12, generator=g)
-    idx = torch.randint(0, 50, (6, 7), generator=g)
-    bounds = [0, 5, 9, 12]
+    W = torch.randn(L, D, generator=g)
+    U = torch.randn(6, D, generator=g)
+    idx = torch.randint(0, L, (6, 7), generator=g)
+    bounds = [0, 5, 9, D]
     got = K.stream_dots(idx, U, W, bounds)
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         want = (W[idx][..., a:b] * U[:, None, a:b]).sum(-1)
         torch.testing.assert_close(got[s], want)
+
+
+def _by_hand_candidates(Z16, bias, n):
+    """Sorted z of the n largest, their least, max |out|: from a full sort."""
+    out = Z16.float()
+    z = (out + bias).sort(dim=1, descending=True).values[:, :n]
+    return z.sort(dim=1).values, z[:, -1], out.abs().amax(1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 5), L=st.integers(1, 300), frac=st.floats(0, 1), levels=st.sampled_from([3, 50, 0]),
+       seed=st.integers(0, 2**16), signed_zero=st.booleans())
+def test_top_candidates_are_the_largest(B, L, frac, levels, seed, signed_zero):
+    """Both paths pick n latents whose z are the n largest (ties on the boundary in any
+    order), with the exact least and max |out|. Few distinct levels make many ties;
+    −0.0 and +0.0 are equal; values span several binary exponents."""
+    n = max(1, round(frac * L))
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(B, L, generator=g) * 2.0 ** torch.randint(-20, 20, (B, L), generator=g)
+    if levels:
+        raw = torch.randint(-levels, levels + 1, (B, L), generator=g).float() / 8
+    if signed_zero:
+        raw[raw == 0] = -0.0
+    Z16 = raw.bfloat16()
+    bias = torch.where(torch.rand(L, generator=g) < 0.5, 0.0, torch.randn(L, generator=g) * 0.01)
+    want_z, want_least, want_max = _by_hand_candidates(Z16, bias, n)
+    for path in ("pytorch", "fused"):
+        if path == "fused" and not K.kernels_for("cpu", torch.float32) == "fused":
+            continue
+        K.set_kernels(path)
+        try:
+            cand, least, amax = K.top_candidates(Z16, bias, n)
+        finally:
+            K.set_kernels("auto")
+        assert cand.shape == (B, n) and all(len(set(r.tolist())) == n for r in cand)
+        z = (Z16.float() + bias).gather(1, cand)
+        assert torch.equal(z.sort(dim=1).values, want_z), path
+        assert torch.equal(least, want_least) and torch.equal(amax, want_max), path
+
+
+def test_top_candidates_carry_nan(kernel_path):
+    Z16 = torch.tensor([[1.0, float("nan"), -3.0, 2.0]]).bfloat16()
+    _, _, amax = K.top_candidates(Z16, torch.zeros(4), 2)
+    assert amax.isnan().all()

@@ -237,11 +237,16 @@ def test_gradcheck_select_logits(stream_ids, global_idx):
 # ---------------------------------------------------------------------------- fused-kernel features
 
 
-def test_shared_rows_decode_and_gather_like_separate_rows():
+# (n, G, k, L, D): few entries per latent; many (the fused kernels' four-at-a-time loops
+# and their remainders: k = 7 is 4 + 3, and every latent has dozens of entries).
+SHARED_CASES = [(3, 4, 3, 12, 6), (3, 8, 7, 9, 37), (2, 5, 5, 6, 11)]
+
+
+@pytest.mark.parametrize("n,G,k,L,D", SHARED_CASES)
+def test_shared_rows_decode_and_gather_like_separate_rows(n, G, k, L, D):
     """Rows s·G + g sharing the latents of row g (the streams of a sample under global
     TopK), followed by rows of other lengths (AuxK): the shared loop equals row by row."""
     g = torch.Generator().manual_seed(5)
-    n, G, k, L, D = 3, 4, 3, 12, 6
     idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(G)])
     main = idx.repeat(n, 1)                                   # [n·G, k]
     aux = torch.randint(0, L, (n * G, 2), generator=g)
@@ -351,17 +356,17 @@ def test_kernel_choice_and_fallback(monkeypatch, capsys):
         K.set_kernels("fast")
 
 
-def test_rows_decoded_in_their_own_columns_and_their_gradients():
+@pytest.mark.parametrize("n,G,k,L,D", [(2, 3, 2, 10, 7), (3, 8, 7, 9, 37)])
+def test_rows_decoded_in_their_own_columns_and_their_gradients(n, G, k, L, D):
     """An AuxK row decodes its own stream's columns only: ``lo``/``hi`` per row give
     zeros elsewhere, and the backward (weights and values) sees those columns only."""
     g = torch.Generator().manual_seed(8)
-    n, G, k, L, D = 2, 3, 2, 10, 7
     idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(G)])
     crow = torch.cat([uniform_crow(n * G, k), n * G * k + uniform_crow(n * G, 3)[1:]])
     col = torch.cat([idx.repeat(n, 1).reshape(-1), torch.randint(0, L, (n * G * 3,), generator=g)])
     R = 2 * n * G
-    lo = torch.tensor([0] * (n * G) + [0] * G + [4] * G)
-    hi = torch.tensor([D] * (n * G) + [4] * G + [D] * G)
+    lo = torch.tensor([0] * (n * G) + [0] * ((n * G) // 2) + [4] * (n * G - (n * G) // 2))
+    hi = torch.tensor([D] * (n * G) + [4] * ((n * G) // 2) + [D] * (n * G - (n * G) // 2))
     mask = torch.stack([(torch.arange(D) >= a) & (torch.arange(D) < b) for a, b in zip(lo, hi)]).double()
     rows = torch.repeat_interleave(torch.arange(R), crow.diff())
     val = torch.randn(col.numel(), generator=g, dtype=torch.float64, requires_grad=True)

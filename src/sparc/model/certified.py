@@ -151,10 +151,8 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     blocks = list(zip(bounds[:-1], bounds[1:]))
     un = torch.stack([u16f[:, a:b].double().norm(dim=1) for a, b in blocks], 1)            # [B, S]
     dun = torch.stack([(u_bd[:, a:b].double() - u16f[:, a:b].double()).norm(dim=1) for a, b in blocks], 1)
-    out = (u16 @ shadow.W16.t()).float()                                                 # [B, L]
-    z = out + b_lat.sum(0)
-    top_c = z.topk(n_cand, dim=1, sorted=False)
-    cand = top_c.indices                                                                 # [B, n_cand]
+    out16 = u16 @ shadow.W16.t()                                                         # [B, L]
+    cand, z_least, abs_max = K.top_candidates(out16, b_lat.detach().sum(0), n_cand)      # [B, n_cand], [B], [B]
     # Every latent outside the candidates has z̃ ≤ the candidates' least, so its exact
     # logit is at most that plus the error bound (module docstring) with each stream's
     # largest row norms — a bound per row, no pass over [B, L].
@@ -164,8 +162,7 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     err = (un @ dw_max + dun @ w_max).float()                                             # [B]
     if n_cand < L:
         # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation.
-        z_least = top_c.values.min(1).values
-        ub_max = (z_least + out.abs().amax(1) * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
+        ub_max = (z_least + abs_max * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
                   + err * (1 + 1e-5))
     else:
         ub_max = torch.full((B,), float("-inf"), device=u_bd.device)

@@ -45,7 +45,7 @@ from sparc.options import env_choice
 
 __all__ = [
     "csr_tensor", "uniform_crow", "spmm", "sddmm", "spmm_t", "spmm_t_sddmm", "normalize_rows_", "remove_parallel_",
-    "bf16_shadow", "stream_dots", "kernels_for", "set_kernels", "MODES",
+    "bf16_shadow", "stream_dots", "top_candidates", "kernels_for", "set_kernels", "MODES",
 ]
 
 MODES = ("auto", "fused", "pytorch", "triton")
@@ -319,6 +319,21 @@ def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int]) -
     start, order = nb.bucket_by_latent(_np(idx_bm.reshape(-1)), W_ld.shape[0])
     nb.stream_dots(start, order, m, _np(U_bd), _np(W_ld), torch.tensor(bounds).numpy(), _np(out))
     return out.view(len(bounds) - 1, B, m)
+
+
+def top_candidates(Z16_bl: Tensor, bias_l: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For the bf16 product ``Z16`` [B, L] and a float32 ``bias`` [L]: the n latents of
+    largest ``z = float(Z16) + bias`` per row ([B, n], any order), their least z [B],
+    and ``max |float(Z16)|`` per row [B] (docs/method.md §4.3)."""
+    nb = _fused(bias_l) if Z16_bl.device.type == "cpu" and Z16_bl.is_contiguous() else None
+    if nb is None or bias_l.dtype != torch.float32:
+        return _pt.top_candidates(Z16_bl, bias_l, n)
+    B = Z16_bl.shape[0]
+    cand = torch.empty(B, n, dtype=torch.int64)
+    z_least, abs_max = torch.empty(B), torch.empty(B)
+    nb.top_candidates(Z16_bl.view(torch.int16).numpy().view("uint16"), _np(bias_l.contiguous()), n,
+                      cand.numpy(), z_least.numpy(), abs_max.numpy())
+    return cand, z_least, abs_max
 
 
 # The autograd functions use the primitives above (imported last: they import this module).

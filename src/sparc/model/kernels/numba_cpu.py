@@ -80,7 +80,8 @@ def spmm(crow, col, val, W, n_shared, G, lo, hi, out):
     The first ``n_shared · G`` rows (G = the shared group size, ``n_shared`` blocks of G
     rows) have identical columns block to block: row s·G + g has the latents of row g.
     They are decoded together, each W row read once for the n_shared rows, in all
-    columns. ``G = 0``: no rows shared."""
+    columns, four latents at a time (one load of each output element per four). ``G =
+    0``: no rows shared."""
     R = crow.shape[0] - 1
     D = W.shape[1]
     n_units = G + (R - n_shared * G)
@@ -88,15 +89,26 @@ def spmm(crow, col, val, W, n_shared, G, lo, hi, out):
         if u < G:
             for s in range(n_shared):
                 out[s * G + u, :] = 0
-            for j in range(crow[u + 1] - crow[u]):
-                w = W[col[crow[u] + j]]
+            first, n = crow[u], crow[u + 1] - crow[u]
+            j = 0
+            while j + 4 <= n:
+                w0, w1, w2, w3 = W[col[first + j]], W[col[first + j + 1]], W[col[first + j + 2]], W[col[first + j + 3]]
+                for s in range(n_shared):
+                    r = s * G + u
+                    e = crow[r] + j
+                    v0, v1, v2, v3 = val[e], val[e + 1], val[e + 2], val[e + 3]
+                    o = out[r]
+                    for c in range(D):
+                        o[c] += v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
+                j += 4
+            for j in range(j, n):
+                w = W[col[first + j]]
                 for s in range(n_shared):
                     r = s * G + u
                     v = val[crow[r] + j]
-                    if v != 0:
-                        o = out[r]
-                        for c in range(D):
-                            o[c] += v * w[c]
+                    o = out[r]
+                    for c in range(D):
+                        o[c] += v * w[c]
         else:
             r = n_shared * G + (u - G)
             out[r, :] = 0
@@ -163,12 +175,33 @@ def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
 def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
     """The decoder's backward in one pass over the latents: ``out[lat] (+)= Σ val[e]·A[row(e)]``
     (:func:`spmm_t`) and ``gval[e] = W[col[e]]·A[row(e)]`` (:func:`sddmm`), row r in its
-    columns ``lo[r]:hi[r]``; each W row read once while its gradient row is written."""
+    columns ``lo[r]:hi[r]``; each W row read once while its gradient row is written, four
+    entries at a time where their columns agree."""
     L = out.shape[0]
     for lat in prange(L):
         if not accumulate:
             out[lat, :] = 0
-        for t in range(start[lat], start[lat + 1]):
+        t, end = start[lat], start[lat + 1]
+        while t + 4 <= end:
+            e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+            r0, r1, r2, r3 = rows[e0], rows[e1], rows[e2], rows[e3]
+            a, b = lo[r0], hi[r0]
+            if lo[r1] != a or lo[r2] != a or lo[r3] != a or hi[r1] != b or hi[r2] != b or hi[r3] != b:
+                break
+            v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
+            x0, x1, x2, x3 = A[r0, a:b], A[r1, a:b], A[r2, a:b], A[r3, a:b]
+            w, o = W[lat, a:b], out[lat, a:b]
+            acc0 = acc1 = acc2 = acc3 = _zero(w)
+            for c in range(w.shape[0]):
+                wc = w[c]
+                acc0 += wc * x0[c]
+                acc1 += wc * x1[c]
+                acc2 += wc * x2[c]
+                acc3 += wc * x3[c]
+                o[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
+            gval[e0], gval[e1], gval[e2], gval[e3] = acc0, acc1, acc2, acc3
+            t += 4
+        for t in range(t, end):
             e = order[t]
             v = val[e]
             r = rows[e]
@@ -249,22 +282,34 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
 def stream_dots(start, order, m, U, W, bounds, out):
     """out[i, e] = W[lat, block i] · U[e // m, block i] for the entries e of each latent lat
     (bucketed: ``order[start[lat]:start[lat+1]]``): each candidate latent's logit per stream,
-    each W row read once (accumulated in W's dtype, vectorised: within the float32
-    path's own round-off bound, docs/method.md §4.3)."""
+    each W row read once, four entries at a time (accumulated in W's dtype, vectorised:
+    within the float32 path's own round-off bound, docs/method.md §4.3)."""
     L = start.shape[0] - 1
+    S = bounds.shape[0] - 1
     for lat in prange(L):
-        if start[lat] == start[lat + 1]:
-            continue
+        t, end = start[lat], start[lat + 1]
         w = W[lat]
-        for t in range(start[lat], start[lat + 1]):
+        while t + 4 <= end:
+            e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+            u0, u1, u2, u3 = U[e0 // m], U[e1 // m], U[e2 // m], U[e3 // m]
+            for i in range(S):
+                a, b = bounds[i], bounds[i + 1]
+                wi, x0, x1, x2, x3 = w[a:b], u0[a:b], u1[a:b], u2[a:b], u3[a:b]
+                acc0 = acc1 = acc2 = acc3 = _zero(wi)
+                for c in range(wi.shape[0]):
+                    wc = wi[c]
+                    acc0 += wc * x0[c]
+                    acc1 += wc * x1[c]
+                    acc2 += wc * x2[c]
+                    acc3 += wc * x3[c]
+                out[i, e0], out[i, e1], out[i, e2], out[i, e3] = acc0, acc1, acc2, acc3
+            t += 4
+        for t in range(t, end):
             e = order[t]
             u = U[e // m]
-            for i in range(bounds.shape[0] - 1):
+            for i in range(S):
                 wi, ui = w[bounds[i] : bounds[i + 1]], u[bounds[i] : bounds[i + 1]]
-                acc = _zero(wi)
-                for c in range(wi.shape[0]):
-                    acc += wi[c] * ui[c]
-                out[i, e] = acc
+                out[i, e] = _dot(wi, ui)
 
 
 # ---------------------------------------------------------------------- fused optimizer step
@@ -277,10 +322,10 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
     arithmetic: ``m ← m + (1−β1)(g − m)``, ``v ← β2·v + (1−β2)·g²``,
     ``p ← p − step_size · m / (√v / √bc2 + eps)``; ``omb = 1 − β``, scalars in P's dtype).
 
-    ``decoder``: first drop the gradient's component along the row within every column
-    block (the decoder constraint's projection, in place in G), then renormalise the
-    row's blocks after the update. Otherwise, if ``W16`` has rows, also write the
-    updated row's bf16 copy and norms, as :func:`bf16_shadow` does."""
+    ``decoder``: step with the gradient's projection orthogonal to the row within every
+    column block (the decoder constraint; formed on the fly, G is only read), then
+    renormalise the row's blocks. Otherwise, if ``W16`` has rows, also write the updated
+    row's bf16 copy and norms, as :func:`bf16_shadow` does."""
     L, D = P.shape
     S = bounds.shape[0] - 1
     shadow = W16.shape[0] > 0
@@ -290,19 +335,19 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
         back_f = back.view(np.float32)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             p, g, m, v = P[lat], G[lat], M[lat], V[lat]
-            if decoder:
-                for i in range(S):
-                    pi, gi = p[bounds[i] : bounds[i + 1]], g[bounds[i] : bounds[i + 1]]
-                    d = _dot(pi, gi)
-                    for c in range(pi.shape[0]):
-                        gi[c] -= d * pi[c]
-            for c in range(D):
-                gc = g[c]
-                mc = m[c] + (gc - m[c]) * omb1
-                vc = v[c] * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
-                m[c] = mc
-                v[c] = vc
-                p[c] -= step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps)
+            for i in range(S):
+                a, b = bounds[i], bounds[i + 1]
+                pi, gi, mi, vi = p[a:b], g[a:b], m[a:b], v[a:b]
+                # The projected gradient g − (p·g) p, formed on the fly: G is only read.
+                d = _dot(pi, gi) if decoder else _zero(pi)
+                for c in range(pi.shape[0]):
+                    pc = pi[c]
+                    gc = gi[c] - d * pc
+                    mc = mi[c] + (gc - mi[c]) * omb1
+                    vc = vi[c] * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
+                    mi[c] = mc
+                    vi[c] = vc
+                    pi[c] = pc - step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps)
             if decoder:
                 for i in range(S):
                     pi = p[bounds[i] : bounds[i + 1]]
@@ -323,3 +368,77 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
                     sd = _sq_diff(pi, bi)
                     wn[i, lat] = math.sqrt(sw) * 1.001
                     dwn[i, lat] = math.sqrt(sd) * 1.001
+
+
+# ---------------------------------------------------------------------- candidate selection
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sortable(key):
+    """float32 bits → uint32 with the floats' order (negative floats reversed)."""
+    if key & np.uint32(0x80000000):
+        return ~key
+    return key | np.uint32(0x80000000)
+
+
+@njit(**_PAR)
+def top_candidates(Z16, bias, n, cand, z_least, abs_max):
+    """Per row b of the bf16 product ``Z16`` [B, L] (raw bits): the ``n`` latents of
+    largest ``z = float(Z16[b]) + bias`` into ``cand[b]`` (any order; at a tie on the
+    boundary the lowest latents), their least z into ``z_least[b]``, and
+    ``max |float(Z16[b])|`` into ``abs_max[b]`` (NaN if any is NaN).
+
+    A radix select on the floats' bits (12 + 12 + 8 bits, a histogram per level) finds
+    the n-th largest key in four passes over the row, then one pass collects."""
+    B, L = Z16.shape
+    for b in prange(B):
+        z = np.empty(L, np.float32)
+        keys = z.view(np.uint32)
+        hist = np.empty(4096, np.int64)
+        am = np.float32(0)
+        nan = False
+        for lat in range(L):  # bf16 → float32: the same bits, 16 zero bits below
+            keys[lat] = np.uint32(Z16[b, lat]) << np.uint32(16)
+        for lat in range(L):
+            o = z[lat]
+            a = abs(o)
+            if a > am:
+                am = a
+            elif o != o:
+                nan = True
+            z[lat] = o + bias[lat]
+        for lat in range(L):
+            keys[lat] = _sortable(keys[lat])
+        need = n
+        prefix = np.uint32(0)
+        mask = np.uint32(0)
+        for level in range(3):  # bits 31–20, 19–8, 7–0
+            shift = 20 if level == 0 else (8 if level == 1 else 0)
+            n_bins = 256 if level == 2 else 4096
+            hist[:n_bins] = 0
+            for lat in range(L):
+                key = keys[lat]
+                if key & mask == prefix:
+                    hist[(key >> np.uint32(shift)) & np.uint32(n_bins - 1)] += 1
+            above = 0
+            top = n_bins - 1
+            while above + hist[top] < need:
+                above += hist[top]
+                top -= 1
+            need -= above
+            prefix |= np.uint32(top) << np.uint32(shift)
+            mask |= np.uint32(n_bins - 1) << np.uint32(shift)
+        # prefix is now the key of the n-th largest: n − need keys lie above it.
+        j_above, j_tie = 0, n - need
+        for lat in range(L):
+            key = keys[lat]
+            if key > prefix:
+                cand[b, j_above] = lat
+                j_above += 1
+            elif key == prefix and j_tie < n:
+                cand[b, j_tie] = lat
+                j_tie += 1
+        t = np.empty(1, np.uint32)
+        t[0] = ~prefix if prefix & np.uint32(0x80000000) == 0 else prefix & np.uint32(0x7FFFFFFF)
+        z_least[b] = t.view(np.float32)[0]
+        abs_max[b] = np.float32(np.nan) if nan else am

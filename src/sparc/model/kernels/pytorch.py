@@ -115,3 +115,10 @@ def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int], r
         for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             out[s, r : r + rows] = (Wg[..., a:b] * Ug[..., a:b]).sum(-1)
     return out
+
+
+def top_candidates(Z16_bl: Tensor, bias_l: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(the n latents of largest ``float(Z16) + bias`` per row, their least, ``max |float(Z16)|``)."""
+    out = Z16_bl.float()
+    top = (out + bias_l).topk(n, dim=1, sorted=False)
+    return top.indices, top.values.min(1).values, out.abs().amax(1)
