@@ -263,16 +263,17 @@ def test_shared_rows_decode_and_gather_like_separate_rows(n, G, k, L, D):
     assert_close(K.spmm(crow, col, val, W, shared=(n, G)), dense @ W)
 
 
-def test_spmm_t_reads_chosen_rows_and_columns_into_a_given_buffer():
+@pytest.mark.parametrize("R,k,L,D", [(6, 2, 9, 7), (40, 6, 8, 13)])  # the second: long buckets, mixed columns
+def test_spmm_t_reads_chosen_rows_and_columns_into_a_given_buffer(R, k, L, D):
     """Row r of the code reads A[arow[r], lo[r]:hi[r]] (the encoder gradient: stream s
     reads its own columns of x − b_pre); ``out`` is overwritten, or added to."""
     g = torch.Generator().manual_seed(6)
-    R, k, L, D = 6, 2, 9, 7
     idx = torch.stack([torch.randperm(L, generator=g)[:k] for _ in range(R)])
     val = torch.randn(R, k, generator=g, dtype=torch.float64)
     A = torch.randn(3, D, generator=g, dtype=torch.float64)
-    arow = torch.tensor([0, 1, 2, 0, 1, 2])
-    lo, hi = torch.tensor([0, 0, 0, 4, 4, 4]), torch.tensor([4, 4, 4, 7, 7, 7])
+    arow = torch.arange(R) % 3
+    second = (torch.arange(R) >= R // 2) if R == 6 else (torch.arange(R) % 5 >= 3)
+    lo, hi = torch.where(second, 4, 0), torch.where(second, D, 4)
     table = A[arow].clone()
     for r in range(R):
         table[r, : lo[r]] = 0

@@ -84,69 +84,74 @@ def spmm(crow, col, val, W, n_shared, G, lo, hi, out):
     0``: no rows shared."""
     R = crow.shape[0] - 1
     D = W.shape[1]
-    n_units = G + (R - n_shared * G)
-    for u in prange(n_units):
-        if u < G:
+    for u in prange(G):  # the shared rows, then the rest: two balanced loops
+        for s in range(n_shared):
+            out[s * G + u, :] = 0
+        first, n = crow[u], crow[u + 1] - crow[u]
+        j = 0
+        while j + 4 <= n:
+            w0, w1, w2, w3 = W[col[first + j]], W[col[first + j + 1]], W[col[first + j + 2]], W[col[first + j + 3]]
             for s in range(n_shared):
-                out[s * G + u, :] = 0
-            first, n = crow[u], crow[u + 1] - crow[u]
-            j = 0
-            while j + 4 <= n:
-                w0, w1, w2, w3 = W[col[first + j]], W[col[first + j + 1]], W[col[first + j + 2]], W[col[first + j + 3]]
-                for s in range(n_shared):
-                    r = s * G + u
-                    e = crow[r] + j
-                    v0, v1, v2, v3 = val[e], val[e + 1], val[e + 2], val[e + 3]
-                    o = out[r]
-                    for c in range(D):
-                        o[c] += v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
-                j += 4
-            for j in range(j, n):
-                w = W[col[first + j]]
-                for s in range(n_shared):
-                    r = s * G + u
-                    v = val[crow[r] + j]
-                    o = out[r]
-                    for c in range(D):
-                        o[c] += v * w[c]
-        else:
-            r = n_shared * G + (u - G)
-            out[r, :] = 0
-            o = out[r, lo[r] : hi[r]]
-            for e in range(crow[r], crow[r + 1]):
-                v = val[e]
-                if v != 0:
-                    w = W[col[e], lo[r] : hi[r]]
-                    for c in range(o.shape[0]):
-                        o[c] += v * w[c]
+                r = s * G + u
+                e = crow[r] + j
+                v0, v1, v2, v3 = val[e], val[e + 1], val[e + 2], val[e + 3]
+                o = out[r]
+                for c in range(D):
+                    o[c] += v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
+            j += 4
+        for j in range(j, n):
+            w = W[col[first + j]]
+            for s in range(n_shared):
+                r = s * G + u
+                v = val[crow[r] + j]
+                o = out[r]
+                for c in range(D):
+                    o[c] += v * w[c]
+    for q in prange(R - n_shared * G):
+        r = n_shared * G + q
+        out[r, :] = 0
+        a, b = lo[r], hi[r]
+        o = out[r, a:b]
+        e, end = crow[r], crow[r + 1]
+        while e + 4 <= end:
+            v0, v1, v2, v3 = val[e], val[e + 1], val[e + 2], val[e + 3]
+            w0, w1, w2, w3 = W[col[e], a:b], W[col[e + 1], a:b], W[col[e + 2], a:b], W[col[e + 3], a:b]
+            for c in range(o.shape[0]):
+                o[c] += v0 * w0[c] + v1 * w1[c] + v2 * w2[c] + v3 * w3[c]
+            e += 4
+        for e in range(e, end):
+            v = val[e]
+            w = W[col[e], a:b]
+            for c in range(o.shape[0]):
+                o[c] += v * w[c]
 
 
 @njit(**_PAR)
 def sddmm(crow, col, A, W, n_shared, G, out):
     """out[e] = W[col[e]] · A[row(e)]; rows shared as in :func:`spmm`."""
     R = crow.shape[0] - 1
-    D = W.shape[1]
-    n_units = G + (R - n_shared * G)
-    for u in prange(n_units):
-        if u < G:
-            for j in range(crow[u + 1] - crow[u]):
-                w = W[col[crow[u] + j]]
-                for s in range(n_shared):
-                    r = s * G + u
-                    a = A[r]
-                    acc = _zero(w)
-                    for c in range(D):
-                        acc += w[c] * a[c]
-                    out[crow[r] + j] = acc
-        else:
-            r = n_shared * G + (u - G)
-            a = A[r]
-            for e in range(crow[r], crow[r + 1]):
-                w = W[col[e]]
-                acc = _zero(w)
-                for c in range(D):
-                    acc += w[c] * a[c]
-                out[e] = acc
+    for u in prange(G):  # the shared rows, then the rest: two balanced loops
+        for j in range(crow[u + 1] - crow[u]):
+            w = W[col[crow[u] + j]]
+            for s in range(n_shared):
+                r = s * G + u
+                out[crow[r] + j] = _dot(w, A[r])
+    for q in prange(R - n_shared * G):
+        r = n_shared * G + q
+        a = A[r]
+        for e in range(crow[r], crow[r + 1]):
+            out[e] = _dot(W[col[e]], a)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _same_columns(rows, lo, hi, order, t):
+    """Whether the four entries ``order[t:t+4]`` have rows over the same columns."""
+    r0 = rows[order[t]]
+    for q in range(t + 1, t + 4):
+        r = rows[order[q]]
+        if lo[r] != lo[r0] or hi[r] != hi[r0]:
+            return False
+    return True
 
 
 @njit(**_PAR)
@@ -154,21 +159,33 @@ def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
     """out[lat, lo[r]:hi[r]] (+)= Σ_{e: col[e] = lat} val[e] · A[arow[r], lo[r]:hi[r]], r = row(e).
 
     Entries come bucketed by latent (:func:`bucket_by_latent`); each row of ``out`` is
-    written once (zeroed first unless ``accumulate``)."""
+    written once (zeroed first unless ``accumulate``), four entries at a time where
+    their columns agree."""
     L = out.shape[0]
     for lat in prange(L):
         o = out[lat]
         if not accumulate:
             o[:] = 0
-        for t in range(start[lat], start[lat + 1]):
-            e = order[t]
-            v = val[e]
-            if v != 0:
+        t, end = start[lat], start[lat + 1]
+        while t < end:
+            if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
+                e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+                r0 = rows[e0]
+                a, b = lo[r0], hi[r0]
+                v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
+                x0, x1 = A[arow[r0], a:b], A[arow[rows[e1]], a:b]
+                x2, x3 = A[arow[rows[e2]], a:b], A[arow[rows[e3]], a:b]
+                oo = o[a:b]
+                for c in range(oo.shape[0]):
+                    oo[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
+                t += 4
+            else:
+                e = order[t]
                 r = rows[e]
-                a = A[arow[r], lo[r] : hi[r]]
-                oo = o[lo[r] : hi[r]]
-                for c in range(a.shape[0]):
-                    oo[c] += v * a[c]
+                v, x, oo = val[e], A[arow[r], lo[r] : hi[r]], o[lo[r] : hi[r]]
+                for c in range(x.shape[0]):
+                    oo[c] += v * x[c]
+                t += 1
 
 
 @njit(**_PAR)
@@ -182,35 +199,35 @@ def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
         if not accumulate:
             out[lat, :] = 0
         t, end = start[lat], start[lat + 1]
-        while t + 4 <= end:
-            e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
-            r0, r1, r2, r3 = rows[e0], rows[e1], rows[e2], rows[e3]
-            a, b = lo[r0], hi[r0]
-            if lo[r1] != a or lo[r2] != a or lo[r3] != a or hi[r1] != b or hi[r2] != b or hi[r3] != b:
-                break
-            v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
-            x0, x1, x2, x3 = A[r0, a:b], A[r1, a:b], A[r2, a:b], A[r3, a:b]
-            w, o = W[lat, a:b], out[lat, a:b]
-            acc0 = acc1 = acc2 = acc3 = _zero(w)
-            for c in range(w.shape[0]):
-                wc = w[c]
-                acc0 += wc * x0[c]
-                acc1 += wc * x1[c]
-                acc2 += wc * x2[c]
-                acc3 += wc * x3[c]
-                o[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
-            gval[e0], gval[e1], gval[e2], gval[e3] = acc0, acc1, acc2, acc3
-            t += 4
-        for t in range(t, end):
-            e = order[t]
-            v = val[e]
-            r = rows[e]
-            a, w, o = A[r, lo[r] : hi[r]], W[lat, lo[r] : hi[r]], out[lat, lo[r] : hi[r]]
-            acc = _zero(w)
-            for c in range(a.shape[0]):
-                acc += w[c] * a[c]
-                o[c] += v * a[c]
-            gval[e] = acc
+        while t < end:
+            if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
+                e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+                r0, r1, r2, r3 = rows[e0], rows[e1], rows[e2], rows[e3]
+                a, b = lo[r0], hi[r0]
+                v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
+                x0, x1, x2, x3 = A[r0, a:b], A[r1, a:b], A[r2, a:b], A[r3, a:b]
+                w, o = W[lat, a:b], out[lat, a:b]
+                acc0 = acc1 = acc2 = acc3 = _zero(w)
+                for c in range(w.shape[0]):
+                    wc = w[c]
+                    acc0 += wc * x0[c]
+                    acc1 += wc * x1[c]
+                    acc2 += wc * x2[c]
+                    acc3 += wc * x3[c]
+                    o[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
+                gval[e0], gval[e1], gval[e2], gval[e3] = acc0, acc1, acc2, acc3
+                t += 4
+            else:
+                e = order[t]
+                v = val[e]
+                r = rows[e]
+                x, w, o = A[r, lo[r] : hi[r]], W[lat, lo[r] : hi[r]], out[lat, lo[r] : hi[r]]
+                acc = _zero(w)
+                for c in range(x.shape[0]):
+                    acc += w[c] * x[c]
+                    o[c] += v * x[c]
+                gval[e] = acc
+                t += 1
 
 
 @njit(**_PAR)
