@@ -80,6 +80,23 @@ def test_every_row_certified_with_enough_candidates():
     assert m.certified_stats == (64, 64)
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("b_std", [0.0, 0.3])
+def test_few_candidates_and_large_biases_stay_exact(seed, b_std):
+    """With few extra candidates most rows are certified by a narrow margin, some not;
+    with large latent biases the bf16 output's rounding is bounded through the least
+    candidate and the biases rather than the row's largest output. Either way the
+    selection is float32's."""
+    m, x = model_and_batch(seed=10 + seed, L=384, k=8, B=96)
+    with torch.no_grad():
+        m.b_lat.normal_(0, b_std)
+    m.eval()
+    m._n_extra = 6
+    ref, got = both_ways(m, x)
+    assert_same_selection(ref, got)
+    assert m.certified_stats[0] > 0, "no row certified: the bound was not exercised"
+
+
 @pytest.mark.parametrize("gap", [3e-4, 3e-3])
 def test_near_ties_below_bf16_resolution(gap):
     """Latents in pairs whose encoder rows differ by a factor 1 + ``gap`` (bfloat16 keeps 8
@@ -207,3 +224,41 @@ def test_top_candidates_carry_nan(kernel_path):
     Z16 = torch.tensor([[1.0, float("nan"), -3.0, 2.0]]).bfloat16()
     _, _, amax = K.top_candidates(Z16, torch.zeros(4), 2)
     assert amax.isnan().all()
+
+
+def _one_candidate(u, W, b=None):
+    """global_topk with k = 1 and no extra candidate: one stream, the given rows."""
+    W, u = W.float(), u.float()[None]
+    b_lat = torch.zeros(1, W.shape[0]) if b is None else b[None].float()
+    bounds = [0, W.shape[1]]
+    return certified.global_topk(u, W, b_lat, bounds, 1, 0, certified.shadow_of(W, bounds, None))
+
+
+def test_certificate_holds_when_rounding_errors_align_with_the_input(kernel_path):
+    """Cauchy–Schwarz is tight when W's rounding error is parallel to u. Both rows round
+    to the same bf16 row, so both bf16 logits are 0 (a tie; latent 0 the candidate), yet
+    the exact logits are ‖u‖‖ΔW_l‖ with latent 1's twice latent 0's. Only the full error
+    term keeps the row from being certified for latent 0 (half of it would not)."""
+    D = 64
+    sign = torch.ones(D)
+    sign[D // 2:] = -1
+    u = 0.125 * sign
+    delta = 0.9 * 2.0**-9  # below half a bf16 ulp of 0.75: rounds back to 0.75
+    W = torch.stack([0.75 + 0.5 * delta * sign, 0.75 + delta * sign])
+    assert torch.equal(W.bfloat16()[0], W.bfloat16()[1]) and float(u.bfloat16() @ W.bfloat16()[0]) == 0
+    sel = _one_candidate(u, W)
+    assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1
+
+
+def test_certificate_holds_when_the_product_rounds_to_a_tie(kernel_path):
+    """Exact bf16 inputs; the float32 outputs 0.75 + 2⁻⁹ − 2⁻¹⁷ (latent 0) and 0.75 + 2⁻⁹
+    (latent 1, a midpoint, to even) both round to 0.75 in bf16: a tie, latent 0 the
+    candidate, whose exact logit is above its bf16 one by nearly as much as latent 1's.
+    Only the output-rounding term keeps the row from being certified for latent 0
+    (two thirds of it would not)."""
+    u = torch.tensor([1.0, 2.0**-8])
+    W = torch.tensor([[0.75, 0.5 - 2.0**-9], [0.75, 0.5]])
+    assert torch.equal(u.bfloat16().float(), u) and torch.equal(W.bfloat16().float(), W)
+    assert (u.bfloat16() @ W.bfloat16().t()).tolist() == [0.75, 0.75]
+    sel = _one_candidate(u, W)
+    assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1

@@ -17,8 +17,9 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
 
    (Cauchy–Schwarz per block; ``γ`` bounds the float32 accumulation over D terms, 2⁻⁸ the
    output's rounding to bf16). Over the non-candidates this is at most the candidates'
-   least ``z̃`` plus 2⁻⁸·max|out| plus the error term with each stream's largest row
-   norms. The row is certified when that lies below the k-th chosen sum by more than
+   least ``z̃`` plus 2⁻⁸·min(max|out|, |z̃_least| + max|b|) (o + 2⁻⁸|o| grows with o,
+   and a non-candidate has out_l ≤ z̃_least − b_l) plus the error term with each
+   stream's largest row norms. The row is certified when that lies below the k-th chosen sum by more than
    the float32 path's own round-off. Rows that cannot be certified are recomputed in
    float32 in full.
 
@@ -152,7 +153,8 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     un = torch.stack([u16f[:, a:b].double().norm(dim=1) for a, b in blocks], 1)            # [B, S]
     dun = torch.stack([(u_bd[:, a:b].double() - u16f[:, a:b].double()).norm(dim=1) for a, b in blocks], 1)
     out16 = u16 @ shadow.W16.t()                                                         # [B, L]
-    cand, z_least, abs_max = K.top_candidates(out16, b_lat.detach().sum(0), n_cand)      # [B, n_cand], [B], [B]
+    b_sum = b_lat.detach().sum(0)                                                        # [L]
+    cand, z_least, abs_max = K.top_candidates(out16, b_sum, n_cand)                      # [B, n_cand], [B], [B]
     # Every latent outside the candidates has z̃ ≤ the candidates' least, so its exact
     # logit is at most that plus the error bound (module docstring) with each stream's
     # largest row norms — a bound per row, no pass over [B, L].
@@ -161,8 +163,11 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     w_max = shadow.wn.max(1).values                                                       # [S]
     err = (un @ dw_max + dun @ w_max).float()                                             # [B]
     if n_cand < L:
-        # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation.
-        ub_max = (z_least + abs_max * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
+        # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation; |out_l|
+        # is at most the row's largest, and since o + 2⁻⁸|o| grows with o, a non-candidate
+        # (out_l ≤ z_least − b_l) is within 2⁻⁸(|z_least| + max|b|): the smaller of the two.
+        out_max = torch.minimum(abs_max, z_least.abs() + b_sum.abs().max())
+        ub_max = (z_least + out_max * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
                   + err * (1 + 1e-5))
     else:
         ub_max = torch.full((B,), float("-inf"), device=u_bd.device)
