@@ -113,3 +113,16 @@ def test_counters_do_not_move_during_validation(store, tmp_path):
     before = t.model.samples_since_fired.clone()
     t.validate()
     assert torch.equal(before, t.model.samples_since_fired)
+
+
+def test_training_under_autocast_keeps_float32_weights(store, tmp_path):
+    from dataclasses import replace
+
+    t = new_trainer(store, tmp_path / "run", cfg=replace(TRAIN, epochs=1, autocast=True))
+    t.fit()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r.get("split") != "val"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+    assert all(v.dtype == torch.float32 for st in t.optimizer.state.values() for k, v in st.items()
+               if k != "step")

@@ -139,6 +139,8 @@ class Selection(NamedTuple):
 
 
 @torch.no_grad()
+@torch.autocast("cuda", enabled=False)
+@torch.autocast("cpu", enabled=False)  # float32's choice whatever the caller's autocast
 def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k: int, m: int,
                 shadow: Shadow) -> Selection:
     """The global TopK of ``u = x − b_pre`` [B, D] (all S streams present) under ``W_enc``

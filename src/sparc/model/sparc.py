@@ -148,14 +148,17 @@ class SPARC(nn.Module):
 
     @torch.no_grad()
     def _logits_of(self, ids: list[int], x_bd: Tensor) -> Tensor:
-        """[S', B, L] logits of the streams ``ids`` (no gradient)."""
+        """[S', B, L] logits of the streams ``ids`` (no gradient); under autocast in its
+        dtype (the products written into one buffer would otherwise escape it)."""
         u_bd = x_bd - self.b_pre
+        device_type = x_bd.device.type
+        dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else self.W_enc.dtype
         # Dense logits per stream: the same flops as one GEMM over the concatenated
         # streams, and the per-stream values at the chosen latents come for free.
-        logits_sbl = u_bd.new_empty(len(ids), x_bd.shape[0], self.n_latents)
+        logits_sbl = u_bd.new_empty(len(ids), x_bd.shape[0], self.n_latents, dtype=dt)
         for n, i in enumerate(ids):
             col = self.cols[i]
-            torch.addmm(self.b_lat[i], u_bd[:, col], self.W_enc[:, col].t(), out=logits_sbl[n])
+            torch.addmm(self.b_lat[i].to(dt), u_bd[:, col].to(dt), self.W_enc[:, col].t().to(dt), out=logits_sbl[n])
         return logits_sbl
 
     @torch.no_grad()
@@ -342,10 +345,19 @@ class SPARC(nn.Module):
         # gradient together once; indexing a piece per stream pair would allocate a zero
         # tensor of the whole output for each pair (most of a step with large batches).
         main_rd, aux_rd = out.split([n * B, out.shape[0] - n * B])
+        names = [self.names[i] for i in ids]
+        # The losses in the weights' dtype even under autocast: sums of squares over
+        # thousands of columns are no place for bfloat16.
+        with torch.autocast(x_bd.device.type, enabled=False):
+            return self._losses(ids, names, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux)
+
+    def _losses(self, ids, names, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux) -> ForwardOutput:
+        """Reconstructions and losses from the decoded rows (see :meth:`forward`)."""
+        n, B, _ = idx_sbk.shape
+        D = self.W_dec.shape[1]
         # Every (source, target) pair's NMSE at once: the residual of each source's decode
         # in all columns, its squares summed per stream block by one product with a
         # [D, n] block indicator (docs/method.md §2.1); absent streams' columns weigh 0.
-        names = [self.names[i] for i in ids]
         blocks = self._block_indicator(ids, x_bd)
         den_bt = (x_bd * x_bd) @ blocks                                        # [B, n] ‖x_t‖²
         recon_abd = main_rd.view(n, B, D) + self.b_pre                          # source a → all streams
@@ -367,6 +379,7 @@ class SPARC(nn.Module):
 
         auxk = {s: zero_like_loss(x_bd) for s in names}
         if aux is not None:
+            has_dead = aux[3]
             # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
             # decode without gradient; also the NMSE's norm), in a's columns.
             target_abd = x_bd - main_rd.view(n, B, D).detach()

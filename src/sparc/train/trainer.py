@@ -140,7 +140,9 @@ class Trainer:
         """One optimisation step on ``batch`` (in a distributed run: this rank's slice)."""
         model = self.model
         model.train()
-        out = model(batch)
+        device_type = next(model.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
+            out = model(batch)
         if self.dist is not None:
             return self._finish_step(out, self._reduce_step(out, batch))
         loss = out.losses.total.item()

@@ -59,7 +59,7 @@ class SelectLogits(torch.autograd.Function):
         ctx.save_for_backward(W_enc, b_pre, x_bd, idx_sbk)
         ctx.stream_ids, ctx.cols, ctx.n_streams = stream_ids, cols, b_lat.shape[0]
         ctx.W_enc, ctx.grad_buf = W_enc, grad_buf
-        return values_sbk.clone()
+        return values_sbk.to(W_enc.dtype, copy=True)  # logits made under autocast: the weights' dtype
 
     @staticmethod
     def backward(ctx, grad_sbk):
