@@ -10,11 +10,10 @@
 #    (an offline machine with them preinstalled).
 # 2. Runs the Triton kernel tests (every kernel against the PyTorch oracle, on cuda) and
 #    the CPU kernel and oracle tests.
-# 3. Times the training step on cuda per kernel path, fp32 and bf16, batch 256 and 4096:
-#    with benchmarks/train_step.py when it takes --device (it does not yet), otherwise
-#    with benchmarks/gpu_step.py.
+# 3. Times the training step on cuda with benchmarks/train_step.py: per kernel path, fp32
+#    and bf16, batch 256 and 4096, with latents dead and under autocast.
 # Everything is written under $OUT (default: ./gpu_check_out); the exit status is that of
-# the tests. The time limits keep the whole run under about 10 minutes once installed.
+# the tests. Once installed the run takes a few minutes (each timing at most 150 s).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -68,23 +67,22 @@ rc2=$?
 log "CPU kernel + oracle tests: rc=$rc2, $(tail -n 1 "$OUT/cpu_kernel_tests.log")"
 
 # ---------------------------------------------------------------- 3. timings
-if python benchmarks/train_step.py --help 2>/dev/null | grep -q -- "--device"; then
-    for dtype in float32 bfloat16; do
-        for B in 256 4096; do
-            # The option names --device/--dtype are the ones asked of train_step.py's owner.
-            timeout 120 python benchmarks/train_step.py --device cuda --dtype "$dtype" --batch-size "$B" \
-                --skip-dense --json "$OUT/train_step_${dtype}_${B}.json" > "$OUT/train_step_${dtype}_${B}.log" 2>&1
-            log "train_step.py cuda $dtype B=$B: rc=$?"
-        done
+# benchmarks/train_step.py on cuda: sparc per kernel path (PyTorch, Triton, each with the
+# certified bf16 selection), the dense formulation, the floor and the encoder GEMM with its
+# fraction of the measured matmul peak; fp32 and bf16 weights at batch 256 and 4,096, then
+# 10% of latents dead, and sparc under bf16 autocast.
+run_step() {  # name, then train_step.py's options
+    local name=$1; shift
+    timeout 150 python benchmarks/train_step.py --device cuda --steps 10 --dense-steps 3 "$@" \
+        --json "$OUT/train_step_${name}.json" > "$OUT/train_step_${name}.log" 2>&1
+    log "train_step.py $*: rc=$?"
+    sed -n '/median ms/,$p' "$OUT/train_step_${name}.log" >> "$OUT/summary.txt"
+}
+for dtype in float32 bfloat16; do
+    for B in 256 4096; do
+        run_step "${dtype}_${B}" --dtype "$dtype" --batch-size "$B"
     done
-else
-    log "benchmarks/train_step.py has no --device option: timing with benchmarks/gpu_step.py instead"
-fi
-for dead in 0.0 0.1; do
-    timeout 120 python benchmarks/gpu_step.py --device cuda --dtypes float32,bfloat16 --batch-sizes 256,4096 \
-        --paths pytorch,triton --dead-fraction "$dead" --json "$OUT/gpu_step_dead${dead}.json" \
-        > "$OUT/gpu_step_dead${dead}.log" 2>&1
-    log "gpu_step.py dead fraction $dead: rc=$?"
-    cat "$OUT/gpu_step_dead${dead}.log" >> "$OUT/summary.txt"
 done
+run_step float32_4096_dead --batch-size 4096 --dead-fraction 0.1
+run_step float32_4096_autocast --batch-size 4096 --autocast
 exit $(( rc != 0 ? rc : rc2 ))
