@@ -80,17 +80,22 @@ def test_fused_step_leaves_the_shadow_of_the_new_weights():
     certified.set_bf16_selection("on")
     try:
         opt = SPARCAdam(m, lr=1e-2)
-        version = m.W_enc._version
-        m(batches(1)[0]).losses.total.backward()
-        opt.step()
-        if K.kernels_for("cpu", torch.float32) != "fused":
-            pytest.skip("no fused kernels here: the optimizer leaves no shadow")
-        assert m.W_enc._version > version
-        sh = m._shadow
-        assert sh is not None and sh.key == certified.shadow_key(m.W_enc, m._bounds())
-        fresh_sh = certified.shadow_of(m.W_enc, m._bounds(), None)
-        assert torch.equal(sh.W16, fresh_sh.W16)
-        torch.testing.assert_close(sh.wn, fresh_sh.wn, rtol=1e-5, atol=0)
-        torch.testing.assert_close(sh.dwn, fresh_sh.dwn, rtol=1e-3, atol=1e-12)
+        buffers = None
+        for x in batches(3):  # from the second step on, the new copy reuses the old one's buffers
+            version = m.W_enc._version
+            m(x).losses.total.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if K.kernels_for("cpu", torch.float32) != "fused":
+                pytest.skip("no fused kernels here: the optimizer leaves no shadow")
+            assert m.W_enc._version > version
+            sh = m._shadow
+            assert sh is not None and sh.key == certified.shadow_key(m.W_enc, m._bounds())
+            fresh_sh = certified.shadow_of(m.W_enc, m._bounds(), None)
+            assert torch.equal(sh.W16, fresh_sh.W16)
+            torch.testing.assert_close(sh.wn, fresh_sh.wn, rtol=1e-5, atol=0)
+            torch.testing.assert_close(sh.dwn, fresh_sh.dwn, rtol=1e-3, atol=1e-12)
+            assert buffers is None or sh.W16.data_ptr() == buffers
+            buffers = sh.W16.data_ptr()
     finally:
         certified.set_bf16_selection("auto")

@@ -382,13 +382,14 @@ class SPARC(nn.Module):
             has_dead = aux[3]
             # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
             # decode without gradient; also the NMSE's norm), in a's columns.
-            target_abd = x_bd - main_rd.view(n, B, D).detach()
-            aux_res = aux_rd.view(n, B, D) + self.b_pre - target_abd
-            aux_den = ((target_abd * target_abd).view(n * B, D) @ blocks).view(n, B, n)
-            aux_at = ((aux_res * aux_res).view(n * B, D) @ blocks).view(n, B, n).div(aux_den).mean(1)
-            for a, s in enumerate(names):
+            # Only those columns are computed: the pieces are cut by one unbind.
+            main_abd = main_rd.view(n, B, D).detach()
+            for a, (s, aux_bd) in enumerate(zip(names, aux_rd.view(n, B, D).unbind(0))):
                 if has_dead[a]:
-                    auxk[s] = aux_at[a, a]
+                    col = self.cols[ids[a]]
+                    target = x_bd[:, col] - main_abd[a, :, col]
+                    res = aux_bd[:, col] + self.b_pre[col] - target
+                    auxk[s] = ((res * res).sum(1) / (target * target).sum(1)).mean()
         total = torch.stack(list(self_nmse.values())).mean()
         if self.cfg.auxk_coef and self.cfg.auxk:
             total = total + self.cfg.auxk_coef * torch.stack(list(auxk.values())).mean()

@@ -91,9 +91,13 @@ class SPARCAdam(torch.optim.Adam):
         nb = K._load_numba()
         S, (L, D) = len(bounds) - 1, p.shape
         if not decoder and certified.enabled_for(p):
-            W16 = torch.empty(L, D, dtype=torch.int16)
-            wn = torch.empty(S, L, dtype=torch.float64)
-            dwn = torch.empty_like(wn)
+            old = m._shadow  # made from the values this step replaces: its buffers are free
+            if old is not None and old.W16.shape == (L, D) and old.wn.shape == (S, L):
+                W16, wn, dwn = old.W16.view(torch.int16), old.wn, old.dwn
+            else:
+                W16 = torch.empty(L, D, dtype=torch.int16)
+                wn = torch.empty(S, L, dtype=torch.float64)
+                dwn = torch.empty_like(wn)
         else:  # no copy to write
             W16, wn = torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64)
             dwn = torch.empty_like(wn)
