@@ -356,13 +356,11 @@ class SPARC(nn.Module):
         n, B, _ = idx_sbk.shape
         D = self.W_dec.shape[1]
         # Every (source, target) pair's NMSE at once: the residual of each source's decode
-        # in all columns, its squares summed per stream block by one product with a
-        # [D, n] block indicator (docs/method.md §2.1); absent streams' columns weigh 0.
-        blocks = self._block_indicator(ids, x_bd)
-        den_bt = (x_bd * x_bd) @ blocks                                        # [B, n] ‖x_t‖²
+        # in all columns, its squares summed per stream block (docs/method.md §2.1);
+        # absent streams' columns weigh 0.
+        num_abt, den_bt = K.block_sse(main_rd, self.b_pre, x_bd, n, [self.cols[i] for i in ids])
+        pair_at = num_abt.div(den_bt).mean(1)                                  # [source, target]
         recon_abd = main_rd.view(n, B, D) + self.b_pre                          # source a → all streams
-        res_abd = recon_abd - x_bd
-        pair_at = ((res_abd * res_abd).view(n * B, D) @ blocks).view(n, B, n).div(den_bt).mean(1)
         recons: dict[str, Tensor] = {}
         cross: dict[tuple[str, str], Tensor] = {}
         self_nmse: dict[str, Tensor] = {}
@@ -397,13 +395,6 @@ class SPARC(nn.Module):
             total = total + self.cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
         codes = {s: SparseCode(idx_sbk[j], val_sbk[j], self.n_latents) for j, s in enumerate(names)}
         return ForwardOutput(codes, recons, cross, Losses(total, self_nmse, cross_nmse, auxk))
-
-    def _block_indicator(self, ids: list[int], ref: Tensor) -> Tensor:
-        """[D, len(ids)]: 1 where column c belongs to the stream ids[j], else 0."""
-        blocks = ref.new_zeros(self.W_dec.shape[1], len(ids))
-        for j, i in enumerate(ids):
-            blocks[self.cols[i], j] = 1
-        return blocks
 
     # ------------------------------------------------------------------ dead latents
 

@@ -45,7 +45,7 @@ from sparc.options import env_choice
 
 __all__ = [
     "csr_tensor", "uniform_crow", "spmm", "sddmm", "spmm_t", "spmm_t_sddmm", "normalize_rows_", "remove_parallel_",
-    "bf16_shadow", "stream_dots", "top_candidates", "kernels_for", "set_kernels", "MODES",
+    "bf16_shadow", "stream_dots", "top_candidates", "block_sse", "kernels_for", "set_kernels", "MODES",
 ]
 
 MODES = ("auto", "fused", "pytorch", "triton")
@@ -336,7 +336,18 @@ def top_candidates(Z16_bl: Tensor, bias_l: Tensor, n: int) -> tuple[Tensor, Tens
     return cand, z_least, abs_max
 
 
-# The autograd functions use the primitives above (imported last: they import this module).
-from sparc.model.kernels.autograd import DecodeSelected, SelectLogits  # noqa: E402
+def block_sse(M_rd: Tensor, b_pre: Tensor, X_bd: Tensor, n: int, cols: list[slice]) -> tuple[Tensor, Tensor]:
+    """(num [n, B, T], den [B, T]), differentiable: per stream block t (columns ``cols[t]``)
+    the squared residual ``Σ (M[a·B + b] + b_pre − X[b])²`` of each of the n sources a
+    (M [n·B, D]: their decodes side by side, without b_pre) and ``Σ X[b]²`` — the
+    numerators and norms of every (source, target) NMSE (docs/method.md §2.1)."""
+    nb = _fused(M_rd.detach(), b_pre.detach(), X_bd.detach())
+    if nb is None:
+        return _pt.block_sse(M_rd, b_pre, X_bd, n, cols)
+    return BlockSSE.apply(M_rd, b_pre, X_bd, n, tuple(cols))
 
-__all__ += ["DecodeSelected", "SelectLogits"]
+
+# The autograd functions use the primitives above (imported last: they import this module).
+from sparc.model.kernels.autograd import BlockSSE, DecodeSelected, SelectLogits  # noqa: E402
+
+__all__ += ["BlockSSE", "DecodeSelected", "SelectLogits"]

@@ -129,3 +129,41 @@ class DecodeSelected(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_val = K.sddmm(crow, col, grad_rd, W_ld, shared=ctx.shared)
         return grad_W, None, None, grad_val, None, None, None, None
+
+
+class BlockSSE(torch.autograd.Function):
+    """:func:`sparc.model.kernels.block_sse` on the fused kernels: the NMSE numerators
+    and norms in one pass over the rows, gradients in another, no [n, B, D] temporaries.
+
+    Arguments: ``M_rd`` [n·B, D], ``b_pre`` [D], ``X_bd`` [B, D], ``n``, ``cols`` (T
+    column slices). Returns (num [n, B, T], den [B, T]).
+    """
+
+    @staticmethod
+    def forward(ctx, M_rd, b_pre, X_bd, n, cols):
+        nb = K._load_numba()
+        lo = torch.tensor([c.start for c in cols], dtype=torch.int64)
+        hi = torch.tensor([c.stop for c in cols], dtype=torch.int64)
+        B, T = X_bd.shape[0], len(cols)
+        num, den = M_rd.new_empty(n, B, T), X_bd.new_empty(B, T)
+        nb.block_sse(M_rd.detach().numpy(), b_pre.detach().numpy(), X_bd.detach().numpy(), n, lo.numpy(),
+                     hi.numpy(), num.numpy(), den.numpy())
+        ctx.save_for_backward(M_rd, b_pre, X_bd, lo, hi)
+        ctx.n = n
+        return num, den
+
+    @staticmethod
+    def backward(ctx, g_num, g_den):
+        M_rd, b_pre, X_bd, lo, hi = ctx.saved_tensors
+        nb = K._load_numba()
+        B, T = X_bd.shape[0], lo.shape[0]
+        g_num = M_rd.new_zeros(ctx.n, B, T) if g_num is None else g_num.contiguous()
+        g_den = X_bd.new_zeros(B, T) if g_den is None else g_den.contiguous()
+        gM, gX = torch.empty_like(M_rd), torch.empty_like(X_bd)
+        gB_parts = b_pre.new_empty(min(B, 16), b_pre.shape[0]) if B else b_pre.new_zeros(1, b_pre.shape[0])
+        nb.block_sse_grad(M_rd.detach().numpy(), b_pre.detach().numpy(), X_bd.detach().numpy(), ctx.n,
+                          lo.numpy(), hi.numpy(), g_num.numpy(), g_den.numpy(), gM.numpy(), gX.numpy(),
+                          gB_parts.numpy())
+        gB = gB_parts.sum(0)
+        return (gM if ctx.needs_input_grad[0] else None, gB if ctx.needs_input_grad[1] else None,
+                gX if ctx.needs_input_grad[2] else None, None, None)

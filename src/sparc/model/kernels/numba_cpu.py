@@ -459,3 +459,57 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
         t[0] = ~prefix if prefix & np.uint32(0x80000000) == 0 else prefix & np.uint32(0x7FFFFFFF)
         z_least[b] = t.view(np.float32)[0]
         abs_max[b] = np.float32(np.nan) if nan else am
+
+
+# ---------------------------------------------------------------------- reconstruction losses
+
+
+@njit(**_PAR)
+def block_sse(M, b_pre, X, n, lo, hi, num, den):
+    """``num[a, r, t] = Σ_{c in block t} (M[a·B + r, c] + b_pre[c] − X[r, c])²`` and
+    ``den[r, t] = Σ_{c in block t} X[r, c]²``, block t the columns ``lo[t]:hi[t]``:
+    every source's squared residual per target stream, in one pass over the rows."""
+    B = X.shape[0]
+    T = lo.shape[0]
+    for r in prange(B):
+        for t in range(T):
+            xt, bt = X[r, lo[t] : hi[t]], b_pre[lo[t] : hi[t]]
+            den[r, t] = _dot(xt, xt)
+            for a in range(n):
+                mt = M[a * B + r, lo[t] : hi[t]]
+                acc = _zero(mt)
+                for c in range(mt.shape[0]):
+                    d = mt[c] + bt[c] - xt[c]
+                    acc += d * d
+                num[a, r, t] = acc
+
+
+@njit(**_PAR)
+def block_sse_grad(M, b_pre, X, n, lo, hi, g_num, g_den, gM, gX, gB_parts):
+    """The gradients of :func:`block_sse` given those of ``num`` and ``den``: ``gM``
+    (0 outside the blocks), ``gX``, and ``b_pre``'s as one partial sum per chunk of rows
+    in ``gB_parts`` [n_chunks, D] (the caller adds them up)."""
+    B = X.shape[0]
+    T = lo.shape[0]
+    n_chunks = gB_parts.shape[0]
+    for ch in prange(n_chunks):
+        gb = gB_parts[ch]
+        gb[:] = 0
+        for r in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            gX[r, :] = 0
+            for a in range(n):
+                gM[a * B + r, :] = 0
+            for t in range(T):
+                a0, a1 = lo[t], hi[t]
+                xt, bt, gxt, gbt = X[r, a0:a1], b_pre[a0:a1], gX[r, a0:a1], gb[a0:a1]
+                s = g_den[r, t] + g_den[r, t]  # 2·g in the table's dtype
+                for c in range(xt.shape[0]):
+                    gxt[c] = s * xt[c]
+                for a in range(n):
+                    k = g_num[a, r, t] + g_num[a, r, t]
+                    mt, gmt = M[a * B + r, a0:a1], gM[a * B + r, a0:a1]
+                    for c in range(mt.shape[0]):
+                        g = k * (mt[c] + bt[c] - xt[c])
+                        gmt[c] = g
+                        gxt[c] -= g
+                        gbt[c] += g

@@ -122,3 +122,16 @@ def top_candidates(Z16_bl: Tensor, bias_l: Tensor, n: int) -> tuple[Tensor, Tens
     out = Z16_bl.float()
     top = (out + bias_l).topk(n, dim=1, sorted=False)
     return top.indices, top.values.min(1).values, out.abs().amax(1)
+
+
+def block_sse(M_rd: Tensor, b_pre: Tensor, X_bd: Tensor, n: int, cols: list[slice]) -> tuple[Tensor, Tensor]:
+    """(num [n, B, T], den [B, T]): per block t (the columns ``cols[t]``) the sums of
+    ``(M[a·B + b] + b_pre − X[b])²`` and of ``X[b]²``, through one product with a [D, T]
+    block indicator; differentiable."""
+    B, D = X_bd.shape
+    blocks = X_bd.new_zeros(D, len(cols))
+    for t, col in enumerate(cols):
+        blocks[col, t] = 1
+    res = M_rd.view(n, B, D) + b_pre - X_bd
+    num = ((res * res).view(n * B, D) @ blocks).view(n, B, len(cols))
+    return num, (X_bd * X_bd) @ blocks
