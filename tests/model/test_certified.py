@@ -63,18 +63,18 @@ def test_random_models_choose_what_float32_chooses(seed, kernel_path):
 def test_too_few_candidates_fall_back_to_float32_and_stay_exact():
     m, x = model_and_batch(seed=3)
     m.eval()
-    m._n_extra = 1  # nearly every row's certificate fails
+    m._extra.m = 1  # nearly every row's certificate fails
     ref, got = both_ways(m, x)
     assert_same_selection(ref, got)
     certified_rows, rows = m.certified_stats
     assert rows == 64 and certified_rows < rows, "no row fell back: the fallback path was not exercised"
-    assert m._n_extra > 1, "the candidates were not widened after many fallbacks"
+    assert m._extra.m > 1, "the candidates were not widened after many fallbacks"
 
 
 def test_every_row_certified_with_enough_candidates():
     m, x = model_and_batch(seed=4)
     m.eval()
-    m._n_extra = 200
+    m._extra.m = 200
     ref, got = both_ways(m, x)
     assert_same_selection(ref, got)
     assert m.certified_stats == (64, 64)
@@ -91,7 +91,7 @@ def test_few_candidates_and_large_biases_stay_exact(seed, b_std):
     with torch.no_grad():
         m.b_lat.normal_(0, b_std)
     m.eval()
-    m._n_extra = 6
+    m._extra.m = 6
     ref, got = both_ways(m, x)
     assert_same_selection(ref, got)
     assert m.certified_stats[0] > 0, "no row certified: the bound was not exercised"
@@ -262,3 +262,20 @@ def test_certificate_holds_when_the_product_rounds_to_a_tie(kernel_path):
     assert (u.bfloat16() @ W.bfloat16().t()).tolist() == [0.75, 0.75]
     sel = _one_candidate(u, W)
     assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1
+
+
+def test_extra_candidates_double_on_a_fallback_and_halve_when_none_come():
+    c = certified.Candidates(64, 500, floor=16, patience=3)
+    c.update(1)
+    assert c.m == 128
+    for _ in range(2):
+        c.update(0)
+    assert c.m == 128
+    c.update(0)
+    assert c.m == 64  # after three clean batches
+    for _ in range(20):
+        c.update(0)
+    assert c.m == 16  # not below the floor
+    for _ in range(10):
+        c.update(5)
+    assert c.m == 500  # nor above the limit

@@ -103,6 +103,27 @@ def _bf16_fast(device_type: str) -> bool:
     return best(lambda: a16 @ b16.t()) * 1.6 < best(lambda: a @ b.t())
 
 
+class Candidates:
+    """How many extra candidates m the selection takes beyond k. A row whose certificate
+    fails costs a float32 pass over W_enc (as much as ~150 extra candidates for a whole
+    batch of 256), so m doubles whenever a row falls back; after ``patience`` batches
+    without one it halves (not below ``floor``), following the logits as training
+    sharpens them."""
+
+    def __init__(self, m: int, limit: int, *, floor: int = 16, patience: int = 100):
+        self.m, self.limit, self.floor, self.patience = min(m, limit), limit, floor, patience
+        self.clean = 0
+        """Batches since the last fallback (or the last halving)."""
+
+    def update(self, n_fallback: int) -> None:
+        if n_fallback:
+            self.m, self.clean = min(2 * self.m, self.limit), 0
+            return
+        self.clean += 1
+        if self.clean >= self.patience and self.m > self.floor:
+            self.m, self.clean = max(self.m // 2, self.floor), 0
+
+
 class Shadow(NamedTuple):
     """The bf16 copy of W_enc and its error norms, valid for one version of W_enc."""
 
@@ -152,8 +173,10 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     u16 = u_bd.bfloat16()
     u16f = u16.float()
     blocks = list(zip(bounds[:-1], bounds[1:]))
-    un = torch.stack([u16f[:, a:b].double().norm(dim=1) for a, b in blocks], 1)            # [B, S]
-    dun = torch.stack([(u_bd[:, a:b].double() - u16f[:, a:b].double()).norm(dim=1) for a, b in blocks], 1)
+    # Norms in float32 (u − bf16(u) is exact there), rounded up by 0.1%: their own error,
+    # below D·2⁻²⁴ ≈ 10⁻⁴, must not make the bound too small.
+    un = torch.stack([u16f[:, a:b].norm(dim=1) for a, b in blocks], 1).double() * 1.001     # [B, S]
+    dun = torch.stack([(u_bd[:, a:b] - u16f[:, a:b]).norm(dim=1) for a, b in blocks], 1).double() * 1.001
     out16 = u16 @ shadow.W16.t()                                                         # [B, L]
     b_sum = b_lat.detach().sum(0)                                                        # [L]
     cand, z_least, abs_max = K.top_candidates(out16, b_sum, n_cand)                      # [B, n_cand], [B], [B]

@@ -83,8 +83,8 @@ class SPARC(nn.Module):
             "samples_since_fired", torch.zeros(S, L, dtype=torch.int64, device=device)
         )
         # The certified bf16 selection's state (docs/method.md §4.3), not saved:
-        self._n_extra = cfg.k
-        """Extra candidates beyond k (widened when too many rows fail their certificate)."""
+        self._extra = certified.Candidates(cfg.k, L - cfg.k)
+        """Extra candidates beyond k, adapted to the rows whose certificate fails."""
         self._shadow: certified.Shadow | None = None
         """The bf16 copy of W_enc, when the optimizer's step made it."""
         self.certified_stats = (0, 0)
@@ -213,12 +213,11 @@ class SPARC(nn.Module):
                 and certified.enabled_for(self.W_enc)):
             with torch.no_grad():
                 u_bd, bounds = (x_bd - self.b_pre).contiguous(), self._bounds()
-                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, bounds, self.cfg.k, self._n_extra,
+                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, bounds, self.cfg.k, self._extra.m,
                                             certified.shadow_of(self.W_enc, bounds, self._shadow))
             self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
                                     self.certified_stats[1] + x_bd.shape[0])
-            if sel.n_fallback * 16 > x_bd.shape[0]:  # too many rows uncertified: widen the candidates
-                self._n_extra = min(2 * self._n_extra, self.n_latents - self.cfg.k)
+            self._extra.update(sel.n_fallback)
 
             def logits_at(a: int, latents: Tensor) -> Tensor:
                 col, i = self.cols[ids[a]], ids[a]
