@@ -73,7 +73,7 @@ torch.manual_seed(0)
 dims = {DIMS!r}
 m = SPARC(dims, SPARCConfig()).train()
 m.use_gradient_buffers()
-opt = SPARCAdam(m, lr=1e-4)
+opt = SPARCAdam(m, lr=1e-4, in_backward=True)  # as the trainer (one process)
 x = {{s: F.normalize(torch.randn({args.batch_size}, d), dim=1) for s, d in dims.items()}}
 times = []
 for i in range({args.warmup} + {steps}):

@@ -355,7 +355,8 @@ def main(argv=None) -> int:
         m = SPARC(streams, cfg, device=device, dtype=dtype).train()
         m.load_state_dict(model.state_dict())
         m.use_gradient_buffers()
-        opt = SPARCAdam(m, lr=1e-4)  # the trainer's optimizer: Adam + the decoder constraint
+        # The trainer's optimizer: Adam + the decoder constraint, the tables stepped in backward.
+        opt = SPARCAdam(m, lr=1e-4, in_backward=True)
 
         def step():
             K.set_kernels(path.split("+")[0])

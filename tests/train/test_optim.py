@@ -99,3 +99,37 @@ def test_fused_step_leaves_the_shadow_of_the_new_weights():
             buffers = sh.W16.data_ptr()
     finally:
         certified.set_bf16_selection("auto")
+
+
+@pytest.mark.parametrize("selection", ["off", "on"])
+def test_steps_taken_in_backward_equal_the_separate_step(selection):
+    """``in_backward=True``: the same parameters and state, bit for bit, as stepping after
+    backward — with dead latents (AuxK codes in the same kernels) and the bf16 copy."""
+    if K.kernels_for("cpu", torch.float32) != "fused":
+        pytest.skip("no fused kernels here: nothing is stepped in backward")
+    certified.set_bf16_selection(selection)
+    try:
+        runs = []
+        for in_backward in (False, True):
+            m = fresh()
+            m.use_gradient_buffers()
+            opt = SPARCAdam(m, lr=1e-2, eps=1e-8, in_backward=in_backward)
+            for i, x in enumerate(batches(5)):
+                m.samples_since_fired[:, ::3] = 8  # a third of the latents dead: AuxK runs
+                m(x).losses.total.backward()
+                if in_backward:
+                    assert m.W_enc.grad is None and m.W_dec.grad is None
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            runs.append((m, opt))
+        (a, opt_a), (b, opt_b) = runs
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            assert torch.equal(p, q), name
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(opt_a.state[p][key], opt_b.state[q][key]), f"{name} {key}"
+        if selection == "on":
+            assert b._shadow is not None and b._shadow.key == certified.shadow_key(b.W_enc, b._bounds())
+            assert torch.equal(b._shadow.W16, certified.shadow_of(b.W_enc, b._bounds(), None).W16)
+    finally:
+        certified.set_bf16_selection("auto")
+        K.set_kernels("auto")

@@ -233,7 +233,7 @@ class SPARC(nn.Module):
         ``pre_sbk``: the same values without gradient."""
         return SelectLogits.apply(
             self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
-            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"),
+            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"), self._table_step("W_enc"),
         )
 
     def encode(
@@ -338,7 +338,8 @@ class SPARC(nn.Module):
             lo = torch.cat([torch.zeros(n * B, dtype=torch.long, device=x_bd.device), starts.repeat_interleave(B)])
             hi = torch.cat([torch.full((n * B,), D, dtype=torch.long, device=x_bd.device),
                             stops.repeat_interleave(B)])
-        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"), lo, hi)
+        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"), lo, hi,
+                                   self._table_step("W_dec"))
         # Row block b of the first n·B rows: source b decoded into every stream's columns.
         # The pieces are cut with one split and one unbind each, whose backward puts the
         # gradient together once; indexing a piece per stream pair would allocate a zero
@@ -536,6 +537,24 @@ class SPARC(nn.Module):
         if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
             buf = self._grad_buffers[name] = torch.empty_like(p, memory_format=torch.contiguous_format)
         return buf
+
+    def step_tables_in_backward(self, provider: Callable[[str], K.TableStep | None] | None) -> None:
+        """Let the backward pass take the optimizer step of ``W_enc`` and ``W_dec``: at each
+        training backward, ``provider(name)`` gives that table's step (or None, for its
+        gradient as usual) and the fused kernels apply it while they form the gradient,
+        which is then never written out (docs/method.md §4.2). The tables get no
+        ``.grad``; everything must read them before, nothing after, the backward — a loop
+        of ``loss.backward()`` and the optimizer's ``step()`` for the other parameters
+        (:class:`sparc.train.optim.SPARCAdam` with ``in_backward=True``). ``None``: off."""
+        self._step_provider = provider
+
+    _step_provider: Callable[[str], K.TableStep | None] | None = None
+
+    def _table_step(self, name: str) -> Callable[[], K.TableStep | None] | None:
+        if self._step_provider is None or not self.training or not torch.is_grad_enabled():
+            return None
+        provider = self._step_provider
+        return lambda: provider(name)
 
     # ------------------------------------------------------------------ save / load
 

@@ -12,6 +12,14 @@ With the fused CPU kernels (float32 weights, :mod:`sparc.model.kernels`), the mo
 ``W_enc`` the same pass writes the bf16 copy and norms the certified selection needs
 next (docs/method.md §4.3), so the next forward does not build them. Everything else
 (the biases; any other device or dtype) goes through ``torch.optim.Adam`` itself.
+
+With ``in_backward=True`` those two passes move into the backward pass: the kernels
+that form each table's gradient step the table row by row as they go, so the 84 MB
+gradients are never written or read back (:meth:`SPARCAdam.table_step`). The step is
+the same arithmetic; the tables get no ``.grad``, so this suits one backward per step
+with nothing between backward and ``step()`` that reads the tables' gradients — the
+trainer's single-process loop, not data-parallel training (whose gradients are summed
+over processes before the step).
 """
 
 from __future__ import annotations
@@ -33,14 +41,19 @@ class SPARCAdam(torch.optim.Adam):
         The SPARC model whose parameters are optimised (all of them, one group).
     lr, eps, betas
         As for ``torch.optim.Adam``.
+    in_backward
+        Step ``W_enc`` and ``W_dec`` during the backward pass, where the fused kernels
+        serve them (module docstring).
     """
 
-    def __init__(self, model: SPARC, *, lr: float, eps: float = 1e-8, betas=(0.9, 0.999)):
+    def __init__(self, model: SPARC, *, lr: float, eps: float = 1e-8, betas=(0.9, 0.999), in_backward: bool = False):
         fused_ok = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64,
                                                                       torch.float16, torch.bfloat16)
                        for p in model.parameters())
         super().__init__(model.parameters(), lr=lr, eps=eps, betas=betas, fused=fused_ok)
         self.model = model
+        if in_backward:
+            model.step_tables_in_backward(self.table_step)
 
     def _fused_tables(self) -> bool:
         m = self.model
@@ -73,7 +86,18 @@ class SPARCAdam(torch.optim.Adam):
         for p in tables:
             self._step_table(p, decoder=p is m.W_dec)
 
-    def _step_table(self, p: torch.Tensor, *, decoder: bool) -> None:
+    def table_step(self, name: str) -> K.TableStep | None:
+        """The next Adam step of the model's table ``name`` ("W_enc" or "W_dec"), for the
+        backward pass to take (``in_backward=True``, :meth:`SPARC.step_tables_in_backward`);
+        None where the fused kernels do not serve it (its gradient then goes to ``.grad``
+        and :meth:`step` steps it)."""
+        if not self._fused_tables():
+            return None
+        p = getattr(self.model, name)
+        return self._prepare_table(p, decoder=p is self.model.W_dec)
+
+    def _prepare_table(self, p: torch.Tensor, *, decoder: bool) -> K.TableStep:
+        """Advance ``p``'s step count and give the step's state, scalars and bf16-copy buffers."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
         state = self.state[p]
@@ -88,24 +112,35 @@ class SPARCAdam(torch.optim.Adam):
         m = self.model
         bounds = m._bounds()
         f32 = np.float32
-        nb = K._load_numba()
         S, (L, D) = len(bounds) - 1, p.shape
+        shadow = None
         if not decoder and certified.enabled_for(p):
             old = m._shadow  # made from the values this step replaces: its buffers are free
             if old is not None and old.W16.shape == (L, D) and old.wn.shape == (S, L):
-                W16, wn, dwn = old.W16.view(torch.int16), old.wn, old.dwn
+                shadow = (old.W16.view(torch.int16), old.wn, old.dwn)
             else:
-                W16 = torch.empty(L, D, dtype=torch.int16)
                 wn = torch.empty(S, L, dtype=torch.float64)
-                dwn = torch.empty_like(wn)
-        else:  # no copy to write
-            W16, wn = torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64)
-            dwn = torch.empty_like(wn)
-        nb.adam_rows(p.detach().numpy(), p.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
-                     np.asarray(bounds), f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(lr / bc1),
-                     f32(bc2**0.5), f32(group["eps"]), decoder, f32(torch.finfo(p.dtype).tiny),
-                     W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
-        # Written through numpy: tell autograd (and the shadow's cache key) that p changed.
-        increment_version(p)
-        if W16.shape[0]:
-            m._shadow = certified.Shadow(certified.shadow_key(p, bounds), W16.view(torch.bfloat16), wn, dwn)
+                shadow = (torch.empty(L, D, dtype=torch.int16), wn, torch.empty_like(wn))
+
+        def done() -> None:
+            # Written through numpy: tell autograd (and the shadow's cache key) that p changed.
+            increment_version(p)
+            if shadow is not None:
+                W16, wn, dwn = shadow
+                m._shadow = certified.Shadow(certified.shadow_key(p, bounds), W16.view(torch.bfloat16), wn, dwn)
+
+        scalars = (f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(lr / bc1), f32(bc2**0.5), f32(group["eps"]),
+                   f32(torch.finfo(p.dtype).tiny))
+        return K.TableStep(state["exp_avg"], state["exp_avg_sq"], scalars, bounds, shadow, done)
+
+    def _step_table(self, p: torch.Tensor, *, decoder: bool) -> None:
+        st = self._prepare_table(p, decoder=decoder)
+        D, S = p.shape[1], len(st.bounds) - 1
+        W16, wn, dwn = st.shadow if st.shadow is not None else (
+            torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64),
+            torch.empty(S, 0, dtype=torch.float64))
+        omb1, beta2, omb2, step_size, bc2_sqrt, eps, tiny = st.scalars
+        K._load_numba().adam_rows(p.detach().numpy(), p.grad.numpy(), st.exp_avg.numpy(), st.exp_avg_sq.numpy(),
+                                  np.asarray(st.bounds), omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
+                                  W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
+        st.done()

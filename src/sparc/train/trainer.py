@@ -109,8 +109,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        # Adam with the decoder constraint in its step (fused with it on the CPU kernels).
-        self.optimizer = SPARCAdam(model, lr=cfg.lr, eps=cfg.adam_eps)
+        # Adam with the decoder constraint in its step (fused with it on the CPU kernels);
+        # one process: the two tables are stepped in backward, as their gradients form
+        # (data parallel: their gradients are summed over the ranks first).
+        self.optimizer = SPARCAdam(model, lr=cfg.lr, eps=cfg.adam_eps, in_backward=dist is None)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
         self.validated = 0

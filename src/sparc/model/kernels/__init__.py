@@ -33,7 +33,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -45,7 +47,7 @@ from sparc.options import env_choice
 
 __all__ = [
     "csr_tensor", "uniform_crow", "spmm", "sddmm", "spmm_t", "spmm_t_sddmm", "normalize_rows_", "remove_parallel_",
-    "bf16_shadow", "stream_dots", "top_candidates", "block_sse", "kernels_for", "set_kernels", "MODES",
+    "bf16_shadow", "stream_dots", "top_candidates", "block_sse", "TableStep", "kernels_for", "set_kernels", "MODES",
 ]
 
 MODES = ("auto", "fused", "pytorch", "triton")
@@ -274,6 +276,58 @@ def spmm_t_sddmm(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Ten
     nb.spmm_t_sddmm(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(W_ld),
                     _np(lo), _np(hi), _np(out), _np(gval), accumulate)
     return out, gval
+
+
+class TableStep(NamedTuple):
+    """One Adam step of a weight table, taken by the fused kernels while the backward pass
+    forms its gradient, so the gradient is never written out (docs/method.md §4.2;
+    :meth:`sparc.train.optim.SPARCAdam.table_step` makes them)."""
+
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
+    scalars: tuple
+    """(1 − β1, β2, 1 − β2, lr / bias correction 1, √bias correction 2, eps, tiny), in the table's dtype."""
+    bounds: list[int]
+    """The stream blocks' column bounds (the decoder constraint and the bf16 copy work per block)."""
+    shadow: tuple[Tensor, Tensor, Tensor] | None
+    """(W16 as int16, wn, dwn): where the encoder's new bf16 copy and norms go; None for the decoder."""
+    done: Callable[[], None]
+    """Called once the rows are stepped."""
+
+
+def _step_args(W_ld: Tensor, step: TableStep) -> tuple:
+    return (_np(W_ld), _np(step.exp_avg), _np(step.exp_avg_sq), torch.tensor(step.bounds).numpy(), *step.scalars)
+
+
+def spmm_t_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,
+                arow: Tensor, lo: Tensor, hi: Tensor) -> None:
+    """:func:`spmm_t` as ``W_ld``'s gradient, and the Adam ``step`` of ``W_ld`` with it, in one
+    pass (fused kernels only): the encoder's weight gradient is never written out."""
+    nb = _load_numba()
+    start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
+    W16, wn, dwn = step.shadow if step.shadow is not None else (
+        torch.empty(0, W_ld.shape[1], dtype=torch.int16), torch.empty(len(step.bounds) - 1, 0, dtype=torch.float64),
+        torch.empty(len(step.bounds) - 1, 0, dtype=torch.float64))
+    nb.spmm_t_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow), _np(lo), _np(hi),
+                   *_step_args(W_ld, step), W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
+    step.done()
+
+
+def spmm_t_sddmm_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,
+                      lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
+    """:func:`spmm_t_sddmm`'s value gradient (returned, from the rows before the step) and
+    the Adam ``step`` of ``W_ld`` with the decoder constraint, in one pass (fused kernels
+    only): the decoder's weight gradient is never written out."""
+    nb = _load_numba()
+    R = crow.numel() - 1
+    lo, hi = _full_rows(R, W_ld.shape[1], lo, hi)
+    gval = A_rd.new_empty(col.numel())
+    start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
+    P, M, V, bounds, *scalars = _step_args(W_ld, step)
+    nb.spmm_t_sddmm_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(lo), _np(hi),
+                         P, M, V, _np(gval), bounds, *scalars)
+    step.done()
+    return gval
 
 
 def normalize_rows_(W_ld: Tensor, bounds: list[int]) -> None:

@@ -8,6 +8,11 @@ step allocates no 84 MB gradient; the function then returns no gradient for ``W`
 is already in ``.grad``). That suits ``loss.backward()`` followed by an optimizer step
 and ``zero_grad(set_to_none=True)`` — the trainer's loop — but not
 ``torch.autograd.grad``, so it is opt-in (:meth:`sparc.model.SPARC.use_gradient_buffers`).
+
+Further still, both take an optional ``table_step``: a callable giving, at backward
+time, a :class:`~sparc.model.kernels.TableStep` (or None). With one, the fused kernels
+take the table's Adam step while they form its gradient, which is never written out,
+and ``W.grad`` stays as it was (:meth:`sparc.model.SPARC.step_tables_in_backward`).
 """
 
 from __future__ import annotations
@@ -51,14 +56,14 @@ class SelectLogits(torch.autograd.Function):
     streams side by side), ``values_sbk`` [S', B, k] (the logits at ``idx_sbk``, with
     latent bias), ``idx_sbk`` [S', B, k], ``stream_ids`` (S' ints), ``cols`` (S' column
     slices), ``grad_buf`` (None or a persistent buffer for W_enc's gradient). Returns the
-    values [S', B, k] before the ReLU.
+    values [S', B, k] before the ReLU; ``table_step`` (None, or see the module docstring).
     """
 
     @staticmethod
-    def forward(ctx, W_enc, b_pre, b_lat, x_bd, values_sbk, idx_sbk, stream_ids, cols, grad_buf):
+    def forward(ctx, W_enc, b_pre, b_lat, x_bd, values_sbk, idx_sbk, stream_ids, cols, grad_buf, table_step=None):
         ctx.save_for_backward(W_enc, b_pre, x_bd, idx_sbk)
         ctx.stream_ids, ctx.cols, ctx.n_streams = stream_ids, cols, b_lat.shape[0]
-        ctx.W_enc, ctx.grad_buf = W_enc, grad_buf
+        ctx.W_enc, ctx.grad_buf, ctx.table_step = W_enc, grad_buf, table_step
         return values_sbk.to(W_enc.dtype, copy=True)  # logits made under autocast: the weights' dtype
 
     @staticmethod
@@ -92,9 +97,14 @@ class SelectLogits(torch.autograd.Function):
             lo = torch.tensor([c.start for c in ctx.cols], device=dev).repeat_interleave(B)
             hi = torch.tensor([c.stop for c in ctx.cols], device=dev).repeat_interleave(B)
             u_bd = (x_bd - b_pre).contiguous()
-            grad_W = _weight_grad(ctx.W_enc, ctx.grad_buf, uniform_crow(n * B, k, dev), idx_sbk.reshape(-1),
-                                  grad_sbk.reshape(-1), u_bd, L, arow=arow, lo=lo, hi=hi)
-        return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None
+            crow, col, val = uniform_crow(n * B, k, dev), idx_sbk.reshape(-1), grad_sbk.reshape(-1)
+            # Last: the step changes W_enc, which the gradients above read.
+            step = ctx.table_step() if ctx.table_step is not None else None
+            if step is not None:
+                K.spmm_t_step(crow, col, val, u_bd, ctx.W_enc.detach(), step, arow=arow, lo=lo, hi=hi)
+            else:
+                grad_W = _weight_grad(ctx.W_enc, ctx.grad_buf, crow, col, val, u_bd, L, arow=arow, lo=lo, hi=hi)
+        return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None, None
 
 
 class DecodeSelected(torch.autograd.Function):
@@ -103,13 +113,15 @@ class DecodeSelected(torch.autograd.Function):
     Arguments: ``W_ld`` [L, D], ``crow`` [R + 1], ``col`` [nnz], ``val`` [nnz],
     ``shared`` ((n, G): rows with the same latents, see :func:`sparc.model.kernels.spmm`),
     ``grad_buf`` (None or a persistent buffer for W's gradient), ``lo``/``hi`` (None, or
-    [R]: row r decoded in its columns ``lo[r]:hi[r]`` only).
+    [R]: row r decoded in its columns ``lo[r]:hi[r]`` only), ``table_step`` (None, or see
+    the module docstring: W is the decoder, stepped with its constraint).
     """
 
     @staticmethod
-    def forward(ctx, W_ld, crow, col, val, shared=(1, 0), grad_buf=None, lo=None, hi=None):
+    def forward(ctx, W_ld, crow, col, val, shared=(1, 0), grad_buf=None, lo=None, hi=None, table_step=None):
         ctx.save_for_backward(W_ld, crow, col, val)
         ctx.W, ctx.shared, ctx.grad_buf, ctx.lo, ctx.hi = W_ld, shared, grad_buf, lo, hi
+        ctx.table_step = table_step
         return K.spmm(crow, col, val, W_ld, shared=shared, lo=lo, hi=hi)
 
     @staticmethod
@@ -117,18 +129,22 @@ class DecodeSelected(torch.autograd.Function):
         W_ld, crow, col, val = ctx.saved_tensors
         grad_W = grad_val = None
         grad_rd = grad_rd.contiguous()
+        step = ctx.table_step() if ctx.table_step is not None and ctx.needs_input_grad[0] else None
+        if step is not None:
+            grad_val = K.spmm_t_sddmm_step(crow, col, val, grad_rd, ctx.W.detach(), step, lo=ctx.lo, hi=ctx.hi)
+            return None, None, None, grad_val if ctx.needs_input_grad[3] else None, None, None, None, None, None
         if ctx.needs_input_grad[0] and ctx.needs_input_grad[3]:
             # Both: one pass over the latents (fused kernels), in each row's columns.
             grad_W, grad_val = _into_grad(ctx.W, ctx.grad_buf, lambda out, acc: K.spmm_t_sddmm(
                 crow, col, val, grad_rd, W_ld, out=out, accumulate=acc, shared=ctx.shared, lo=ctx.lo, hi=ctx.hi))
-            return grad_W, None, None, grad_val, None, None, None, None
+            return grad_W, None, None, grad_val, None, None, None, None, None
         if ctx.lo is not None:  # the columns a row was not decoded in take no gradient
             grad_rd = grad_rd * K._row_mask(ctx.lo, ctx.hi, grad_rd.shape[1], grad_rd.dtype)
         if ctx.needs_input_grad[0]:
             grad_W = _weight_grad(ctx.W, ctx.grad_buf, crow, col, val, grad_rd, W_ld.shape[0])
         if ctx.needs_input_grad[3]:
             grad_val = K.sddmm(crow, col, grad_rd, W_ld, shared=ctx.shared)
-        return grad_W, None, None, grad_val, None, None, None, None
+        return grad_W, None, None, grad_val, None, None, None, None, None
 
 
 class BlockSSE(torch.autograd.Function):

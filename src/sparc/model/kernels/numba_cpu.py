@@ -154,80 +154,90 @@ def _same_columns(rows, lo, hi, order, t):
     return True
 
 
+@njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
+def _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, o):
+    """``o += Σ_{e: col[e] = lat} val[e] · A[arow[r], lo[r]:hi[r]]`` (r = row(e)) in the
+    row's columns, four entries at a time where their columns agree."""
+    t, end = start[lat], start[lat + 1]
+    while t < end:
+        if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
+            e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+            r0 = rows[e0]
+            a, b = lo[r0], hi[r0]
+            v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
+            x0, x1 = A[arow[r0], a:b], A[arow[rows[e1]], a:b]
+            x2, x3 = A[arow[rows[e2]], a:b], A[arow[rows[e3]], a:b]
+            oo = o[a:b]
+            for c in range(oo.shape[0]):
+                oo[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
+            t += 4
+        else:
+            e = order[t]
+            r = rows[e]
+            v, x, oo = val[e], A[arow[r], lo[r] : hi[r]], o[lo[r] : hi[r]]
+            for c in range(x.shape[0]):
+                oo[c] += v * x[c]
+            t += 1
+
+
+@njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
+def _decoder_grad_row(lat, start, order, rows, val, A, w_row, lo, hi, o, gval):
+    """The decoder's backward for latent ``lat``: ``o += Σ val[e]·A[row(e)]`` and
+    ``gval[e] = w_row·A[row(e)]`` in each row's columns, four entries at a time where
+    their columns agree (``w_row`` is read, never written)."""
+    t, end = start[lat], start[lat + 1]
+    while t < end:
+        if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
+            e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
+            r0, r1, r2, r3 = rows[e0], rows[e1], rows[e2], rows[e3]
+            a, b = lo[r0], hi[r0]
+            v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
+            x0, x1, x2, x3 = A[r0, a:b], A[r1, a:b], A[r2, a:b], A[r3, a:b]
+            w, oo = w_row[a:b], o[a:b]
+            acc0 = acc1 = acc2 = acc3 = _zero(w)
+            for c in range(w.shape[0]):
+                wc = w[c]
+                acc0 += wc * x0[c]
+                acc1 += wc * x1[c]
+                acc2 += wc * x2[c]
+                acc3 += wc * x3[c]
+                oo[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
+            gval[e0], gval[e1], gval[e2], gval[e3] = acc0, acc1, acc2, acc3
+            t += 4
+        else:
+            e = order[t]
+            v = val[e]
+            r = rows[e]
+            x, w, oo = A[r, lo[r] : hi[r]], w_row[lo[r] : hi[r]], o[lo[r] : hi[r]]
+            acc = _zero(w)
+            for c in range(x.shape[0]):
+                acc += w[c] * x[c]
+                oo[c] += v * x[c]
+            gval[e] = acc
+            t += 1
+
+
 @njit(**_PAR)
 def spmm_t(start, order, rows, val, A, arow, lo, hi, out, accumulate):
     """out[lat, lo[r]:hi[r]] (+)= Σ_{e: col[e] = lat} val[e] · A[arow[r], lo[r]:hi[r]], r = row(e).
 
     Entries come bucketed by latent (:func:`bucket_by_latent`); each row of ``out`` is
-    written once (zeroed first unless ``accumulate``), four entries at a time where
-    their columns agree."""
-    L = out.shape[0]
-    for lat in prange(L):
-        o = out[lat]
+    written once (zeroed first unless ``accumulate``)."""
+    for lat in prange(out.shape[0]):
         if not accumulate:
-            o[:] = 0
-        t, end = start[lat], start[lat + 1]
-        while t < end:
-            if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
-                e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
-                r0 = rows[e0]
-                a, b = lo[r0], hi[r0]
-                v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
-                x0, x1 = A[arow[r0], a:b], A[arow[rows[e1]], a:b]
-                x2, x3 = A[arow[rows[e2]], a:b], A[arow[rows[e3]], a:b]
-                oo = o[a:b]
-                for c in range(oo.shape[0]):
-                    oo[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
-                t += 4
-            else:
-                e = order[t]
-                r = rows[e]
-                v, x, oo = val[e], A[arow[r], lo[r] : hi[r]], o[lo[r] : hi[r]]
-                for c in range(x.shape[0]):
-                    oo[c] += v * x[c]
-                t += 1
+            out[lat, :] = 0
+        _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, out[lat])
 
 
 @njit(**_PAR)
 def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
     """The decoder's backward in one pass over the latents: ``out[lat] (+)= Σ val[e]·A[row(e)]``
     (:func:`spmm_t`) and ``gval[e] = W[col[e]]·A[row(e)]`` (:func:`sddmm`), row r in its
-    columns ``lo[r]:hi[r]``; each W row read once while its gradient row is written, four
-    entries at a time where their columns agree."""
-    L = out.shape[0]
-    for lat in prange(L):
+    columns ``lo[r]:hi[r]``; each W row read once while its gradient row is written."""
+    for lat in prange(out.shape[0]):
         if not accumulate:
             out[lat, :] = 0
-        t, end = start[lat], start[lat + 1]
-        while t < end:
-            if t + 4 <= end and _same_columns(rows, lo, hi, order, t):
-                e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
-                r0, r1, r2, r3 = rows[e0], rows[e1], rows[e2], rows[e3]
-                a, b = lo[r0], hi[r0]
-                v0, v1, v2, v3 = val[e0], val[e1], val[e2], val[e3]
-                x0, x1, x2, x3 = A[r0, a:b], A[r1, a:b], A[r2, a:b], A[r3, a:b]
-                w, o = W[lat, a:b], out[lat, a:b]
-                acc0 = acc1 = acc2 = acc3 = _zero(w)
-                for c in range(w.shape[0]):
-                    wc = w[c]
-                    acc0 += wc * x0[c]
-                    acc1 += wc * x1[c]
-                    acc2 += wc * x2[c]
-                    acc3 += wc * x3[c]
-                    o[c] += v0 * x0[c] + v1 * x1[c] + v2 * x2[c] + v3 * x3[c]
-                gval[e0], gval[e1], gval[e2], gval[e3] = acc0, acc1, acc2, acc3
-                t += 4
-            else:
-                e = order[t]
-                v = val[e]
-                r = rows[e]
-                x, w, o = A[r, lo[r] : hi[r]], W[lat, lo[r] : hi[r]], out[lat, lo[r] : hi[r]]
-                acc = _zero(w)
-                for c in range(x.shape[0]):
-                    acc += w[c] * x[c]
-                    o[c] += v * x[c]
-                gval[e] = acc
-                t += 1
+        _decoder_grad_row(lat, start, order, rows, val, A, W[lat], lo, hi, out[lat], gval)
 
 
 @njit(**_PAR)
@@ -332,6 +342,45 @@ def stream_dots(start, order, m, U, W, bounds, out):
 # ---------------------------------------------------------------------- fused optimizer step
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
+              W16, wn, dwn, back):
+    """One Adam step of row ``lat`` of a table (``p``, its gradient ``g``, moments ``m``,
+    ``v``), as :func:`adam_rows` describes; ``back`` is a scratch row of uint32."""
+    S = bounds.shape[0] - 1
+    for i in range(S):
+        a, b = bounds[i], bounds[i + 1]
+        pi, gi, mi, vi = p[a:b], g[a:b], m[a:b], v[a:b]
+        # The projected gradient g − (p·g) p, formed on the fly: g is only read.
+        d = _dot(pi, gi) if decoder else _zero(pi)
+        for c in range(pi.shape[0]):
+            pc = pi[c]
+            gc = gi[c] - d * pc
+            mc = mi[c] + (gc - mi[c]) * omb1
+            vc = vi[c] * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
+            mi[c] = mc
+            vi[c] = vc
+            pi[c] = pc - step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps)
+    if decoder:
+        for i in range(S):
+            pi = p[bounds[i] : bounds[i + 1]]
+            inv = np.float32(1) / max(np.sqrt(_dot(pi, pi)), tiny)
+            for c in range(pi.shape[0]):
+                pi[c] *= inv
+    elif W16.shape[0] > 0:
+        back_f = back.view(np.float32)
+        bits = p.view(np.uint32)
+        for c in range(p.shape[0]):
+            bt = bits[c]
+            r = (bt + np.uint32(0x7FFF) + ((bt >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+            W16[lat, c] = np.uint16(r)
+            back[c] = r << np.uint32(16)
+        for i in range(S):
+            pi, bi = p[bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
+            wn[i, lat] = math.sqrt(_dot(pi, pi)) * 1.001
+            dwn[i, lat] = math.sqrt(_sq_diff(pi, bi)) * 1.001
+
+
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
               W16, wn, dwn):
@@ -344,47 +393,49 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
     renormalise the row's blocks. Otherwise, if ``W16`` has rows, also write the updated
     row's bf16 copy and norms, as :func:`bf16_shadow` does."""
     L, D = P.shape
-    S = bounds.shape[0] - 1
-    shadow = W16.shape[0] > 0
     n_chunks = min(L, 256)
     for ch in prange(n_chunks):
         back = np.empty(D, np.uint32)
-        back_f = back.view(np.float32)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
-            p, g, m, v = P[lat], G[lat], M[lat], V[lat]
-            for i in range(S):
-                a, b = bounds[i], bounds[i + 1]
-                pi, gi, mi, vi = p[a:b], g[a:b], m[a:b], v[a:b]
-                # The projected gradient g − (p·g) p, formed on the fly: G is only read.
-                d = _dot(pi, gi) if decoder else _zero(pi)
-                for c in range(pi.shape[0]):
-                    pc = pi[c]
-                    gc = gi[c] - d * pc
-                    mc = mi[c] + (gc - mi[c]) * omb1
-                    vc = vi[c] * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
-                    mi[c] = mc
-                    vi[c] = vc
-                    pi[c] = pc - step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps)
-            if decoder:
-                for i in range(S):
-                    pi = p[bounds[i] : bounds[i + 1]]
-                    ss = _dot(pi, pi)
-                    inv = np.float32(1) / max(np.sqrt(ss), tiny)
-                    for c in range(pi.shape[0]):
-                        pi[c] *= inv
-            elif shadow:
-                bits = p.view(np.uint32)
-                for c in range(D):
-                    b = bits[c]
-                    r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-                    W16[lat, c] = np.uint16(r)
-                    back[c] = r << np.uint32(16)
-                for i in range(S):
-                    pi, bi = p[bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
-                    sw = _dot(pi, pi)
-                    sd = _sq_diff(pi, bi)
-                    wn[i, lat] = math.sqrt(sw) * 1.001
-                    dwn[i, lat] = math.sqrt(sd) * 1.001
+            _step_row(P[lat], G[lat], M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
+                      decoder, tiny, W16, wn, dwn, back)
+
+
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def spmm_t_adam(start, order, rows, val, A, arow, lo, hi, P, M, V, bounds, omb1, beta2, omb2, step_size,
+                bc2_sqrt, eps, tiny, W16, wn, dwn):
+    """The encoder's weight gradient (:func:`spmm_t`) and its Adam step (:func:`adam_rows`,
+    with the bf16 copy when ``W16`` has rows) in one pass: each latent's gradient row is
+    formed in a scratch row and stepped at once, never written to memory."""
+    L, D = P.shape
+    n_chunks = min(L, 256)
+    for ch in prange(n_chunks):
+        g = np.empty(D, P.dtype)
+        back = np.empty(D, np.uint32)
+        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+            g[:] = 0
+            _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, g)
+            _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
+                      False, tiny, W16, wn, dwn, back)
+
+
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def spmm_t_sddmm_adam(start, order, rows, val, A, lo, hi, P, M, V, gval, bounds, omb1, beta2, omb2, step_size,
+                      bc2_sqrt, eps, tiny):
+    """The decoder's backward (:func:`spmm_t_sddmm`: ``gval`` from the rows before the
+    step) and its Adam step with the decoder constraint (:func:`adam_rows`) in one pass:
+    each latent's gradient row is formed in a scratch row and stepped at once."""
+    L, D = P.shape
+    n_chunks = min(L, 256)
+    none16, none_n = np.empty((0, D), np.uint16), np.empty((bounds.shape[0] - 1, 0))
+    for ch in prange(n_chunks):
+        g = np.empty(D, P.dtype)
+        back = np.empty(D, np.uint32)
+        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+            g[:] = 0
+            _decoder_grad_row(lat, start, order, rows, val, A, P[lat], lo, hi, g, gval)
+            _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
+                      True, tiny, none16, none_n, none_n, back)
 
 
 # ---------------------------------------------------------------------- candidate selection
