@@ -264,18 +264,39 @@ def test_certificate_holds_when_the_product_rounds_to_a_tie(kernel_path):
     assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1
 
 
-def test_extra_candidates_double_on_a_fallback_and_halve_when_none_come():
+def test_extra_candidates_double_on_fallbacks_and_halve_when_none_come():
     c = certified.Candidates(64, 500, floor=16, patience=3)
-    c.update(1)
+    c.update(1, 256)  # one hopeless row in 256: it takes the float32 path, m stays
+    assert c.m == 64
+    c.update(5, 256)  # more than 1 in 64: widen
     assert c.m == 128
     for _ in range(2):
-        c.update(0)
+        c.update(0, 256)
     assert c.m == 128
-    c.update(0)
+    c.update(0, 256)
     assert c.m == 64  # after three clean batches
     for _ in range(20):
-        c.update(0)
+        c.update(0, 256)
     assert c.m == 16  # not below the floor
     for _ in range(10):
-        c.update(5)
+        c.update(5, 256)
     assert c.m == 500  # nor above the limit
+
+
+def test_a_row_no_candidate_set_certifies_does_not_widen_for_good():
+    """A row equal to the pre-bias (every logit its latent's bias, all 0 here: a tie of
+    all latents) is certified by no m short of all latents: it takes the float32 path
+    and the candidates stay narrow."""
+    m, x = model_and_batch(seed=6, L=384, k=8, B=64)
+    m.eval()
+    x = {s: v.clone() for s, v in x.items()}
+    with torch.no_grad():
+        m.b_lat.zero_()
+        for s, v in x.items():
+            v[0] = m.b_pre[m.cols[m.stream_index(s)]]
+    start = m._extra.m
+    ref, got = both_ways(m, x)
+    for _ in range(6):
+        got = m(x)
+    assert_same_selection(ref, got)
+    assert m._extra.m == start

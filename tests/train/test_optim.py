@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig, certified
 from sparc.model import kernels as K
 from sparc.train.optim import SPARCAdam
@@ -101,8 +102,8 @@ def test_fused_step_leaves_the_shadow_of_the_new_weights():
         certified.set_bf16_selection("auto")
 
 
-@pytest.mark.parametrize("selection", ["off", "on"])
-def test_steps_taken_in_backward_equal_the_separate_step(selection):
+@pytest.mark.parametrize("selection,topk", [("off", "global"), ("on", "global"), ("off", "local")])
+def test_steps_taken_in_backward_equal_the_separate_step(selection, topk):
     """``in_backward=True``: the same parameters and state, bit for bit, as stepping after
     backward — with dead latents (AuxK codes in the same kernels) and the bf16 copy."""
     if K.kernels_for("cpu", torch.float32) != "fused":
@@ -111,7 +112,8 @@ def test_steps_taken_in_backward_equal_the_separate_step(selection):
     try:
         runs = []
         for in_backward in (False, True):
-            m = fresh()
+            torch.manual_seed(0)
+            m = SPARC(DIMS, SPARCConfig(n_latents=64, k=4, auxk=4, dead_after_samples=8, topk=topk)).train()
             m.use_gradient_buffers()
             opt = SPARCAdam(m, lr=1e-2, eps=1e-8, in_backward=in_backward)
             for i, x in enumerate(batches(5)):
@@ -133,3 +135,28 @@ def test_steps_taken_in_backward_equal_the_separate_step(selection):
     finally:
         certified.set_bf16_selection("auto")
         K.set_kernels("auto")
+
+
+def test_only_the_training_forward_steps_and_once_per_optimizer_step():
+    """With in_backward=True: the backward of ``encode`` steps nothing; a second backward
+    before ``step()`` is refused (no gradient accumulation); a new optimizer built on the
+    model takes the hook over (here: back to gradients in ``.grad``)."""
+    if K.kernels_for("cpu", torch.float32) != "fused":
+        pytest.skip("no fused kernels here: nothing is stepped in backward")
+    m = fresh()
+    opt = SPARCAdam(m, lr=1e-2, in_backward=True)
+    x = batches(1)[0]
+    before = m.W_enc.detach().clone()
+    xs = {s: v.clone().requires_grad_() for s, v in x.items()}
+    codes = m.encode(xs)
+    torch.autograd.grad(sum(c.values.sum() for c in codes.values()), list(xs.values()))
+    assert torch.equal(m.W_enc, before) and not opt.state.get(m.W_enc)
+    m(x).losses.total.backward()
+    assert not torch.equal(m.W_enc, before)
+    with pytest.raises(SparcError, match="already stepped"):
+        m(x).losses.total.backward()
+    opt.zero_grad(set_to_none=True)
+    plain = SPARCAdam(m, lr=1e-2)
+    m(x).losses.total.backward()
+    assert m.W_enc.grad is not None and m.W_dec.grad is not None
+    plain.step()

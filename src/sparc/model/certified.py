@@ -16,10 +16,11 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
        z_l ≤ out_l + 2⁻⁸|out_l| + Σ_s (‖ũ_s‖ (‖ΔW_ls‖ + γ ‖W̃_ls‖) + ‖Δu_s‖ ‖W_ls‖) + b_l
 
    (Cauchy–Schwarz per block; ``γ`` bounds the float32 accumulation over D terms, 2⁻⁸ the
-   output's rounding to bf16). Over the non-candidates this is at most the candidates'
-   least ``z̃`` plus 2⁻⁸·min(max|out|, |z̃_least| + max|b|) (o + 2⁻⁸|o| grows with o,
-   and a non-candidate has out_l ≤ z̃_least − b_l) plus the error term with each
-   stream's largest row norms. The row is certified when that lies below the k-th chosen sum by more than
+   output's rounding to bf16, bounded through the rounded output õ_l: |out_l − õ_l| ≤
+   2⁻⁸|õ_l|/(1 − 2⁻⁸)). Over the non-candidates this is at most the candidates' least
+   ``z̃`` plus 2⁻⁸·min(max|õ|, |z̃_least| + max|b|) (õ + 2⁻⁸|õ| grows with õ, and a
+   non-candidate has õ_l ≤ z̃_least − b_l) plus the error term with each stream's
+   largest row norms. The row is certified when that lies below the k-th chosen sum by more than
    the float32 path's own round-off. Rows that cannot be certified are recomputed in
    float32 in full.
 
@@ -104,24 +105,32 @@ def _bf16_fast(device_type: str) -> bool:
 
 
 class Candidates:
-    """How many extra candidates m the selection takes beyond k. A row whose certificate
-    fails costs a float32 pass over W_enc (as much as ~150 extra candidates for a whole
-    batch of 256), so m doubles whenever a row falls back; after ``patience`` batches
-    without one it halves (not below ``floor``), following the logits as training
-    sharpens them."""
+    """How many extra candidates m the selection takes beyond k. A batch with rows whose
+    certificate fails pays a float32 pass over W_enc for them (~8 ms at paper size, as
+    much as ~150 extra candidates for a whole batch of 256), so m doubles when more than
+    one row in 64 falls back; after ``patience`` batches without that it halves (not
+    below ``floor``), following the logits as training sharpens them. A few rows that no
+    m short of all latents certifies (exact ties, an input equal to the pre-bias) take
+    the fallback instead of widening every row's candidates for good."""
 
     def __init__(self, m: int, limit: int, *, floor: int = 16, patience: int = 100):
         self.m, self.limit, self.floor, self.patience = min(m, limit), limit, floor, patience
         self.clean = 0
-        """Batches since the last fallback (or the last halving)."""
+        """Batches since the last widening (or the last halving)."""
 
-    def update(self, n_fallback: int) -> None:
-        if n_fallback:
+    def update(self, n_fallback: int, n_rows: int) -> None:
+        if n_fallback * 64 > n_rows:
             self.m, self.clean = min(2 * self.m, self.limit), 0
             return
         self.clean += 1
         if self.clean >= self.patience and self.m > self.floor:
             self.m, self.clean = max(self.m // 2, self.floor), 0
+
+
+def norm_margin(d: int) -> float:
+    """Factor that rounds a float32 norm of d numbers up past its summation error
+    ((d + 2)·2⁻²⁴ at most, relative), and at least by 0.1%."""
+    return 1 + max(1e-3, (d + 2) * FP32_UNIT)
 
 
 class Shadow(NamedTuple):
@@ -173,10 +182,11 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     u16 = u_bd.bfloat16()
     u16f = u16.float()
     blocks = list(zip(bounds[:-1], bounds[1:]))
-    # Norms in float32 (u − bf16(u) is exact there), rounded up by 0.1%: their own error,
-    # below D·2⁻²⁴ ≈ 10⁻⁴, must not make the bound too small.
-    un = torch.stack([u16f[:, a:b].norm(dim=1) for a, b in blocks], 1).double() * 1.001     # [B, S]
-    dun = torch.stack([(u_bd[:, a:b] - u16f[:, a:b]).norm(dim=1) for a, b in blocks], 1).double() * 1.001
+    # Norms in float32 (u − bf16(u) is exact there), rounded up: their own error, below
+    # (d + 2)·2⁻²⁴ for a block of d columns, must not make the bound too small.
+    up = torch.tensor([norm_margin(b - a) for a, b in blocks], dtype=torch.float64, device=u_bd.device)
+    un = torch.stack([u16f[:, a:b].norm(dim=1) for a, b in blocks], 1).double() * up        # [B, S]
+    dun = torch.stack([(u_bd[:, a:b] - u16f[:, a:b]).norm(dim=1) for a, b in blocks], 1).double() * up
     out16 = u16 @ shadow.W16.t()                                                         # [B, L]
     b_sum = b_lat.detach().sum(0)                                                        # [L]
     cand, z_least, abs_max = K.top_candidates(out16, b_sum, n_cand)                      # [B, n_cand], [B], [B]

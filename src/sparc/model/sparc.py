@@ -217,7 +217,7 @@ class SPARC(nn.Module):
                                             certified.shadow_of(self.W_enc, bounds, self._shadow))
             self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
                                     self.certified_stats[1] + x_bd.shape[0])
-            self._extra.update(sel.n_fallback)
+            self._extra.update(sel.n_fallback, x_bd.shape[0])
 
             def logits_at(a: int, latents: Tensor) -> Tensor:
                 col, i = self.cols[ids[a]], ids[a]
@@ -228,12 +228,14 @@ class SPARC(nn.Module):
         idx_sbk = self._topk(logits_sbl, topk)
         return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
 
-    def _values(self, ids, idx_sbk, pre_sbk, x_bd) -> Tensor:
+    def _values(self, ids, idx_sbk, pre_sbk, x_bd, *, step_table: bool = False) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;
-        ``pre_sbk``: the same values without gradient."""
+        ``pre_sbk``: the same values without gradient. ``step_table``: the training
+        forward's call, whose backward may step W_enc (:meth:`step_tables_in_backward`)."""
         return SelectLogits.apply(
             self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
-            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"), self._table_step("W_enc"),
+            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"),
+            self._table_step("W_enc") if step_table else None,
         )
 
     def encode(
@@ -316,13 +318,14 @@ class SPARC(nn.Module):
         # One encoder call and one decoder call serve the codes and the AuxK codes, so
         # each weight gets a single gradient tensor.
         if aux is None:
-            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd))
+            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd, step_table=True))
             crow = uniform_crow(n * B, k, idx_sbk.device)
             col, val = idx_sbk.reshape(-1), val_sbk.reshape(-1)
         else:
             aux_idx, aux_pre, aux_keep, has_dead = aux
             ka = aux_idx.shape[2]
-            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd)
+            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd,
+                               step_table=True)
             val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
             crow = torch.cat([uniform_crow(n * B, k, idx_sbk.device),
                               n * B * k + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
@@ -542,10 +545,12 @@ class SPARC(nn.Module):
         """Let the backward pass take the optimizer step of ``W_enc`` and ``W_dec``: at each
         training backward, ``provider(name)`` gives that table's step (or None, for its
         gradient as usual) and the fused kernels apply it while they form the gradient,
-        which is then never written out (docs/method.md §4.2). The tables get no
-        ``.grad``; everything must read them before, nothing after, the backward — a loop
-        of ``loss.backward()`` and the optimizer's ``step()`` for the other parameters
-        (:class:`sparc.train.optim.SPARCAdam` with ``in_backward=True``). ``None``: off."""
+        which is then never written out (docs/method.md §4.2). Only the backward of a
+        training :meth:`forward` steps them (not that of :meth:`encode`); the tables get
+        no ``.grad``, so this is for a loop of one ``loss.backward()`` and the optimizer's
+        ``step()`` for the other parameters (:class:`sparc.train.optim.SPARCAdam` with
+        ``in_backward=True``, which refuses a second backward before its ``step()``).
+        ``None``: off."""
         self._step_provider = provider
 
     _step_provider: Callable[[str], K.TableStep | None] | None = None

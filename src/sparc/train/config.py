@@ -44,7 +44,7 @@ class TrainConfig:
     """Torch device to train on: cpu, cuda, cuda:1, ..."""
 
     autocast: bool = False
-    """Run each training forward under bfloat16 autocast: the dense encoder products in bf16; weights, Adam state, sparse kernels and losses stay float32. Changes which latents are chosen (bf16 logits); off, the certified selection gets the bf16 speed with float32's choice (docs/method.md §4.3)."""
+    """Run each training forward under bfloat16 autocast: the dense encoder products in bf16; weights, Adam state, sparse kernels and losses stay float32. The chosen latents and their code values come from bf16 logits (the gradients are the float32 product's); off, the certified selection gets the bf16 speed with float32's choice and values (docs/method.md §4.3)."""
 
     checkpoint_every: int = 1000
     """Write a resumable checkpoint every this many steps (0: only at the end)."""

@@ -24,10 +24,13 @@ over processes before the step).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from torch.autograd.graph import increment_version
 
+from sparc.errors import SparcError
 from sparc.model import SPARC, certified
 from sparc.model import kernels as K
 
@@ -52,8 +55,11 @@ class SPARCAdam(torch.optim.Adam):
                        for p in model.parameters())
         super().__init__(model.parameters(), lr=lr, eps=eps, betas=betas, fused=fused_ok)
         self.model = model
-        if in_backward:
-            model.step_tables_in_backward(self.table_step)
+        self._stepped: set[str] = set()  # tables stepped in backward since the last step()
+        # This optimizer now drives the model: a hook left by an earlier one is replaced
+        # (held weakly, so the model does not keep the optimizer alive).
+        ref = weakref.WeakMethod(self.table_step)
+        model.step_tables_in_backward((lambda name: (fn := ref()) and fn(name)) if in_backward else None)
 
     def _fused_tables(self) -> bool:
         m = self.model
@@ -69,6 +75,7 @@ class SPARCAdam(torch.optim.Adam):
         if closure is not None:
             raise NotImplementedError("SPARCAdam.step takes no closure")
         m = self.model
+        self._stepped.clear()
         if not self._fused_tables():
             m.remove_parallel_grad_()
             super().step()
@@ -93,6 +100,11 @@ class SPARCAdam(torch.optim.Adam):
         and :meth:`step` steps it)."""
         if not self._fused_tables():
             return None
+        if name in self._stepped:
+            raise SparcError(f"{name} was already stepped in a backward pass since the last optimizer step(): "
+                             "with in_backward=True each backward must be followed by step() (no gradient "
+                             "accumulation); use SPARCAdam(..., in_backward=False) for that")
+        self._stepped.add(name)
         p = getattr(self.model, name)
         return self._prepare_table(p, decoder=p is self.model.W_dec)
 

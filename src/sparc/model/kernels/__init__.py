@@ -349,8 +349,9 @@ def remove_parallel_(W_ld: Tensor, G_ld: Tensor, bounds: list[int]) -> None:
 
 def bf16_shadow(W_ld: Tensor, bounds: list[int]) -> tuple[Tensor, Tensor, Tensor]:
     """(bfloat16 copy of W, wn [S, L], dwn [S, L]): the copy the certified selection
-    multiplies with, and per stream block the float64 norms of each row of W and of its
-    rounding error ``W − bf16(W)`` (docs/method.md §4.3). One pass over W when fused."""
+    multiplies with, and per stream block the norms of each row of W and of its rounding
+    error ``W − bf16(W)``, rounded up (float64 tensors; fused: summed in float32, one pass
+    over W; docs/method.md §4.3)."""
     nb = _fused(W_ld.detach()) if W_ld.dtype == torch.float32 else None
     if nb is None:
         return _pt.bf16_shadow(W_ld.detach(), bounds)
@@ -364,7 +365,8 @@ def bf16_shadow(W_ld: Tensor, bounds: list[int]) -> tuple[Tensor, Tensor, Tensor
 
 
 def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int]) -> Tensor:
-    """[S, B, m]: ``W[idx[b, j], block s] · U[b, block s]``, accumulated in float64."""
+    """[S, B, m]: ``W[idx[b, j], block s] · U[b, block s]`` (fused: accumulated in W's
+    dtype; PyTorch: in float64)."""
     nb = _fused(W_ld.detach(), U_bd)
     if nb is None:
         return _pt.stream_dots(idx_bm, U_bd, W_ld.detach(), bounds)

@@ -278,6 +278,12 @@ def _sq_diff(a, b):
     return acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _norm_margin(d):
+    """As :func:`sparc.model.certified.norm_margin`: 1 + max(10⁻³, (d + 2)·2⁻²⁴)."""
+    return 1.0 + max(1e-3, (d + 2) * 2.0**-24)
+
+
 @njit(**_PAR)
 def bf16_shadow(W, bounds, out16, wn, dwn):
     """The bfloat16 copy of W (round to nearest even, as ``Tensor.bfloat16``) as raw
@@ -299,10 +305,11 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
                 wi, bi = W[lat, bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
                 sw = _dot(wi, wi)
                 sd = _sq_diff(wi, bi)
-                # float32 sums of d ≤ 2560 squares: relative error below 2·10⁻⁴, covered
-                # by the 1.001 (the bound must not be too small).
-                wn[i, lat] = math.sqrt(sw) * 1.001
-                dwn[i, lat] = math.sqrt(sd) * 1.001
+                # float32 sums of d squares: rounded up past their error (the bound
+                # must not be too small).
+                up = _norm_margin(wi.shape[0])
+                wn[i, lat] = math.sqrt(sw) * up
+                dwn[i, lat] = math.sqrt(sd) * up
 
 
 @njit(**_PAR)
@@ -377,8 +384,9 @@ def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, e
             back[c] = r << np.uint32(16)
         for i in range(S):
             pi, bi = p[bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
-            wn[i, lat] = math.sqrt(_dot(pi, pi)) * 1.001
-            dwn[i, lat] = math.sqrt(_sq_diff(pi, bi)) * 1.001
+            up = _norm_margin(pi.shape[0])
+            wn[i, lat] = math.sqrt(_dot(pi, pi)) * up
+            dwn[i, lat] = math.sqrt(_sq_diff(pi, bi)) * up
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
