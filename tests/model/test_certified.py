@@ -300,3 +300,18 @@ def test_a_row_no_candidate_set_certifies_does_not_widen_for_good():
         got = m(x)
     assert_same_selection(ref, got)
     assert m._extra.m == start
+
+
+def test_certificate_holds_when_the_bias_bound_decides(kernel_path):
+    """Latent 1's output 1.75 + 2⁻⁸ − 2⁻¹⁶ rounds down to 1.75 in bf16 and its bias −1
+    brings it to latent 0's 0.75 (a tie; latent 0, whose exact logit is 0.75 + 2⁻⁹ − 2⁻¹⁷,
+    the candidate). Latent 2's output −8 makes max|out| loose, so the bound through the
+    least candidate and the biases (2⁻⁸·(0.75 + 1)) is the one that keeps the row from
+    being certified for latent 0 (a fifth of it would not)."""
+    u = torch.tensor([1.0, 2.0**-8])
+    W = torch.tensor([[0.75, 0.5 - 2.0**-9], [1.75, 1 - 2.0**-8], [-8.0, 0.0]])
+    b = torch.tensor([0.0, -1.0, 0.0])
+    assert torch.equal(W.bfloat16().float(), W)
+    assert (u.bfloat16() @ W.bfloat16().t()).tolist() == [0.75, 1.75, -8.0]
+    sel = _one_candidate(u, W, b)
+    assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1  # not certified
