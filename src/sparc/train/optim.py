@@ -146,13 +146,4 @@ class SPARCAdam(torch.optim.Adam):
         return K.TableStep(state["exp_avg"], state["exp_avg_sq"], scalars, bounds, shadow, done)
 
     def _step_table(self, p: torch.Tensor, *, decoder: bool) -> None:
-        st = self._prepare_table(p, decoder=decoder)
-        D, S = p.shape[1], len(st.bounds) - 1
-        W16, wn, dwn = st.shadow if st.shadow is not None else (
-            torch.empty(0, D, dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64),
-            torch.empty(S, 0, dtype=torch.float64))
-        omb1, beta2, omb2, step_size, bc2_sqrt, eps, tiny = st.scalars
-        K._load_numba().adam_rows(p.detach().numpy(), p.grad.numpy(), st.exp_avg.numpy(), st.exp_avg_sq.numpy(),
-                                  np.asarray(st.bounds), omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
-                                  W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
-        st.done()
+        K.adam_step(p.detach(), p.grad, self._prepare_table(p, decoder=decoder), decoder=decoder)

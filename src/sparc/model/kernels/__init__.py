@@ -299,17 +299,34 @@ def _step_args(W_ld: Tensor, step: TableStep) -> tuple:
     return (_np(W_ld), _np(step.exp_avg), _np(step.exp_avg_sq), torch.tensor(step.bounds).numpy(), *step.scalars)
 
 
+def _shadow_args(W_ld: Tensor, step: TableStep) -> tuple:
+    """The bf16 copy's buffers for the kernels: (W16 as uint16, wn, dwn), empty when
+    there is no copy to write."""
+    if step.shadow is None:
+        S = len(step.bounds) - 1
+        W16, wn = torch.empty(0, W_ld.shape[1], dtype=torch.int16), torch.empty(S, 0, dtype=torch.float64)
+        return W16.numpy().view("uint16"), wn.numpy(), wn.numpy()
+    W16, wn, dwn = step.shadow
+    return W16.numpy().view("uint16"), wn.numpy(), dwn.numpy()
+
+
+def adam_step(W_ld: Tensor, G_ld: Tensor, step: TableStep, *, decoder: bool) -> None:
+    """The Adam ``step`` of ``W_ld`` with its gradient ``G_ld`` in one pass over the rows
+    (fused kernels only; with the decoder constraint when ``decoder``)."""
+    P, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, tiny = _step_args(W_ld, step)
+    _load_numba().adam_rows(P, _np(G_ld), M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
+                            *_shadow_args(W_ld, step))
+    step.done()
+
+
 def spmm_t_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,
                 arow: Tensor, lo: Tensor, hi: Tensor) -> None:
     """:func:`spmm_t` as ``W_ld``'s gradient, and the Adam ``step`` of ``W_ld`` with it, in one
     pass (fused kernels only): the encoder's weight gradient is never written out."""
     nb = _load_numba()
     start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
-    W16, wn, dwn = step.shadow if step.shadow is not None else (
-        torch.empty(0, W_ld.shape[1], dtype=torch.int16), torch.empty(len(step.bounds) - 1, 0, dtype=torch.float64),
-        torch.empty(len(step.bounds) - 1, 0, dtype=torch.float64))
     nb.spmm_t_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow), _np(lo), _np(hi),
-                   *_step_args(W_ld, step), W16.numpy().view("uint16"), wn.numpy(), dwn.numpy())
+                   *_step_args(W_ld, step), *_shadow_args(W_ld, step))
     step.done()
 
 
