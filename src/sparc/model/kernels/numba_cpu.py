@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 # Reassociation lets LLVM vectorise the reductions; no "finite-math" flags, so NaN and
 # inf propagate as in PyTorch (the trainer's divergence check relies on it).
@@ -269,13 +271,51 @@ def rows_of_entries(crow: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- certified bf16 selection
 
 
+@intrinsic
+def _f32_bits(typingctx, x):
+    """A float32's bits as uint32, in a register (a view through memory would keep the
+    loops that use it from vectorising)."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, x):
+    """The float32 whose bits are the uint32 ``x``."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.uint32), codegen
+
+
 @njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
-def _sq_diff(a, b):
-    acc = _zero(a)
-    for c in range(a.shape[0]):
-        d = a[c] - b[c]
-        acc += d * d
-    return acc
+def _shadow_block(w, out16):
+    """``out16`` = the bf16 bits of float32 ``w`` (round to nearest even, as
+    ``Tensor.bfloat16``); returns (‖w‖², ‖w − bf16(w)‖²) in float32: one pass. (Typed
+    for float64 too, whose tables never have a bf16 copy.)"""
+    sw = np.float32(0)
+    sd = np.float32(0)
+    for c in range(w.shape[0]):
+        wc = np.float32(w[c])
+        b = _f32_bits(wc)
+        r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        out16[c] = np.uint16(r)
+        d = wc - _bits_f32(r << np.uint32(16))
+        sw += wc * wc
+        sd += d * d
+    return sw, sd
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shadow_row(w, bounds, lat, out16, wn, dwn):
+    """Row ``lat``'s bf16 copy into ``out16`` and its norms per block into ``wn``/``dwn``,
+    rounded up past their float32 summation error (the bound must not be too small)."""
+    for i in range(bounds.shape[0] - 1):
+        a, b = bounds[i], bounds[i + 1]
+        sw, sd = _shadow_block(w[a:b], out16[a:b])
+        up = _norm_margin(b - a)
+        wn[i, lat] = math.sqrt(sw) * up
+        dwn[i, lat] = math.sqrt(sd) * up
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -289,27 +329,8 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
     """The bfloat16 copy of W (round to nearest even, as ``Tensor.bfloat16``) as raw
     bits in ``out16``, and per block i and row lat the norms ``wn[i, lat] = ‖W[lat]‖`` and
     ``dwn[i, lat] = ‖W[lat] − bf16(W[lat])‖`` (rounded up): one pass over W."""
-    L, D = W.shape
-    bits = W.view(np.uint32)
-    n_chunks = min(L, 256)
-    for ch in prange(n_chunks):
-        back = np.empty(D, np.uint32)
-        back_f = back.view(np.float32)
-        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
-            for c in range(D):
-                b = bits[lat, c]
-                r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-                out16[lat, c] = np.uint16(r)
-                back[c] = r << np.uint32(16)
-            for i in range(bounds.shape[0] - 1):
-                wi, bi = W[lat, bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
-                sw = _dot(wi, wi)
-                sd = _sq_diff(wi, bi)
-                # float32 sums of d squares: rounded up past their error (the bound
-                # must not be too small).
-                up = _norm_margin(wi.shape[0])
-                wn[i, lat] = math.sqrt(sw) * up
-                dwn[i, lat] = math.sqrt(sd) * up
+    for lat in prange(W.shape[0]):
+        _shadow_row(W[lat], bounds, lat, out16[lat], wn, dwn)
 
 
 @njit(**_PAR)
@@ -351,9 +372,9 @@ def stream_dots(start, order, m, U, W, bounds, out):
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
-              W16, wn, dwn, back):
+              W16, wn, dwn):
     """One Adam step of row ``lat`` of a table (``p``, its gradient ``g``, moments ``m``,
-    ``v``), as :func:`adam_rows` describes; ``back`` is a scratch row of uint32."""
+    ``v``), as :func:`adam_rows` describes."""
     S = bounds.shape[0] - 1
     for i in range(S):
         a, b = bounds[i], bounds[i + 1]
@@ -375,18 +396,7 @@ def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, e
             for c in range(pi.shape[0]):
                 pi[c] *= inv
     elif W16.shape[0] > 0:
-        back_f = back.view(np.float32)
-        bits = p.view(np.uint32)
-        for c in range(p.shape[0]):
-            bt = bits[c]
-            r = (bt + np.uint32(0x7FFF) + ((bt >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-            W16[lat, c] = np.uint16(r)
-            back[c] = r << np.uint32(16)
-        for i in range(S):
-            pi, bi = p[bounds[i] : bounds[i + 1]], back_f[bounds[i] : bounds[i + 1]]
-            up = _norm_margin(pi.shape[0])
-            wn[i, lat] = math.sqrt(_dot(pi, pi)) * up
-            dwn[i, lat] = math.sqrt(_sq_diff(pi, bi)) * up
+        _shadow_row(p, bounds, lat, W16[lat], wn, dwn)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
@@ -403,10 +413,9 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
     L, D = P.shape
     n_chunks = min(L, 256)
     for ch in prange(n_chunks):
-        back = np.empty(D, np.uint32)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             _step_row(P[lat], G[lat], M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      decoder, tiny, W16, wn, dwn, back)
+                      decoder, tiny, W16, wn, dwn)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
@@ -419,12 +428,11 @@ def spmm_t_adam(start, order, rows, val, A, arow, lo, hi, P, M, V, bounds, omb1,
     n_chunks = min(L, 256)
     for ch in prange(n_chunks):
         g = np.empty(D, P.dtype)
-        back = np.empty(D, np.uint32)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             g[:] = 0
             _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, g)
             _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      False, tiny, W16, wn, dwn, back)
+                      False, tiny, W16, wn, dwn)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
@@ -438,12 +446,11 @@ def spmm_t_sddmm_adam(start, order, rows, val, A, lo, hi, P, M, V, gval, bounds,
     none16, none_n = np.empty((0, D), np.uint16), np.empty((bounds.shape[0] - 1, 0))
     for ch in prange(n_chunks):
         g = np.empty(D, P.dtype)
-        back = np.empty(D, np.uint32)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             g[:] = 0
             _decoder_grad_row(lat, start, order, rows, val, A, P[lat], lo, hi, g, gval)
             _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      True, tiny, none16, none_n, none_n, back)
+                      True, tiny, none16, none_n, none_n)
 
 
 # ---------------------------------------------------------------------- candidate selection
