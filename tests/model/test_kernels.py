@@ -399,3 +399,21 @@ def test_block_sse_values_and_gradients(cols, kernel_path):
         assert_close(num[:, :, t], (res[:, :, col] ** 2).sum(-1))
         assert_close(den[:, t], (X[:, col] ** 2).sum(-1))
     assert torch.autograd.gradcheck(lambda M, b, X: K.block_sse(M, b, X, n, cols), (M, b, X))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("L", [5, 300, 600], ids=["L<chunks", "L=300", "L=600"])  # more rows than chunks: several a chunk
+def test_block_row_sum(dtype, L, kernel_path):
+    """Σ_l coef[i, l] · W[l, block i] per block against the sums written out, blocks out
+    of order and a gap of columns no block covers (0 there); zero coefficients skipped."""
+    g = torch.Generator().manual_seed(5)
+    D, cols = 11, [slice(6, 11), slice(0, 4)]
+    W = torch.randn(L, D, generator=g, dtype=dtype)
+    coef = torch.randn(2, L, generator=g, dtype=dtype)
+    coef[0, ::3] = 0
+    out = K.block_row_sum(W, coef, cols)
+    want = torch.zeros(D, dtype=torch.float64)
+    for i, col in enumerate(cols):
+        want[col] = (coef[i].double()[:, None] * W[:, col].double()).sum(0)
+    assert_close(out, want.to(dtype), **TOL[dtype])
+    assert torch.all(out[4:6] == 0)

@@ -319,15 +319,41 @@ def adam_step(W_ld: Tensor, G_ld: Tensor, step: TableStep, *, decoder: bool) -> 
     step.done()
 
 
+def _block_bounds(cols: list[slice]) -> tuple:
+    return (torch.tensor([c.start for c in cols], dtype=torch.int64).numpy(),
+            torch.tensor([c.stop for c in cols], dtype=torch.int64).numpy())
+
+
+def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
+    """[D]: ``Σ_l coef[i, l] · W[l, cols[i]]`` in the columns of each block i (the blocks
+    disjoint), 0 elsewhere: e.g. the pre-bias's gradient, up to sign (fused: one
+    streaming pass over W's rows)."""
+    nb = _fused(W_ld.detach(), coef_sl)
+    if nb is None:
+        return _pt.block_row_sum(W_ld.detach(), coef_sl, cols)
+    out = W_ld.new_zeros(W_ld.shape[1])
+    nb.block_row_sum(_np(W_ld), _np(coef_sl), *_block_bounds(cols), _np(out))
+    return out
+
+
 def spmm_t_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,
-                arow: Tensor, lo: Tensor, hi: Tensor) -> None:
+                arow: Tensor, lo: Tensor, hi: Tensor, row_coef: Tensor | None = None,
+                row_cols: list[slice] | None = None) -> Tensor | None:
     """:func:`spmm_t` as ``W_ld``'s gradient, and the Adam ``step`` of ``W_ld`` with it, in one
-    pass (fused kernels only): the encoder's weight gradient is never written out."""
+    pass (fused kernels only): the encoder's weight gradient is never written out. With
+    ``row_coef`` [S, L], also returns :func:`block_row_sum` ``(W_ld, row_coef, row_cols)``
+    of the rows before the step, from the same pass."""
     nb = _load_numba()
     start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
+    D = W_ld.shape[1]
+    if row_coef is None:
+        coef, (clo, chi), rsum = W_ld.new_empty(0, W_ld.shape[0]), _block_bounds([]), W_ld.new_empty(0)
+    else:
+        coef, (clo, chi), rsum = row_coef.contiguous(), _block_bounds(row_cols), W_ld.new_zeros(D)
     nb.spmm_t_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow), _np(lo), _np(hi),
-                   *_step_args(W_ld, step), *_shadow_args(W_ld, step))
+                   *_step_args(W_ld, step), *_shadow_args(W_ld, step), _np(coef), clo, chi, _np(rsum))
     step.done()
+    return None if row_coef is None else rsum
 
 
 def spmm_t_sddmm_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,

@@ -78,11 +78,13 @@ class SelectLogits(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_b_lat = c_sl.new_zeros(ctx.n_streams, L)
             grad_b_lat[list(ctx.stream_ids)] = c_sl
-        if ctx.needs_input_grad[1]:
-            # d/d b_pre of W[I]·(x − b_pre) = −Σ c[l]·W[l] over each stream's columns.
-            grad_b_pre = W_enc.new_zeros(D)
-            for i, col in enumerate(ctx.cols):
-                torch.mv(W_enc[:, col].t(), c_sl[i], out=grad_b_pre[col]).neg_()
+        # The table's step, if the backward takes it, comes last: it changes W_enc, which
+        # the gradients before it read.
+        step = ctx.table_step() if ctx.needs_input_grad[0] and ctx.table_step is not None else None
+        if ctx.needs_input_grad[1] and step is None:
+            # d/d b_pre of W[I]·(x − b_pre) = −Σ c[l]·W[l] over each stream's columns (with
+            # the step: formed in its pass over W_enc, below).
+            grad_b_pre = K.block_row_sum(W_enc, c_sl, list(ctx.cols)).neg_()
         crow = uniform_crow(B, k, idx_sbk.device)
         if ctx.needs_input_grad[3]:
             grad_x = x_bd.new_zeros(B, D)
@@ -98,10 +100,10 @@ class SelectLogits(torch.autograd.Function):
             hi = torch.tensor([c.stop for c in ctx.cols], device=dev).repeat_interleave(B)
             u_bd = (x_bd - b_pre).contiguous()
             crow, col, val = uniform_crow(n * B, k, dev), idx_sbk.reshape(-1), grad_sbk.reshape(-1)
-            # Last: the step changes W_enc, which the gradients above read.
-            step = ctx.table_step() if ctx.table_step is not None else None
             if step is not None:
-                K.spmm_t_step(crow, col, val, u_bd, ctx.W_enc.detach(), step, arow=arow, lo=lo, hi=hi)
+                rsum = K.spmm_t_step(crow, col, val, u_bd, ctx.W_enc.detach(), step, arow=arow, lo=lo, hi=hi,
+                                     row_coef=c_sl if ctx.needs_input_grad[1] else None, row_cols=list(ctx.cols))
+                grad_b_pre = None if rsum is None else rsum.neg_()
             else:
                 grad_W = _weight_grad(ctx.W_enc, ctx.grad_buf, crow, col, val, u_bd, L, arow=arow, lo=lo, hi=hi)
         return grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None, None

@@ -242,6 +242,32 @@ def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
         _decoder_grad_row(lat, start, order, rows, val, A, W[lat], lo, hi, out[lat], gval)
 
 
+@njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
+def _block_row_add(lat, coef, clo, chi, w_row, o):
+    """``o[clo[i]:chi[i]] += coef[i, lat] · w_row[clo[i]:chi[i]]`` for each block i."""
+    for i in range(coef.shape[0]):
+        c = coef[i, lat]
+        if c != 0:
+            w, oo = w_row[clo[i] : chi[i]], o[clo[i] : chi[i]]
+            for j in range(w.shape[0]):
+                oo[j] += c * w[j]
+
+
+@njit(**_PAR)
+def block_row_sum(W, coef, clo, chi, out):
+    """``out[clo[i]:chi[i]] = Σ_lat coef[i, lat] · W[lat, clo[i]:chi[i]]`` (0 outside the
+    blocks): one streaming pass over W's rows, a partial sum per chunk of rows."""
+    L, D = W.shape
+    n_chunks = min(L, 256)
+    acc = np.zeros(D, W.dtype)
+    for ch in prange(n_chunks):
+        part = np.zeros(D, W.dtype)
+        for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+            _block_row_add(lat, coef, clo, chi, W[lat], part)
+        acc += part
+    out[:] = acc
+
+
 @njit(**_PAR)
 def normalize_rows(W, bounds, tiny):
     """Scale each row to unit norm within every column block [bounds[i], bounds[i+1])."""
@@ -420,19 +446,27 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 def spmm_t_adam(start, order, rows, val, A, arow, lo, hi, P, M, V, bounds, omb1, beta2, omb2, step_size,
-                bc2_sqrt, eps, tiny, W16, wn, dwn):
+                bc2_sqrt, eps, tiny, W16, wn, dwn, coef, clo, chi, rsum):
     """The encoder's weight gradient (:func:`spmm_t`) and its Adam step (:func:`adam_rows`,
     with the bf16 copy when ``W16`` has rows) in one pass: each latent's gradient row is
-    formed in a scratch row and stepped at once, never written to memory."""
+    formed in a scratch row and stepped at once, never written to memory. If ``coef``
+    has rows, also :func:`block_row_sum` of the rows before the step into ``rsum`` (the
+    pre-bias's gradient, up to sign), read from the rows the step reads anyway."""
     L, D = P.shape
     n_chunks = min(L, 256)
+    acc = np.zeros(D, P.dtype)
     for ch in prange(n_chunks):
         g = np.empty(D, P.dtype)
+        part = np.zeros(D, P.dtype)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
+            _block_row_add(lat, coef, clo, chi, P[lat], part)
             g[:] = 0
             _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, g)
             _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
                       False, tiny, W16, wn, dwn)
+        acc += part
+    if coef.shape[0] > 0:
+        rsum[:] = acc
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)

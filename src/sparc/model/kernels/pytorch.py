@@ -80,6 +80,14 @@ def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int,
 
 
 
+def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
+    """[D]: ``Σ_l coef[i, l] · W[l, cols[i]]`` in the columns of each block i, 0 elsewhere."""
+    out = W_ld.new_zeros(W_ld.shape[1])
+    for i, col in enumerate(cols):
+        torch.mv(W_ld[:, col].t(), coef_sl[i], out=out[col])
+    return out
+
+
 def normalize_rows_(W_ld: Tensor, bounds: list[int]) -> None:
     """Scale each row to unit norm within every column block [bounds[i], bounds[i+1])."""
     for a, b in zip(bounds[:-1], bounds[1:]):
