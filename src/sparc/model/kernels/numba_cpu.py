@@ -505,38 +505,51 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
     boundary the lowest latents), their least z into ``z_least[b]``, and
     ``max |float(Z16[b])|`` into ``abs_max[b]`` (NaN if any is NaN).
 
-    A radix select on the floats' bits (12 + 12 + 8 bits, a histogram per level) finds
-    the n-th largest key in four passes over the row, then one pass collects."""
+    A radix select on the floats' bits (12 + 12 + 8 bits, a histogram per level): one
+    pass over the row forms the keys and the first level's histogram, a second takes
+    the latents above the n-th largest key's first bin and gathers those in it, and the
+    two remaining levels run on that bin alone."""
     B, L = Z16.shape
     for b in prange(B):
-        z = np.empty(L, np.float32)
-        keys = z.view(np.uint32)
-        hist = np.empty(4096, np.int64)
+        keys = np.empty(L, np.uint32)
+        tied = np.empty(L, np.int64)
+        hist = np.zeros(4096, np.int64)
         am = np.float32(0)
         nan = False
         for lat in range(L):  # bf16 → float32: the same bits, 16 zero bits below
-            keys[lat] = np.uint32(Z16[b, lat]) << np.uint32(16)
-        for lat in range(L):
-            o = z[lat]
+            o = _bits_f32(np.uint32(Z16[b, lat]) << np.uint32(16))
             a = abs(o)
             if a > am:
                 am = a
             elif o != o:
                 nan = True
-            z[lat] = o + bias[lat]
-        for lat in range(L):
-            keys[lat] = _sortable(keys[lat])
+            key = _sortable(_f32_bits(o + bias[lat]))
+            keys[lat] = key
+            hist[key >> np.uint32(20)] += 1
         need = n
-        prefix = np.uint32(0)
-        mask = np.uint32(0)
-        for level in range(3):  # bits 31–20, 19–8, 7–0
-            shift = 20 if level == 0 else (8 if level == 1 else 0)
-            n_bins = 256 if level == 2 else 4096
+        above = 0
+        top = 4095
+        while above + hist[top] < need:
+            above += hist[top]
+            top -= 1
+        need -= above
+        # Latents in higher first-level bins are in; those in bin ``top`` go on.
+        j_above, n_tied = 0, 0
+        for lat in range(L):
+            hi = keys[lat] >> np.uint32(20)
+            if hi > top:
+                cand[b, j_above] = lat
+                j_above += 1
+            elif hi == top:
+                tied[n_tied] = lat
+                n_tied += 1
+        prefix = np.uint32(top) << np.uint32(20)
+        for level in range(2):  # bits 19–8, then 7–0, over the tied latents only
+            shift = 8 if level == 0 else 0
+            n_bins = 4096 if level == 0 else 256
             hist[:n_bins] = 0
-            for lat in range(L):
-                key = keys[lat]
-                if key & mask == prefix:
-                    hist[(key >> np.uint32(shift)) & np.uint32(n_bins - 1)] += 1
+            for t in range(n_tied):
+                hist[(keys[tied[t]] >> np.uint32(shift)) & np.uint32(n_bins - 1)] += 1
             above = 0
             top = n_bins - 1
             while above + hist[top] < need:
@@ -544,20 +557,24 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
                 top -= 1
             need -= above
             prefix |= np.uint32(top) << np.uint32(shift)
-            mask |= np.uint32(n_bins - 1) << np.uint32(shift)
-        # prefix is now the key of the n-th largest: n − need keys lie above it.
-        j_above, j_tie = 0, n - need
-        for lat in range(L):
-            key = keys[lat]
-            if key > prefix:
-                cand[b, j_above] = lat
-                j_above += 1
-            elif key == prefix and j_tie < n:
-                cand[b, j_tie] = lat
-                j_tie += 1
-        t = np.empty(1, np.uint32)
-        t[0] = ~prefix if prefix & np.uint32(0x80000000) == 0 else prefix & np.uint32(0x7FFFFFFF)
-        z_least[b] = t.view(np.float32)[0]
+            # Keep the latents whose bits so far equal the prefix's; take those above.
+            mask = np.uint32(0xFFFFFFFF) << np.uint32(shift)
+            kept = 0
+            for t in range(n_tied):
+                lat = tied[t]
+                key = keys[lat] & mask
+                if key > prefix:
+                    cand[b, j_above] = lat
+                    j_above += 1
+                elif key == prefix:
+                    tied[kept] = lat
+                    kept += 1
+            n_tied = kept
+        # prefix is now the key of the n-th largest; ``need`` of its ties (the lowest
+        # latents: tied stays in latent order) complete the n.
+        for t in range(need):
+            cand[b, j_above + t] = tied[t]
+        z_least[b] = _bits_f32(~prefix if prefix & np.uint32(0x80000000) == 0 else prefix & np.uint32(0x7FFFFFFF))
         abs_max[b] = np.float32(np.nan) if nan else am
 
 
