@@ -512,7 +512,6 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
     B, L = Z16.shape
     for b in prange(B):
         keys = np.empty(L, np.uint32)
-        tied = np.empty(L, np.int64)
         hist = np.zeros(4096, np.int64)
         am = np.float32(0)
         nan = False
@@ -526,30 +525,18 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
             key = _sortable(_f32_bits(o + bias[lat]))
             keys[lat] = key
             hist[key >> np.uint32(20)] += 1
-        need = n
-        above = 0
-        top = 4095
-        while above + hist[top] < need:
-            above += hist[top]
-            top -= 1
-        need -= above
-        # Latents in higher first-level bins are in; those in bin ``top`` go on.
-        j_above, n_tied = 0, 0
-        for lat in range(L):
-            hi = keys[lat] >> np.uint32(20)
-            if hi > top:
-                cand[b, j_above] = lat
-                j_above += 1
-            elif hi == top:
-                tied[n_tied] = lat
-                n_tied += 1
-        prefix = np.uint32(top) << np.uint32(20)
-        for level in range(2):  # bits 19–8, then 7–0, over the tied latents only
-            shift = 8 if level == 0 else 0
-            n_bins = 4096 if level == 0 else 256
-            hist[:n_bins] = 0
-            for t in range(n_tied):
-                hist[(keys[tied[t]] >> np.uint32(shift)) & np.uint32(n_bins - 1)] += 1
+        # Per level: the bin of the n-th largest key among the latents still tied; those
+        # above it are in, those in it stay tied (in latent order).
+        tied = np.arange(L)
+        n_tied, j_above, need = L, 0, n
+        prefix = np.uint32(0)
+        for level in range(3):  # bits 31–20, 19–8, 7–0
+            shift = 20 if level == 0 else (8 if level == 1 else 0)
+            n_bins = 256 if level == 2 else 4096
+            if level > 0:  # (the first level's histogram came with the keys)
+                hist[:n_bins] = 0
+                for t in range(n_tied):
+                    hist[(keys[tied[t]] >> np.uint32(shift)) & np.uint32(n_bins - 1)] += 1
             above = 0
             top = n_bins - 1
             while above + hist[top] < need:
@@ -557,7 +544,6 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
                 top -= 1
             need -= above
             prefix |= np.uint32(top) << np.uint32(shift)
-            # Keep the latents whose bits so far equal the prefix's; take those above.
             mask = np.uint32(0xFFFFFFFF) << np.uint32(shift)
             kept = 0
             for t in range(n_tied):
