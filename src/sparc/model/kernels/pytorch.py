@@ -78,8 +78,6 @@ def spmm_t(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, n_latents: int,
     return F.embedding_bag(rows[order], A_rd, offsets, per_sample_weights=val[order], mode="sum")
 
 
-
-
 def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
     """[D]: ``Σ_l coef[i, l] · W[l, cols[i]]`` in the columns of each block i, 0 elsewhere."""
     out = W_ld.new_zeros(W_ld.shape[1])
