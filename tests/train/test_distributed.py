@@ -50,10 +50,14 @@ def single(store, tmp_path_factory):
     return out
 
 
+def _child_env() -> dict[str, str]:
+    # A rank that aborts in native code shows its Python stack.
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONFAULTHANDLER": "1"}
+
+
 def _env(rank: int, world: int, port: int) -> dict[str, str]:
-    return {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
-            "RANK": str(rank), "LOCAL_RANK": str(rank), "PYTHONPATH": os.pathsep.join(sys.path),
-            "PYTHONFAULTHANDLER": "1"}
+    return {**_child_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
+            "RANK": str(rank), "LOCAL_RANK": str(rank)}
 
 
 def _free_port() -> int:
@@ -75,9 +79,7 @@ def test_two_ranks_under_torchrun_equal_one_process(store, single, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "sparc", "train", str(store), "--out", str(out), *FLAGS],
-                          capture_output=True, text=True, timeout=300,
-                          # A rank that aborts in native code shows its Python stack.
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONFAULTHANDLER": "1"})
+                          capture_output=True, text=True, timeout=300, env=_child_env())
     assert proc.returncode == 0, proc.stderr[-8000:]
     assert proc.stdout.count("trained 22 steps on 2 ranks") == 1  # rank 0 speaks for the run
     assert_same_model(single, out)

@@ -319,9 +319,10 @@ def adam_step(W_ld: Tensor, G_ld: Tensor, step: TableStep, *, decoder: bool) -> 
     step.done()
 
 
-def _block_bounds(cols: list[slice]) -> tuple:
-    return (torch.tensor([c.start for c in cols], dtype=torch.int64).numpy(),
-            torch.tensor([c.stop for c in cols], dtype=torch.int64).numpy())
+def block_bounds(cols: list[slice], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """(starts, stops) [T] int64 of the column blocks ``cols``."""
+    return (torch.tensor([c.start for c in cols], dtype=torch.int64, device=device),
+            torch.tensor([c.stop for c in cols], dtype=torch.int64, device=device))
 
 
 def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
@@ -332,7 +333,8 @@ def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
     if nb is None:
         return _pt.block_row_sum(W_ld.detach(), coef_sl, cols)
     out = W_ld.new_zeros(W_ld.shape[1])
-    nb.block_row_sum(_np(W_ld), _np(coef_sl), *_block_bounds(cols), _np(out))
+    clo, chi = block_bounds(cols)
+    nb.block_row_sum(_np(W_ld), _np(coef_sl), clo.numpy(), chi.numpy(), _np(out))
     return out
 
 
@@ -345,13 +347,13 @@ def spmm_t_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tens
     of the rows before the step, from the same pass."""
     nb = _load_numba()
     start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
-    D = W_ld.shape[1]
-    if row_coef is None:
-        coef, (clo, chi), rsum = W_ld.new_empty(0, W_ld.shape[0]), _block_bounds([]), W_ld.new_empty(0)
+    if row_coef is None:  # no rows of coefficients: the kernel skips the sum
+        coef, (clo, chi), rsum = W_ld.new_empty(0, W_ld.shape[0]), block_bounds([]), W_ld.new_empty(0)
     else:
-        coef, (clo, chi), rsum = row_coef.contiguous(), _block_bounds(row_cols), W_ld.new_zeros(D)
+        coef, (clo, chi), rsum = row_coef.contiguous(), block_bounds(row_cols), W_ld.new_zeros(W_ld.shape[1])
     nb.spmm_t_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow), _np(lo), _np(hi),
-                   *_step_args(W_ld, step), *_shadow_args(W_ld, step), _np(coef), clo, chi, _np(rsum))
+                   *_step_args(W_ld, step), *_shadow_args(W_ld, step), _np(coef), clo.numpy(), chi.numpy(),
+                   _np(rsum))
     step.done()
     return None if row_coef is None else rsum
 

@@ -96,8 +96,7 @@ class SelectLogits(torch.autograd.Function):
             # stream a only: each stream's logits depend on its own columns.
             dev = idx_sbk.device
             arow = torch.arange(B, device=dev).repeat(n)
-            lo = torch.tensor([c.start for c in ctx.cols], device=dev).repeat_interleave(B)
-            hi = torch.tensor([c.stop for c in ctx.cols], device=dev).repeat_interleave(B)
+            lo, hi = (t.repeat_interleave(B) for t in K.block_bounds(ctx.cols, dev))
             u_bd = (x_bd - b_pre).contiguous()
             crow, col, val = uniform_crow(n * B, k, dev), idx_sbk.reshape(-1), grad_sbk.reshape(-1)
             if step is not None:
@@ -160,8 +159,7 @@ class BlockSSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, M_rd, b_pre, X_bd, n, cols):
         nb = K._load_numba()
-        lo = torch.tensor([c.start for c in cols], dtype=torch.int64)
-        hi = torch.tensor([c.stop for c in cols], dtype=torch.int64)
+        lo, hi = K.block_bounds(cols)
         B, T = X_bd.shape[0], len(cols)
         num, den = M_rd.new_empty(n, B, T), X_bd.new_empty(B, T)
         nb.block_sse(M_rd.detach().numpy(), b_pre.detach().numpy(), X_bd.detach().numpy(), n, lo.numpy(),
