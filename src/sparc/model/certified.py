@@ -21,8 +21,8 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
    ``z̃`` plus 2⁻⁸·min(max|õ|, |z̃_least| + max|b|) (õ + 2⁻⁸|õ| grows with õ, and a
    non-candidate has õ_l ≤ z̃_least − b_l) plus the error term with each stream's
    largest row norms. The row is certified when that lies below the k-th chosen sum by more than
-   the float32 path's own round-off. Rows that cannot be certified are recomputed in
-   float32 in full.
+   the float32 path's own round-off. Rows that cannot be certified choose from a
+   float32 product over all latents instead (their values from the same dots).
 
 The result — indices, values, hence losses and gradients — is the float32 model's:
 indices equal wherever float32 itself separates the k-th and (k+1)-th latent (a closer
@@ -33,7 +33,6 @@ checks this, near-ties included.
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,30 +77,20 @@ def enabled_for(W_enc: Tensor) -> bool:
 
 @functools.cache
 def _bf16_fast(device_type: str) -> bool:
-    """Measured once per process: is a bf16 product at least 1.6× faster than float32 here?"""
+    """Whether this device has bf16 matrix units that PyTorch uses: CUDA GPUs with bf16;
+    CPUs with AVX512-BF16 or AMX (4–6× float32's product at paper size, BENCHMARKS.md)
+    under a oneDNN build. Decided from the hardware alone, never by timing, so that every
+    process on a machine takes the same path: the two paths' values differ in round-off,
+    and a run, its resumption and a rerun must agree bit for bit."""
     if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device_type != "cpu":
+    if device_type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        flags = ""
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
         return False
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(256, 1024, generator=g), torch.randn(2048, 1024, generator=g)
-    a16, b16 = a.bfloat16(), b.bfloat16()
-
-    def best(f) -> float:
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    return best(lambda: a16 @ b16.t()) * 1.6 < best(lambda: a @ b.t())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 class Candidates:
@@ -215,10 +204,14 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     bad = ~(ub_max + slack < top.values[:, -1])
     n_bad = int(bad.sum())
     if n_bad:
+        # These rows choose from a float32 product over all latents; their values come
+        # from the same dots as the certified rows', so a row's values never depend on
+        # whether it fell back (nor on m, which a resumed run starts afresh).
         rows = bad.nonzero().squeeze(1)
-        logits = torch.stack([torch.addmm(b_lat[s], u_bd[rows, a:b], W_enc[:, a:b].t())
+        u_rows = u_bd[rows]
+        logits = torch.stack([torch.addmm(b_lat[s], u_rows[:, a:b], W_enc[:, a:b].t())
                               for s, (a, b) in enumerate(blocks)])                         # [S, n_bad, L]
         fidx = logits.sum(0).topk(k, dim=1).indices
         idx[rows] = fidx
-        pre[:, rows] = logits.gather(2, fidx.expand(S, -1, -1))
+        pre[:, rows] = K.stream_dots(fidx, u_rows, W_enc.detach(), bounds) + b_lat.detach()[:, fidx]
     return Selection(idx, pre, n_bad)
