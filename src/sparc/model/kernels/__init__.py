@@ -339,23 +339,22 @@ def block_row_sum(W_ld: Tensor, coef_sl: Tensor, cols: list[slice]) -> Tensor:
 
 
 def spmm_t_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,
-                arow: Tensor, lo: Tensor, hi: Tensor, row_coef: Tensor | None = None,
-                row_cols: list[slice] | None = None) -> Tensor | None:
+                arow: Tensor, lo: Tensor, hi: Tensor, block_coef: Tensor | None = None) -> Tensor | None:
     """:func:`spmm_t` as ``W_ld``'s gradient, and the Adam ``step`` of ``W_ld`` with it, in one
     pass (fused kernels only): the encoder's weight gradient is never written out. With
-    ``row_coef`` [S, L], also returns :func:`block_row_sum` ``(W_ld, row_coef, row_cols)``
-    of the rows before the step, from the same pass."""
+    ``block_coef`` [S, L] (a row per column block of ``step.bounds``), also returns
+    :func:`block_row_sum` of the rows before the step over those blocks, formed in the
+    step's own loop over each row."""
     nb = _load_numba()
     start, order = nb.bucket_by_latent(_np(col), W_ld.shape[0])
-    if row_coef is None:  # no rows of coefficients: the kernel skips the sum
-        coef, (clo, chi), rsum = W_ld.new_empty(0, W_ld.shape[0]), block_bounds([]), W_ld.new_empty(0)
+    if block_coef is None:  # no rows of coefficients: the kernel skips the sum
+        coef, rsum = W_ld.new_empty(0, W_ld.shape[0]), W_ld.new_empty(0)
     else:
-        coef, (clo, chi), rsum = row_coef.contiguous(), block_bounds(row_cols), W_ld.new_zeros(W_ld.shape[1])
+        coef, rsum = block_coef.contiguous(), W_ld.new_zeros(W_ld.shape[1])
     nb.spmm_t_adam(start, order, nb.rows_of_entries(_np(crow)), _np(val), _np(A_rd), _np(arow), _np(lo), _np(hi),
-                   *_step_args(W_ld, step), *_shadow_args(W_ld, step), _np(coef), clo.numpy(), chi.numpy(),
-                   _np(rsum))
+                   *_step_args(W_ld, step), *_shadow_args(W_ld, step), _np(coef), _np(rsum))
     step.done()
-    return None if row_coef is None else rsum
+    return None if block_coef is None else rsum
 
 
 def spmm_t_sddmm_step(crow: Tensor, col: Tensor, val: Tensor, A_rd: Tensor, W_ld: Tensor, step: TableStep, *,

@@ -75,9 +75,10 @@ class SelectLogits(torch.autograd.Function):
         grad_W = grad_b_pre = grad_b_lat = grad_x = None
         # c[s, l]: total upstream gradient landing on latent l of stream s.
         c_sl = grad_sbk.new_zeros(n, L).scatter_add_(1, idx_sbk.reshape(n, -1), grad_sbk.reshape(n, -1))
+        c_all = c_sl.new_zeros(ctx.n_streams, L)  # the same for every stream of the model (0: absent)
+        c_all[list(ctx.stream_ids)] = c_sl
         if ctx.needs_input_grad[2]:
-            grad_b_lat = c_sl.new_zeros(ctx.n_streams, L)
-            grad_b_lat[list(ctx.stream_ids)] = c_sl
+            grad_b_lat = c_all
         # The table's step, if the backward takes it, comes last: it changes W_enc, which
         # the gradients before it read.
         step = ctx.table_step() if ctx.needs_input_grad[0] and ctx.table_step is not None else None
@@ -101,7 +102,7 @@ class SelectLogits(torch.autograd.Function):
             crow, col, val = uniform_crow(n * B, k, dev), idx_sbk.reshape(-1), grad_sbk.reshape(-1)
             if step is not None:
                 rsum = K.spmm_t_step(crow, col, val, u_bd, ctx.W_enc.detach(), step, arow=arow, lo=lo, hi=hi,
-                                     row_coef=c_sl if ctx.needs_input_grad[1] else None, row_cols=list(ctx.cols))
+                                     block_coef=c_all if ctx.needs_input_grad[1] else None)
                 grad_b_pre = None if rsum is None else rsum.neg_()
             else:
                 grad_W = _weight_grad(ctx.W_enc, ctx.grad_buf, crow, col, val, u_bd, L, arow=arow, lo=lo, hi=hi)

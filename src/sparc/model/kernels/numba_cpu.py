@@ -242,7 +242,7 @@ def spmm_t_sddmm(start, order, rows, val, A, W, lo, hi, out, gval, accumulate):
         _decoder_grad_row(lat, start, order, rows, val, A, W[lat], lo, hi, out[lat], gval)
 
 
-@njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False)  # no contraction: as the Adam loop's sum (_step_row)
 def _block_row_add(lat, coef, clo, chi, w_row, o):
     """``o[clo[i]:chi[i]] += coef[i, lat] · w_row[clo[i]:chi[i]]`` for each block i."""
     for i in range(coef.shape[0]):
@@ -314,6 +314,29 @@ def _bits_f32(typingctx, x):
     return types.float32(types.uint32), codegen
 
 
+@intrinsic
+def _bf16_bits(typingctx, x):
+    """The bf16 nearest to float32 ``x`` (ties to even, as ``Tensor.bfloat16``), as its 16
+    bits: ``(b + 0x7FFF + ((b >> 16) & 1)) >> 16`` of x's bits b, in 32-bit lanes (numba's
+    own integer arithmetic widens to 64 bits, which halves the vector width)."""
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        b = builder.bitcast(args[0], i32)
+        lsb = builder.and_(builder.lshr(b, ir.Constant(i32, 16)), ir.Constant(i32, 1))
+        r = builder.lshr(builder.add(builder.add(b, ir.Constant(i32, 0x7FFF)), lsb), ir.Constant(i32, 16))
+        return builder.trunc(r, ir.IntType(16))
+    return types.uint16(types.float32), codegen
+
+
+@intrinsic
+def _bf16_value(typingctx, h):
+    """The float32 value of the bf16 with bits ``h``."""
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        return builder.bitcast(builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16)), ir.FloatType())
+    return types.float32(types.uint16), codegen
+
+
 @njit(cache=True, fastmath=_FAST, nogil=True, boundscheck=False)
 def _shadow_block(w, out16):
     """``out16`` = the bf16 bits of float32 ``w`` (round to nearest even, as
@@ -323,10 +346,9 @@ def _shadow_block(w, out16):
     sd = np.float32(0)
     for c in range(w.shape[0]):
         wc = np.float32(w[c])
-        b = _f32_bits(wc)
-        r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-        out16[c] = np.uint16(r)
-        d = wc - _bits_f32(r << np.uint32(16))
+        h = _bf16_bits(wc)
+        out16[c] = h
+        d = wc - _bf16_value(h)
         sw += wc * wc
         sd += d * d
     return sw, sd
@@ -397,24 +419,38 @@ def stream_dots(start, order, m, U, W, bounds, out):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _adam(pc, gc, mc, vc, omb1, beta2, omb2, step_size, bc2_sqrt, eps):
+    """One component's Adam step: (new p, new m, new v)."""
+    mc = mc + (gc - mc) * omb1
+    vc = vc * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
+    return pc - step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps), mc, vc
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, decoder, tiny,
-              W16, wn, dwn):
+              W16, wn, dwn, coef, part):
     """One Adam step of row ``lat`` of a table (``p``, its gradient ``g``, moments ``m``,
-    ``v``), as :func:`adam_rows` describes."""
+    ``v``), as :func:`adam_rows` describes; if ``coef`` has rows, also
+    ``part[block i] += coef[i, lat] · p[block i]`` with p before the step, in the same loop."""
     S = bounds.shape[0] - 1
     for i in range(S):
         a, b = bounds[i], bounds[i + 1]
         pi, gi, mi, vi = p[a:b], g[a:b], m[a:b], v[a:b]
         # The projected gradient g − (p·g) p, formed on the fly: g is only read.
         d = _dot(pi, gi) if decoder else _zero(pi)
-        for c in range(pi.shape[0]):
-            pc = pi[c]
-            gc = gi[c] - d * pc
-            mc = mi[c] + (gc - mi[c]) * omb1
-            vc = vi[c] * beta2 + (omb2 * gc) * gc  # this order, as Adam: g² alone may overflow
-            mi[c] = mc
-            vi[c] = vc
-            pi[c] = pc - step_size * mc / (np.sqrt(vc) / bc2_sqrt + eps)
+        ci = coef[i, lat] if coef.shape[0] > 0 else _zero(pi)
+        if ci != 0:
+            qi = part[a:b]
+            for c in range(pi.shape[0]):
+                pc = pi[c]
+                qi[c] += ci * pc
+                pi[c], mi[c], vi[c] = _adam(pc, gi[c] - d * pc, mi[c], vi[c], omb1, beta2, omb2, step_size,
+                                            bc2_sqrt, eps)
+        else:
+            for c in range(pi.shape[0]):
+                pc = pi[c]
+                pi[c], mi[c], vi[c] = _adam(pc, gi[c] - d * pc, mi[c], vi[c], omb1, beta2, omb2, step_size,
+                                            bc2_sqrt, eps)
     if decoder:
         for i in range(S):
             pi = p[bounds[i] : bounds[i + 1]]
@@ -438,20 +474,21 @@ def adam_rows(P, G, M, V, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps, d
     row's bf16 copy and norms, as :func:`bf16_shadow` does."""
     L, D = P.shape
     n_chunks = min(L, 256)
+    no_coef, no_part = np.empty((0, L), P.dtype), np.empty(0, P.dtype)
     for ch in prange(n_chunks):
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             _step_row(P[lat], G[lat], M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      decoder, tiny, W16, wn, dwn)
+                      decoder, tiny, W16, wn, dwn, no_coef, no_part)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 def spmm_t_adam(start, order, rows, val, A, arow, lo, hi, P, M, V, bounds, omb1, beta2, omb2, step_size,
-                bc2_sqrt, eps, tiny, W16, wn, dwn, coef, clo, chi, rsum):
+                bc2_sqrt, eps, tiny, W16, wn, dwn, coef, rsum):
     """The encoder's weight gradient (:func:`spmm_t`) and its Adam step (:func:`adam_rows`,
     with the bf16 copy when ``W16`` has rows) in one pass: each latent's gradient row is
     formed in a scratch row and stepped at once, never written to memory. If ``coef``
-    has rows, also :func:`block_row_sum` of the rows before the step into ``rsum`` (the
-    pre-bias's gradient, up to sign), read from the rows the step reads anyway."""
+    [S, L] has rows, also ``rsum[block i] = Σ_lat coef[i, lat] · P[lat, block i]`` with
+    the rows before the step (the pre-bias's gradient, up to sign), in the step's loop."""
     L, D = P.shape
     n_chunks = min(L, 256)
     acc = np.zeros(D, P.dtype)
@@ -459,11 +496,10 @@ def spmm_t_adam(start, order, rows, val, A, arow, lo, hi, P, M, V, bounds, omb1,
         g = np.empty(D, P.dtype)
         part = np.zeros(D, P.dtype)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
-            _block_row_add(lat, coef, clo, chi, P[lat], part)
             g[:] = 0
             _weight_grad_row(lat, start, order, rows, val, A, arow, lo, hi, g)
             _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      False, tiny, W16, wn, dwn)
+                      False, tiny, W16, wn, dwn, coef, part)
         acc += part
     if coef.shape[0] > 0:
         rsum[:] = acc
@@ -478,13 +514,14 @@ def spmm_t_sddmm_adam(start, order, rows, val, A, lo, hi, P, M, V, gval, bounds,
     L, D = P.shape
     n_chunks = min(L, 256)
     none16, none_n = np.empty((0, D), np.uint16), np.empty((bounds.shape[0] - 1, 0))
+    no_coef, no_part = np.empty((0, L), P.dtype), np.empty(0, P.dtype)
     for ch in prange(n_chunks):
         g = np.empty(D, P.dtype)
         for lat in range(ch * L // n_chunks, (ch + 1) * L // n_chunks):
             g[:] = 0
             _decoder_grad_row(lat, start, order, rows, val, A, P[lat], lo, hi, g, gval)
             _step_row(P[lat], g, M[lat], V[lat], lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, eps,
-                      True, tiny, none16, none_n, none_n)
+                      True, tiny, none16, none_n, none_n, no_coef, no_part)
 
 
 # ---------------------------------------------------------------------- candidate selection
@@ -516,7 +553,7 @@ def top_candidates(Z16, bias, n, cand, z_least, abs_max):
         am = np.float32(0)
         nan = False
         for lat in range(L):  # bf16 → float32: the same bits, 16 zero bits below
-            o = _bits_f32(np.uint32(Z16[b, lat]) << np.uint32(16))
+            o = _bf16_value(Z16[b, lat])
             a = abs(o)
             if a > am:
                 am = a
