@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
+
+KeyT = TypeVar("KeyT")
 
 
 class SparseCode(NamedTuple):
@@ -63,15 +66,39 @@ class Losses(NamedTuple):
         return out
 
 
+class OnAccess(Mapping[KeyT, Tensor]):
+    """A mapping whose tensors are made on first access (then kept): the reconstructions
+    of a training forward, which the step itself never reads (its losses come from the
+    decoded rows directly), cost a pass over [sources, batch, D] only when asked for."""
+
+    def __init__(self, makers: dict[KeyT, Callable[[], Tensor]]):
+        self._makers, self._made = makers, {}
+
+    def __getitem__(self, key: KeyT) -> Tensor:
+        if key not in self._made:
+            self._made[key] = self._makers[key]()
+        return self._made[key]
+
+    def __iter__(self) -> Iterator[KeyT]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def __repr__(self) -> str:
+        return f"OnAccess({list(self._makers)})"
+
+
 class ForwardOutput(NamedTuple):
     """Everything one forward pass computes."""
 
     codes: dict[str, SparseCode]
     """Sparse code of each stream given."""
-    recons: dict[str, Tensor]
-    """Reconstruction of each stream from its own code."""
-    cross_recons: dict[tuple[str, str], Tensor]
-    """Reconstruction of ``target`` from the code of ``source``, keyed (target, source)."""
+    recons: Mapping[str, Tensor]
+    """Reconstruction of each stream from its own code (made on access)."""
+    cross_recons: Mapping[tuple[str, str], Tensor]
+    """Reconstruction of ``target`` from the code of ``source``, keyed (target, source)
+    (made on access)."""
     losses: Losses
 
 

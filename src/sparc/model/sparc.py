@@ -31,7 +31,7 @@ from sparc.model import certified
 from sparc.model import kernels as K
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
-from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, zero_like_loss
+from sparc.model.outputs import ForwardOutput, Losses, OnAccess, SparseCode, StreamLogits, zero_like_loss
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -363,19 +363,29 @@ class SPARC(nn.Module):
         # absent streams' columns weigh 0.
         num_abt, den_bt = K.block_sse(main_rd, self.b_pre, x_bd, n, [self.cols[i] for i in ids])
         pair_at = num_abt.div(den_bt).mean(1)                                  # [source, target]
-        recon_abd = main_rd.view(n, B, D) + self.b_pre                          # source a → all streams
-        recons: dict[str, Tensor] = {}
-        cross: dict[tuple[str, str], Tensor] = {}
+        main_abd = main_rd.view(n, B, D)                                        # source a → all streams
+        # Made on access (OnAccess), as this forward would have made them: the pre-bias as
+        # it is now (an optimizer step may follow), the same grad mode, no autocast.
+        b_pre, grad, device = self.b_pre.clone(), torch.is_grad_enabled(), x_bd.device.type
+
+        def recon(a: int, col: slice) -> Callable[[], Tensor]:
+            def make() -> Tensor:
+                with torch.set_grad_enabled(grad), torch.autocast(device, enabled=False):
+                    return main_abd[a, :, col] + b_pre[col]
+            return make
+
+        recons: dict[str, Callable[[], Tensor]] = {}
+        cross: dict[tuple[str, str], Callable[[], Tensor]] = {}
         self_nmse: dict[str, Tensor] = {}
         cross_nmse: dict[tuple[str, str], Tensor] = {}
         for a, t in enumerate(ids):
             col_t = self.cols[t]
             for b, s in enumerate(ids):
                 if a == b:
-                    recons[self.names[t]] = recon_abd[b, :, col_t]
+                    recons[self.names[t]] = recon(b, col_t)
                     self_nmse[self.names[t]] = pair_at[b, a]
                 else:
-                    cross[(self.names[t], self.names[s])] = recon_abd[b, :, col_t]
+                    cross[(self.names[t], self.names[s])] = recon(b, col_t)
                     cross_nmse[(self.names[t], self.names[s])] = pair_at[b, a]
 
         auxk = {s: zero_like_loss(x_bd) for s in names}
@@ -384,11 +394,11 @@ class SPARC(nn.Module):
             # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
             # decode without gradient; also the NMSE's norm), in a's columns.
             # Only those columns are computed: the pieces are cut by one unbind.
-            main_abd = main_rd.view(n, B, D).detach()
+            main_const = main_abd.detach()
             for a, (s, aux_bd) in enumerate(zip(names, aux_rd.view(n, B, D).unbind(0))):
                 if has_dead[a]:
                     col = self.cols[ids[a]]
-                    target = x_bd[:, col] - main_abd[a, :, col]
+                    target = x_bd[:, col] - main_const[a, :, col]
                     res = aux_bd[:, col] + self.b_pre[col] - target
                     auxk[s] = ((res * res).sum(1) / (target * target).sum(1)).mean()
         total = torch.stack(list(self_nmse.values())).mean()
@@ -397,7 +407,7 @@ class SPARC(nn.Module):
         if cross_nmse and self.cfg.cross_coef:
             total = total + self.cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
         codes = {s: SparseCode(idx_sbk[j], val_sbk[j], self.n_latents) for j, s in enumerate(names)}
-        return ForwardOutput(codes, recons, cross, Losses(total, self_nmse, cross_nmse, auxk))
+        return ForwardOutput(codes, OnAccess(recons), OnAccess(cross), Losses(total, self_nmse, cross_nmse, auxk))
 
     # ------------------------------------------------------------------ dead latents
 
