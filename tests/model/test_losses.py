@@ -90,6 +90,28 @@ def two_streams(k, **cfg):
 X2 = {"a": t([[3, 1]]), "b": t([[1, 2]])}
 
 
+def test_reconstructions_are_the_forwards_whenever_they_are_read():
+    """Made on first access, they are what the forward would have made: the pre-bias
+    of that forward (not one stepped since), its grad mode, and gradients that reach the
+    weights."""
+    model = two_streams(k=1, auxk=0, b_pre={"a": [0.5, 0.0], "b": [0.0, 0.0]})
+    out = model(X2)
+    out.recons["a"].sum().backward()
+    # d/d b_pre of Σ(z_a·e1 + b_pre_a), z_a = e1·(x_a − b_pre_a): [1, 1] − [1, 0] in a's columns
+    assert model.W_dec.grad is not None and model.b_pre.grad.tolist() == [0.0, 1.0, 0.0, 0.0]
+    out = model(X2)
+    with torch.no_grad():
+        model.b_pre.add_(10.0)
+    # x − b_pre = [2.5, 1] for a: z_a = 2.5, z_b = 2 at latent 0 (as in the test below)
+    assert out.recons["a"].tolist() == [[3.0, 0.0]]            # 2.5·e1 + [0.5, 0]
+    assert out.cross_recons[("a", "b")].tolist() == [[2.5, 0.0]]  # 2·e1 + [0.5, 0]
+    assert out.recons["a"] is out.recons["a"]                   # made once
+    assert len(out.recons) == 2 and dict(out.cross_recons).keys() == {("a", "b"), ("b", "a")}
+    with torch.no_grad():
+        quiet = model(X2)
+    assert not quiet.recons["a"].requires_grad
+
+
 def test_two_streams_global_k1():
     out = two_streams(k=1, auxk=0)(X2)
     # h_a = [3, 1, −3, −1]; h_b (swapped) = [2, 1, −2, −1]; sum = [5, 2, −5, −2] → I = {0}
