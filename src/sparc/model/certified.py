@@ -116,12 +116,6 @@ class Candidates:
             self.m, self.clean = max(self.m // 2, self.floor), 0
 
 
-def norm_margin(d: int) -> float:
-    """Factor that rounds a float32 norm of d numbers up past its summation error
-    ((d + 2)·2⁻²⁴ at most, relative), and at least by 0.1%."""
-    return 1 + max(1e-3, (d + 2) * FP32_UNIT)
-
-
 class Shadow(NamedTuple):
     """The bf16 copy of W_enc and its error norms, valid for one version of W_enc."""
 
@@ -168,14 +162,11 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     B, D = u_bd.shape
     L, S = W_enc.shape[0], len(bounds) - 1
     n_cand = min(L, k + m)
-    u16 = u_bd.bfloat16()
-    u16f = u16.float()
+    # u's bf16 copy and, per stream block, ‖u_s‖ and ‖u_s − ũ_s‖ rounded up past their
+    # summation error, in one pass (as for W_enc); ‖ũ_s‖ ≤ ‖u_s‖ + ‖u_s − ũ_s‖.
+    u16, un_sb, dun_sb = K.bf16_shadow(u_bd, bounds)
+    un, dun = (un_sb + dun_sb).t(), dun_sb.t()                                            # [B, S]
     blocks = list(zip(bounds[:-1], bounds[1:]))
-    # Norms in float32 (u − bf16(u) is exact there), rounded up: their own error, below
-    # (d + 2)·2⁻²⁴ for a block of d columns, must not make the bound too small.
-    up = torch.tensor([norm_margin(b - a) for a, b in blocks], dtype=torch.float64, device=u_bd.device)
-    un = torch.stack([u16f[:, a:b].norm(dim=1) for a, b in blocks], 1).double() * up        # [B, S]
-    dun = torch.stack([(u_bd[:, a:b] - u16f[:, a:b]).norm(dim=1) for a, b in blocks], 1).double() * up
     out16 = u16 @ shadow.W16.t()                                                         # [B, L]
     b_sum = b_lat.detach().sum(0)                                                        # [L]
     cand, z_least, abs_max = K.top_candidates(out16, b_sum, n_cand)                      # [B, n_cand], [B], [B]
