@@ -81,7 +81,7 @@ def test_a_rows_values_do_not_depend_on_falling_back(kernel_path):
     m._extra.m = m.n_latents  # every latent a candidate: every row certified
     wide = m(x)
     assert m.certified_stats == (64, 64)
-    m._extra.m = 1  # nearly every row falls back
+    m._extra.m = 0  # no extra candidates in either round: nearly every row falls back
     narrow = m(x)
     assert m.certified_stats[0] < 128, "no row fell back: the fallback path was not exercised"
     for s in DIMS:
@@ -282,23 +282,50 @@ def test_certificate_holds_when_the_product_rounds_to_a_tie(kernel_path):
     assert sel.idx.tolist() == [[1]] and sel.n_fallback == 1
 
 
-def test_extra_candidates_double_on_fallbacks_and_halve_when_none_come():
+def test_extra_candidates_double_on_retries_or_fallbacks_and_halve_when_few_come():
     c = certified.Candidates(64, 500, floor=16, patience=3)
-    c.update(1, 256)  # one hopeless row in 256: it takes the float32 path, m stays
-    assert c.m == 64
-    c.update(5, 256)  # more than 1 in 64: widen
+    c.update(1, 1, 256)  # one hopeless row in 256: it takes the float32 path, m stays
+    assert c.m == 64 and c.clean == 1
+    c.update(40, 0, 256)  # 1 row in 6.4 retried: not worth widening, nor a clean batch
+    assert c.m == 64 and c.clean == 1
+    c.update(60, 0, 256)  # more than 1 in 5 retried: widen
     assert c.m == 128
+    c.update(5, 5, 256)  # more than 1 in 64 fell back to float32: widen
+    assert c.m == 256
     for _ in range(2):
-        c.update(0, 256)
-    assert c.m == 128
-    c.update(0, 256)
-    assert c.m == 64  # after three clean batches
+        c.update(12, 0, 256)  # at most 1 in 20 retried: clean
+    assert c.m == 256
+    c.update(0, 0, 256)
+    assert c.m == 128  # after three clean batches
     for _ in range(20):
-        c.update(0, 256)
+        c.update(0, 0, 256)
     assert c.m == 16  # not below the floor
     for _ in range(10):
-        c.update(5, 256)
+        c.update(256, 0, 256)
     assert c.m == 500  # nor above the limit
+
+
+def test_rows_the_first_round_misses_are_certified_by_the_second(kernel_path):
+    """With few extra candidates some rows fail the first certificate; the second round
+    (4m extra) certifies them without the float32 pass, and the selection is float32's."""
+    m, x = model_and_batch(seed=5)
+    m.eval()
+    use_path(m, kernel_path)
+    u = (torch.cat([x[s] for s in DIMS], 1) - m.b_pre).detach().contiguous()
+    bounds = m._bounds()
+    shadow = certified.shadow_of(m.W_enc, bounds, None)
+    found = False
+    for extra in (1, 2, 3, 4, 6, 8):
+        sel = certified.global_topk(u, m.W_enc.detach(), m.b_lat.detach(), bounds, m.cfg.k, extra, shadow)
+        if sel.n_retried > 0 and sel.n_fallback == 0:
+            found = True
+            break
+    assert found, "no m left rows to the second round alone"
+    certified.set_bf16_selection("off")
+    ref = m(x)
+    for j, s in enumerate(DIMS):
+        assert torch.equal(ref.codes[s].indices.sort(1).values, sel.idx.sort(1).values)
+        torch.testing.assert_close(torch.relu(sel.pre[j]), ref.codes[s].values, rtol=1e-5, atol=1e-6)
 
 
 def test_a_row_no_candidate_set_certifies_does_not_widen_for_good():

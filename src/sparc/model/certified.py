@@ -94,22 +94,27 @@ def _bf16_fast(device_type: str) -> bool:
 
 
 class Candidates:
-    """How many extra candidates m the selection takes beyond k. A batch with rows whose
-    certificate fails pays a float32 pass over W_enc for them (~8 ms at paper size, as
-    much as ~150 extra candidates for a whole batch of 256), so m doubles when more than
-    one row in 64 falls back; after ``patience`` batches without that it halves (not
-    below ``floor``), following the logits as training sharpens them. A few rows that no
-    m short of all latents certifies (exact ties, an input equal to the pre-bias) take
-    the fallback instead of widening every row's candidates for good."""
+    """How many extra candidates m the selection takes beyond k. Rows whose certificate
+    fails get a second round with 4m extra (each costs ~2.5 rows of the first round at
+    m = k), and rows that fail again a float32 pass over W_enc (~3–8 ms for a batch at
+    paper size). So m doubles when more than one row in 5 needs the second round (it
+    would cost more than wider candidates for all) or more than one in 64 the float32
+    pass; after ``patience`` batches with at most one row in 20 retried and none
+    beyond that rate falling back, it halves (not below ``floor``), following the
+    logits as training sharpens them. A few rows that no m short of all latents
+    certifies (exact ties, an input equal to the pre-bias) take the fallback instead
+    of widening every row's candidates for good."""
 
     def __init__(self, m: int, limit: int, *, floor: int = 16, patience: int = 100):
         self.m, self.limit, self.floor, self.patience = min(m, limit), limit, floor, patience
         self.clean = 0
-        """Batches since the last widening (or the last halving)."""
+        """Batches since the last widening (or the last halving) with few rows retried."""
 
-    def update(self, n_fallback: int, n_rows: int) -> None:
-        if n_fallback * 64 > n_rows:
+    def update(self, n_retried: int, n_fallback: int, n_rows: int) -> None:
+        if n_retried * 5 > n_rows or n_fallback * 64 > n_rows:
             self.m, self.clean = min(2 * self.m, self.limit), 0
+            return
+        if n_retried * 20 > n_rows:
             return
         self.clean += 1
         if self.clean >= self.patience and self.m > self.floor:
@@ -148,7 +153,9 @@ class Selection(NamedTuple):
     pre: Tensor
     """[S, B, k]: each stream's logit at them (with latent bias, before the ReLU)."""
     n_fallback: int
-    """Rows recomputed in float32 because their certificate failed."""
+    """Rows recomputed in float32 because their certificate failed in both rounds."""
+    n_retried: int
+    """Rows whose certificate failed with the first round's candidates."""
 
 
 @torch.no_grad()
@@ -161,7 +168,6 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     candidates, certified; uncertified rows in float32."""
     B, D = u_bd.shape
     L, S = W_enc.shape[0], len(bounds) - 1
-    n_cand = min(L, k + m)
     # u's bf16 copy and, per stream block, ‖u_s‖ and ‖u_s − ũ_s‖ rounded up past their
     # summation error, in one pass (as for W_enc); ‖ũ_s‖ ≤ ‖u_s‖ + ‖u_s − ũ_s‖.
     u16, un_sb, dun_sb = K.bf16_shadow(u_bd, bounds)
@@ -169,7 +175,7 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     blocks = list(zip(bounds[:-1], bounds[1:]))
     out16 = u16 @ shadow.W16.t()                                                         # [B, L]
     b_sum = b_lat.detach().sum(0)                                                        # [L]
-    cand, z_least, abs_max = K.top_candidates(out16, b_sum, n_cand)                      # [B, n_cand], [B], [B]
+    W, b = W_enc.detach(), b_lat.detach()
     # Every latent outside the candidates has z̃ ≤ the candidates' least, so its exact
     # logit is at most that plus the error bound (module docstring) with each stream's
     # largest row norms — a bound per row, no pass over [B, L].
@@ -177,22 +183,39 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
     dw_max = (shadow.dwn + gamma * (1 + BF16_UNIT) * shadow.wn).max(1).values              # [S]
     w_max = shadow.wn.max(1).values                                                       # [S]
     err = (un @ dw_max + dun @ w_max).float()                                             # [B]
-    if n_cand < L:
-        # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation; |out_l|
-        # is at most the row's largest, and since o + 2⁻⁸|o| grows with o, a non-candidate
-        # (out_l ≤ z_least − b_l) is within 2⁻⁸(|z_least| + max|b|): the smaller of the two.
-        out_max = torch.minimum(abs_max, z_least.abs() + b_sum.abs().max())
-        ub_max = (z_least + out_max * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
-                  + err * (1 + 1e-5))
-    else:
-        ub_max = torch.full((B,), float("-inf"), device=u_bd.device)
-    pre_c = K.stream_dots(cand, u_bd, W_enc.detach(), bounds) + b_lat.detach()[:, cand]    # [S, B, n_cand]
-    top = pre_c.sum(0).topk(k, dim=1)
-    idx = cand.gather(1, top.indices)
-    pre = pre_c.gather(2, top.indices.expand(S, B, k))
     # The float32 path's values lie within γ Σ_s ‖u_s‖‖W_ls‖ of the exact ones, like ours.
-    slack = (2 * gamma * (un + dun) @ w_max).float() + top.values[:, -1].abs() * 4 * FP32_UNIT
-    bad = ~(ub_max + slack < top.values[:, -1])
+    slack = (2 * gamma * (un + dun) @ w_max).float()                                      # [B]
+
+    def choose(rows: Tensor | None, n_cand: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(idx [R, k], pre [S, R, k], not certified [R]) of the rows given (None: all)
+        from the top ``n_cand`` of the bf16 product."""
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        cand, z_least, abs_max = K.top_candidates(pick(out16), b_sum, n_cand)             # [R, n_cand], [R], [R]
+        if n_cand < L:
+            # out_l rounded to bf16 is within 2⁻⁸|out_l| of its float32 accumulation; |out_l|
+            # is at most the row's largest, and since o + 2⁻⁸|o| grows with o, a non-candidate
+            # (out_l ≤ z_least − b_l) is within 2⁻⁸(|z_least| + max|b|): the smaller of the two.
+            out_max = torch.minimum(abs_max, z_least.abs() + b_sum.abs().max())
+            ub_max = (z_least + out_max * (BF16_UNIT * 1.01) + z_least.abs() * 8 * FP32_UNIT
+                      + pick(err) * (1 + 1e-5))
+        else:
+            ub_max = torch.full((cand.shape[0],), float("-inf"), device=u_bd.device)
+        pre_c = K.stream_dots(cand, pick(u_bd), W, bounds) + b[:, cand]                    # [S, R, n_cand]
+        top = pre_c.sum(0).topk(k, dim=1)
+        least = top.values[:, -1]
+        bad = ~(ub_max + pick(slack) + least.abs() * 4 * FP32_UNIT < least)
+        return cand.gather(1, top.indices), pre_c.gather(2, top.indices.expand(S, -1, k)), bad
+
+    idx, pre, bad = choose(None, min(L, k + m))
+    n_retried = int(bad.sum())
+    if n_retried and k + m < L:
+        # A second round for those rows alone, from 4m extra candidates of the same
+        # product: far cheaper than a float32 pass over W_enc, and the same dots, so a
+        # row certified in either round gets the same latents and values.
+        rows = bad.nonzero().squeeze(1)
+        idx[rows], pre[:, rows], bad_rows = choose(rows, min(L, k + 4 * m))
+        bad = torch.zeros_like(bad)
+        bad[rows] = bad_rows
     n_bad = int(bad.sum())
     if n_bad:
         # These rows choose from a float32 product over all latents; their values come
@@ -204,5 +227,5 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
                               for s, (a, b) in enumerate(blocks)])                         # [S, n_bad, L]
         fidx = logits.sum(0).topk(k, dim=1).indices
         idx[rows] = fidx
-        pre[:, rows] = K.stream_dots(fidx, u_rows, W_enc.detach(), bounds) + b_lat.detach()[:, fidx]
-    return Selection(idx, pre, n_bad)
+        pre[:, rows] = K.stream_dots(fidx, u_rows, W, bounds) + b[:, fidx]
+    return Selection(idx, pre, n_bad, n_retried)

@@ -217,7 +217,7 @@ class SPARC(nn.Module):
                                             certified.shadow_of(self.W_enc, bounds, self._shadow))
             self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
                                     self.certified_stats[1] + x_bd.shape[0])
-            self._extra.update(sel.n_fallback, x_bd.shape[0])
+            self._extra.update(sel.n_retried, sel.n_fallback, x_bd.shape[0])
 
             def logits_at(a: int, latents: Tensor) -> Tensor:
                 col, i = self.cols[ids[a]], ids[a]
