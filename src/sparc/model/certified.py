@@ -21,8 +21,9 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
    ``z̃`` plus 2⁻⁸·min(max|õ|, |z̃_least| + max|b|) (õ + 2⁻⁸|õ| grows with õ, and a
    non-candidate has õ_l ≤ z̃_least − b_l) plus the error term with each stream's
    largest row norms. The row is certified when that lies below the k-th chosen sum by more than
-   the float32 path's own round-off. Rows that cannot be certified choose from a
-   float32 product over all latents instead (their values from the same dots).
+   the float32 path's own round-off. Rows that cannot be certified get a second round
+   with 4m extra candidates; those that fail again choose from a float32 product over
+   all latents (their values from the same dots).
 
 The result — indices, values, hence losses and gradients — is the float32 model's:
 indices equal wherever float32 itself separates the k-th and (k+1)-th latent (a closer
