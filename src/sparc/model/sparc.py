@@ -426,22 +426,22 @@ class SPARC(nn.Module):
 
     @torch.no_grad()
     def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor) -> None:
-        B = idx_sbk.shape[1]
+        n, B = idx_sbk.shape[:2]
+        # fired_sl[a, l]: how many of stream a's rows fired latent l (one scatter, no
+        # boolean indexing); with a reduction, the count over every process, and the
+        # processes' rows summed in the last slot.
+        packed = torch.zeros(n * self.n_latents + 1, dtype=torch.int64, device=idx_sbk.device)
+        fired_sl = packed[:-1].view(n, self.n_latents)
+        fired_sl.scatter_add_(1, idx_sbk.reshape(n, -1), (val_sbk > self.cfg.fire_threshold).reshape(n, -1).long())
+        packed[-1] = B
         if self._reduce_firing is not None:
-            packed = torch.zeros(len(ids) * self.n_latents + 1, dtype=torch.int64, device=idx_sbk.device)
-            fired_sl = packed[:-1].view(len(ids), self.n_latents)
-            for n in range(len(ids)):
-                fired_sl[n, idx_sbk[n][val_sbk[n] > self.cfg.fire_threshold]] = 1
-            packed[-1] = B
             self._reduce_firing(packed)
-            for n, i in enumerate(ids):
-                self.samples_since_fired[i].add_(packed[-1]).masked_fill_(fired_sl[n] > 0, 0)
+        rows = packed[-1]
+        if len(ids) == len(self.names):  # every stream, in order (training): one pass
+            self.samples_since_fired.add_(rows).masked_fill_(fired_sl > 0, 0)
             return
-        for n, i in enumerate(ids):
-            fired = torch.zeros(self.n_latents, dtype=torch.bool, device=idx_sbk.device)
-            fired[idx_sbk[n][val_sbk[n] > self.cfg.fire_threshold]] = True
-            counter = self.samples_since_fired[i]
-            counter.add_(B).masked_fill_(fired, 0)
+        for a, i in enumerate(ids):
+            self.samples_since_fired[i].add_(rows).masked_fill_(fired_sl[a] > 0, 0)
 
     def dead_mask(self, after_samples: int | None = None) -> Tensor:
         """[S, L] bool: latents that have not fired in a stream for ``after_samples``
