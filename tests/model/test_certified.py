@@ -194,10 +194,12 @@ def test_stream_dots_equal_gathered_products(kernel_path, L, D):
     U = torch.randn(6, D, generator=g)
     idx = torch.randint(0, L, (6, 7), generator=g)
     bounds = [0, 5, 9, D]
-    got = K.stream_dots(idx, U, W, bounds)
+    bias = torch.randn(len(bounds) - 1, L, generator=g)
+    got, got_b = K.stream_dots(idx, U, W, bounds), K.stream_dots(idx, U, W, bounds, bias)
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         want = (W[idx][..., a:b] * U[:, None, a:b]).sum(-1)
         torch.testing.assert_close(got[s], want)
+        torch.testing.assert_close(got_b[s], want + bias[s, idx])
 
 
 def _by_hand_candidates(Z16, bias, n):

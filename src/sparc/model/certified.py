@@ -201,7 +201,7 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
                       + pick(err) * (1 + 1e-5))
         else:
             ub_max = torch.full((cand.shape[0],), float("-inf"), device=u_bd.device)
-        pre_c = K.stream_dots(cand, pick(u_bd), W, bounds) + b[:, cand]                    # [S, R, n_cand]
+        pre_c = K.stream_dots(cand, pick(u_bd), W, bounds, b)                              # [S, R, n_cand]
         top = pre_c.sum(0).topk(k, dim=1)
         least = top.values[:, -1]
         bad = ~(ub_max + pick(slack) + least.abs() * 4 * FP32_UNIT < least)
@@ -228,5 +228,5 @@ def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k
                               for s, (a, b) in enumerate(blocks)])                         # [S, n_bad, L]
         fidx = logits.sum(0).topk(k, dim=1).indices
         idx[rows] = fidx
-        pre[:, rows] = K.stream_dots(fidx, u_rows, W, bounds) + b[:, fidx]
+        pre[:, rows] = K.stream_dots(fidx, u_rows, W, bounds, b)
     return Selection(idx, pre, n_bad, n_retried)

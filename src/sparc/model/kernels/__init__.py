@@ -408,17 +408,22 @@ def bf16_shadow(W_ld: Tensor, bounds: list[int]) -> tuple[Tensor, Tensor, Tensor
     return W16.view(torch.bfloat16), wn, dwn
 
 
-def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int]) -> Tensor:
-    """[S, B, m]: ``W[idx[b, j], block s] · U[b, block s]`` (fused: accumulated in W's
-    dtype; PyTorch: in float64)."""
+def stream_dots(idx_bm: Tensor, U_bd: Tensor, W_ld: Tensor, bounds: list[int],
+                bias_sl: Tensor | None = None) -> Tensor:
+    """[S, B, m]: ``W[idx[b, j], block s] · U[b, block s]``, plus ``bias[s, idx[b, j]]``
+    when a bias [S, L] is given (fused: accumulated in W's dtype, the bias added in the
+    same pass; PyTorch: in float64, the bias added after rounding)."""
     nb = _fused(W_ld.detach(), U_bd)
     if nb is None:
-        return _pt.stream_dots(idx_bm, U_bd, W_ld.detach(), bounds)
+        out = _pt.stream_dots(idx_bm, U_bd, W_ld.detach(), bounds)
+        return out if bias_sl is None else out + bias_sl.detach()[:, idx_bm]
     B, m = idx_bm.shape
-    out = U_bd.new_empty(len(bounds) - 1, B * m)
+    S = len(bounds) - 1
+    out = U_bd.new_empty(S, B * m)
+    bias = W_ld.new_empty(S, 0) if bias_sl is None else bias_sl.detach().contiguous()
     start, order = nb.bucket_by_latent(_np(idx_bm.reshape(-1)), W_ld.shape[0])
-    nb.stream_dots(start, order, m, _np(U_bd), _np(W_ld), torch.tensor(bounds).numpy(), _np(out))
-    return out.view(len(bounds) - 1, B, m)
+    nb.stream_dots(start, order, m, _np(U_bd), _np(W_ld), torch.tensor(bounds).numpy(), _np(bias), _np(out))
+    return out.view(S, B, m)
 
 
 def top_candidates(Z16_bl: Tensor, bias_l: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:

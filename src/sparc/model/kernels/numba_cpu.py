@@ -383,13 +383,15 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
 
 
 @njit(**_PAR)
-def stream_dots(start, order, m, U, W, bounds, out):
-    """out[i, e] = W[lat, block i] · U[e // m, block i] for the entries e of each latent lat
-    (bucketed: ``order[start[lat]:start[lat+1]]``): each candidate latent's logit per stream,
-    each W row read once, four entries at a time (accumulated in W's dtype, vectorised:
-    within the float32 path's own round-off bound, docs/method.md §4.3)."""
+def stream_dots(start, order, m, U, W, bounds, bias, out):
+    """out[i, e] = W[lat, block i] · U[e // m, block i] (+ bias[i, lat] if ``bias`` has
+    columns) for the entries e of each latent lat (bucketed:
+    ``order[start[lat]:start[lat+1]]``): each candidate latent's logit per stream, each W
+    row read once, four entries at a time (accumulated in W's dtype, vectorised: within
+    the float32 path's own round-off bound, docs/method.md §4.3)."""
     L = start.shape[0] - 1
     S = bounds.shape[0] - 1
+    with_bias = bias.shape[1] > 0
     for lat in prange(L):
         t, end = start[lat], start[lat + 1]
         w = W[lat]
@@ -406,6 +408,9 @@ def stream_dots(start, order, m, U, W, bounds, out):
                     acc1 += wc * x1[c]
                     acc2 += wc * x2[c]
                     acc3 += wc * x3[c]
+                if with_bias:
+                    bl = bias[i, lat]
+                    acc0, acc1, acc2, acc3 = acc0 + bl, acc1 + bl, acc2 + bl, acc3 + bl
                 out[i, e0], out[i, e1], out[i, e2], out[i, e3] = acc0, acc1, acc2, acc3
             t += 4
         for t in range(t, end):
@@ -413,7 +418,8 @@ def stream_dots(start, order, m, U, W, bounds, out):
             u = U[e // m]
             for i in range(S):
                 wi, ui = w[bounds[i] : bounds[i + 1]], u[bounds[i] : bounds[i + 1]]
-                out[i, e] = _dot(wi, ui)
+                acc = _dot(wi, ui)
+                out[i, e] = acc + bias[i, lat] if with_bias else acc
 
 
 # ---------------------------------------------------------------------- fused optimizer step
