@@ -437,9 +437,6 @@ class SPARC(nn.Module):
         if self._reduce_firing is not None:
             self._reduce_firing(packed)
         rows = packed[-1]
-        if len(ids) == len(self.names):  # every stream, in order (training): one pass
-            self.samples_since_fired.add_(rows).masked_fill_(fired_sl > 0, 0)
-            return
         for a, i in enumerate(ids):
             self.samples_since_fired[i].add_(rows).masked_fill_(fired_sl[a] > 0, 0)
 

@@ -446,18 +446,13 @@ def _step_row(p, g, m, v, lat, bounds, omb1, beta2, omb2, step_size, bc2_sqrt, e
         # The projected gradient g − (p·g) p, formed on the fly: g is only read.
         d = _dot(pi, gi) if decoder else _zero(pi)
         ci = coef[i, lat] if coef.shape[0] > 0 else _zero(pi)
-        if ci != 0:
-            qi = part[a:b]
-            for c in range(pi.shape[0]):
-                pc = pi[c]
+        qi = part[a:b]  # (empty without coefficients: then ci is 0 and it is never read)
+        for c in range(pi.shape[0]):
+            pc = pi[c]
+            if ci != 0:  # loop-invariant: LLVM splits the loop on it
                 qi[c] += ci * pc
-                pi[c], mi[c], vi[c] = _adam(pc, gi[c] - d * pc, mi[c], vi[c], omb1, beta2, omb2, step_size,
-                                            bc2_sqrt, eps)
-        else:
-            for c in range(pi.shape[0]):
-                pc = pi[c]
-                pi[c], mi[c], vi[c] = _adam(pc, gi[c] - d * pc, mi[c], vi[c], omb1, beta2, omb2, step_size,
-                                            bc2_sqrt, eps)
+            pi[c], mi[c], vi[c] = _adam(pc, gi[c] - d * pc, mi[c], vi[c], omb1, beta2, omb2, step_size,
+                                        bc2_sqrt, eps)
     if decoder:
         for i in range(S):
             pi = p[bounds[i] : bounds[i + 1]]
