@@ -58,7 +58,7 @@ class Train:
 
     bf16_select: Literal["auto", "on", "off"] = "auto"
     """Choose each sample's latents through a certified bf16 encoder pass (exactly the float32 choice;
-    auto: where bf16 products are much faster, docs/method.md §4.3)."""
+    auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA; docs/method.md §4.3)."""
 
     def run(self) -> None:
         from sparc.model import certified, kernels
