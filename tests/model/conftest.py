@@ -36,11 +36,11 @@ def _numba_installed() -> bool:
     return True
 
 
-_NO_NUMBA = pytest.mark.skipif(not _numba_installed(), reason="numba is not installed: no fused CPU kernels")
+needs_numba = pytest.mark.skipif(not _numba_installed(), reason="numba is not installed: no fused CPU kernels")
 
 
-@pytest.fixture(params=["pytorch", pytest.param("fused", marks=_NO_NUMBA),
-                        pytest.param("fused+buffers", marks=_NO_NUMBA)])
+@pytest.fixture(params=["pytorch", pytest.param("fused", marks=needs_numba),
+                        pytest.param("fused+buffers", marks=needs_numba)])
 def kernel_path(request):
     """Every kernel path in turn: the PyTorch kernels, the fused (numba) kernels, and the
     fused kernels writing the weight gradients into persistent buffers (tests call

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sparc.model import SPARC, SPARCConfig, certified
 from sparc.model import kernels as K
 
-from .conftest import use_path
+from .conftest import needs_numba, use_path
 
 DIMS = {"a": 48, "b": 32, "c": 40}
 
@@ -200,6 +200,50 @@ def test_stream_dots_equal_gathered_products(kernel_path, L, D):
         want = (W[idx][..., a:b] * U[:, None, a:b]).sum(-1)
         torch.testing.assert_close(got[s], want)
         torch.testing.assert_close(got_b[s], want + bias[s, idx])
+
+
+def lane_order_dot(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``w · x`` over the last axis in the fixed order of sparc.model.kernels.lane_dot,
+    with PyTorch's elementwise float ops (each exactly rounded): element c in lane
+    c mod 16, each lane summed in order of c from +0, then the lanes by halves."""
+    pad = (-w.shape[-1]) % 16
+    wq = F.pad(w, (0, pad)).unflatten(-1, (-1, 16))
+    xq = F.pad(x, (0, pad)).unflatten(-1, (-1, 16))
+    acc = torch.zeros(wq.shape[:-2] + (16,), dtype=w.dtype)
+    for q in range(wq.shape[-2]):
+        acc = acc + wq[..., q, :] * xq[..., q, :]
+    while acc.shape[-1] > 1:
+        acc = acc[..., : acc.shape[-1] // 2] + acc[..., acc.shape[-1] // 2 :]
+    return acc[..., 0]
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(dims=st.lists(st.integers(1, 70), min_size=1, max_size=3), L=st.integers(1, 40), B=st.integers(1, 9),
+       n=st.integers(1, 12), seed=st.integers(0, 2**16), double=st.booleans())
+def test_fused_stream_dots_sum_in_one_fixed_order(dims, L, B, n, seed, double):
+    """Bit for bit the lane order of the PyTorch reference, whatever the block widths
+    (whole 16-lane chunks or not) and however many entries a latent has (four at a time
+    or alone): a candidate's logit does not depend on the other candidates, nor on the
+    instruction set (CI reruns this with it capped to AVX2)."""
+    dtype = torch.float64 if double else torch.float32
+    g = torch.Generator().manual_seed(seed)
+    bounds = [0, *torch.tensor(dims).cumsum(0).tolist()]
+    W = torch.randn(L, bounds[-1], generator=g, dtype=dtype)
+    U = torch.randn(B, bounds[-1], generator=g, dtype=dtype)
+    bias = torch.randn(len(dims), L, generator=g, dtype=dtype)
+    idx = torch.randint(0, L, (B, n), generator=g)
+    K.set_kernels("fused")
+    try:
+        got = K.stream_dots(idx, U, W, bounds, bias)
+        alone = torch.stack([K.stream_dots(idx[b : b + 1, j : j + 1], U[b : b + 1], W, bounds, bias)[:, 0, 0]
+                             for b in range(B) for j in range(n)], 1).view(len(dims), B, n)
+    finally:
+        K.set_kernels("auto")
+    for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        want = lane_order_dot(W[idx][..., a:b], U[:, None, a:b].expand(B, n, b - a)) + bias[s, idx]
+        assert torch.equal(got[s], want), f"stream {s} of widths {dims}"
+    assert torch.equal(got, alone), "an entry's value depends on the other entries"
 
 
 def _by_hand_candidates(Z16, bias, n):

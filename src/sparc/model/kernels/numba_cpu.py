@@ -27,6 +27,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from sparc.model.kernels.lane_dot import lane_dot, lane_dot4
+
 # Reassociation lets LLVM vectorise the reductions; no "finite-math" flags, so NaN and
 # inf propagate as in PyTorch (the trainer's divergence check relies on it).
 _FAST = {"reassoc", "contract", "nsz"}
@@ -382,13 +384,14 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
         _shadow_row(W[lat], bounds, lat, out16[lat], wn, dwn)
 
 
-@njit(**_PAR)
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)  # no fastmath: see lane_dot
 def stream_dots(start, order, m, U, W, bounds, bias, out):
     """out[i, e] = W[lat, block i] · U[e // m, block i] (+ bias[i, lat] if ``bias`` has
     columns) for the entries e of each latent lat (bucketed:
     ``order[start[lat]:start[lat+1]]``): each candidate latent's logit per stream, each W
-    row read once, four entries at a time (accumulated in W's dtype, vectorised: within
-    the float32 path's own round-off bound, docs/method.md §4.3)."""
+    row read once for four entries at a time. Every dot is summed in the one fixed order
+    of :mod:`.lane_dot`, so an entry's bits depend neither on how many entries its latent
+    has (which depends on the candidates, docs/method.md §4.3) nor on the CPU."""
     L = start.shape[0] - 1
     S = bounds.shape[0] - 1
     with_bias = bias.shape[1] > 0
@@ -399,15 +402,7 @@ def stream_dots(start, order, m, U, W, bounds, bias, out):
             e0, e1, e2, e3 = order[t], order[t + 1], order[t + 2], order[t + 3]
             u0, u1, u2, u3 = U[e0 // m], U[e1 // m], U[e2 // m], U[e3 // m]
             for i in range(S):
-                a, b = bounds[i], bounds[i + 1]
-                wi, x0, x1, x2, x3 = w[a:b], u0[a:b], u1[a:b], u2[a:b], u3[a:b]
-                acc0 = acc1 = acc2 = acc3 = _zero(wi)
-                for c in range(wi.shape[0]):
-                    wc = wi[c]
-                    acc0 += wc * x0[c]
-                    acc1 += wc * x1[c]
-                    acc2 += wc * x2[c]
-                    acc3 += wc * x3[c]
+                acc0, acc1, acc2, acc3 = lane_dot4(w, u0, u1, u2, u3, bounds[i], bounds[i + 1])
                 if with_bias:
                     bl = bias[i, lat]
                     acc0, acc1, acc2, acc3 = acc0 + bl, acc1 + bl, acc2 + bl, acc3 + bl
@@ -417,8 +412,7 @@ def stream_dots(start, order, m, U, W, bounds, bias, out):
             e = order[t]
             u = U[e // m]
             for i in range(S):
-                wi, ui = w[bounds[i] : bounds[i + 1]], u[bounds[i] : bounds[i + 1]]
-                acc = _dot(wi, ui)
+                acc = lane_dot(w, u, bounds[i], bounds[i + 1])
                 out[i, e] = acc + bias[i, lat] if with_bias else acc
 
 
