@@ -54,11 +54,13 @@ class Train:
     """Under torchrun: seconds a rank waits for the others before it stops, naming the failure (README.md, 'Scaling out')."""
 
     kernels: Literal["auto", "fused", "triton", "pytorch"] = "auto"
-    """Sparse kernels: fused (numba, CPU float32/64), triton (CUDA), pytorch, or auto (the fast ones where they load; docs/method.md §4.2)."""
+    """Sparse kernels: fused (numba, CPU float32/64), triton (CUDA), pytorch, or auto (the fast ones where they load;
+    with --resume: the run's recorded ones, which keep its rounding; docs/method.md §4.2)."""
 
     bf16_select: Literal["auto", "on", "off"] = "auto"
     """Choose each sample's latents through a certified bf16 encoder pass (exactly the float32 choice;
-    auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA; docs/method.md §4.3)."""
+    auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA; with --resume: as recorded;
+    docs/method.md §4.3)."""
 
     def run(self) -> None:
         from sparc.model import certified, kernels
@@ -83,12 +85,14 @@ class Train:
         from sparc.data import FeatureStore
         from sparc.errors import Interrupted, TrainingDiverged
         from sparc.train import new_spec, open_run
+        from sparc.train.backend import Backend
 
         main = dist is None or dist.is_main
+        backend = Backend(self.kernels, self.bf16_select)
         spec = None if self.resume or not main else new_spec(FeatureStore.open(self.store), self.model, self.train,
-                                                             self.streams)
+                                                             self.streams, backend=backend)
         with open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite, store=self.store,
-                      lr=self.resume_lr, other_store=self.other_store, dist=dist) as run:
+                      lr=self.resume_lr, other_store=self.other_store, backend=backend, dist=dist) as run:
             if run.resumed and main:
                 print(f"resuming {self.out} with its saved settings (lr {run.spec.train.lr:g})")
             try:

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from sparc.errors import SparcError
+from sparc.model import isa
 from sparc.model import kernels as K
 from sparc.options import env_choice
 
@@ -61,7 +62,8 @@ def set_bf16_selection(mode: str) -> None:
     _mode = mode
 
 
-def _current_mode() -> str:
+def current_mode() -> str:
+    """This process's choice: :func:`set_bf16_selection`'s, else ``SPARC_BF16_SELECT``'s."""
     global _mode
     if _mode is None:
         _mode = env_choice("SPARC_BF16_SELECT", MODES)
@@ -70,10 +72,16 @@ def _current_mode() -> str:
 
 def enabled_for(W_enc: Tensor) -> bool:
     """Whether the certified bf16 selection serves a model with this encoder."""
-    mode = _current_mode()
-    if mode == "off" or W_enc.dtype != torch.float32:
-        return False
-    return mode == "on" or _bf16_fast(W_enc.device.type)
+    return W_enc.dtype == torch.float32 and resolve(current_mode(), W_enc.device.type) == "on"
+
+
+def resolve(mode: str, device_type: str) -> str:
+    """``"on"`` or ``"off"``: what ``mode`` (one of :data:`MODES`) means on this device."""
+    if mode not in MODES:
+        raise SparcError(f"bf16 selection must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "auto":
+        return "on" if _bf16_fast(device_type) else "off"
+    return mode
 
 
 @functools.cache
@@ -91,7 +99,7 @@ def _bf16_fast(device_type: str) -> bool:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and isa.onednn_allows_bf16()
 
 
 class Candidates:

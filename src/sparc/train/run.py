@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from sparc.errors import SparcError
 from sparc.jsonio import from_json, read_json, to_json
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
+from sparc.train.backend import Backend
 from sparc.train.config import TrainConfig
 from sparc.train.distributed import Distributed, to_cpu
 from sparc.train.trainer import CHECKPOINT_DIR, Trainer
@@ -56,6 +58,9 @@ class RunSpec:
     model's own config.json always has them)."""
     store_created: str = ""
     """Creation stamp of the store, so a finished run is reused only on the same data."""
+    backend: Backend | None = None
+    """The kernel path and encoder selection the run computes with, resolved (absent from
+    runs recorded before it was written here: a resume records what it decides)."""
 
     @classmethod
     def read(cls, run_dir: Path) -> RunSpec:
@@ -124,10 +129,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def new_spec(store: FeatureStore, model: SPARCConfig, train: TrainConfig,
-             streams: list[str] | tuple[str, ...] | None = None) -> RunSpec:
-    """The spec of a fresh run on ``store`` (all its streams unless ``streams``)."""
+             streams: list[str] | tuple[str, ...] | None = None, backend: Backend = Backend()) -> RunSpec:
+    """The spec of a fresh run on ``store`` (all its streams unless ``streams``), its
+    ``backend``'s ``auto`` choices decided for the training device."""
     return RunSpec(store=str(store.path.resolve()), streams=tuple(store.select_streams(streams)),
-                   train=train, model=model, store_created=store.manifest.created)
+                   train=train, model=model, store_created=store.manifest.created,
+                   backend=backend.resolved(train.device))
 
 
 def finished_with(run_dir: Path, spec: RunSpec) -> bool:
@@ -142,7 +149,7 @@ def finished_with(run_dir: Path, spec: RunSpec) -> bool:
 
 def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool = False,
              overwrite: bool = False, store: str | Path | None = None, lr: float | None = None,
-             other_store: bool = False, dist: Distributed | None = None) -> Run:
+             other_store: bool = False, backend: Backend = Backend(), dist: Distributed | None = None) -> Run:
     """Start the run ``spec`` in ``run_dir``, or resume the run there.
 
     Holds the run directory's writer lock until the returned :class:`Run` is closed.
@@ -166,6 +173,10 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
         the run's recorded settings are updated.
     other_store
         When resuming: accept a ``store`` other than the one the run was trained on.
+    backend
+        When resuming: a kernel path or encoder selection other than the recorded ones
+        (each ``auto`` keeps the recorded one); the recorded settings are updated. The
+        process computes with the run's backend from here on (:mod:`sparc.train.backend`).
     dist
         This process's rank in a data-parallel run. Rank 0 opens the run as above and
         sends it to the others; on the other ranks every other argument is ignored.
@@ -182,7 +193,7 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
             check_not_input(run_dir, [spec.store])
         lock.enter_context(exclusive_lock(run_dir, "sparc train"))
         run = _open_locked(run_dir, spec, lock, resume=resume, overwrite=overwrite, store=store, lr=lr,
-                           other_store=other_store, dist=dist)
+                           other_store=other_store, backend=backend, dist=dist)
     except BaseException as e:
         lock.close()
         if dist is not None:  # the other ranks wait for the run: tell them why there is none
@@ -207,6 +218,8 @@ def _join_run(dist: Distributed) -> Run:
     if "error" in got:
         raise SparcError(f"rank {dist.rank}: rank 0 could not open the run ({got['error']})")
     spec = from_json(RunSpec, got["spec"], what="the run sent by rank 0")
+    assert spec.backend is not None
+    spec.backend.use(dist.device, run=f"rank {dist.rank}: the run")
     store = FeatureStore.open(spec.store)
     if spec.store_created and store.manifest.created != spec.store_created:
         raise SparcError(f"rank {dist.rank}: {spec.store} on this machine is not the store rank 0 trains on "
@@ -222,7 +235,7 @@ def _join_run(dist: Distributed) -> Run:
 
 def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack, *, resume: bool,
                  overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool,
-                 dist: Distributed | None) -> Run:
+                 backend: Backend, dist: Distributed | None) -> Run:
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
         recorded = RunSpec.read(run_dir)
@@ -230,6 +243,11 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         spec = dataclasses.replace(recorded, store=str(data.path.resolve()), store_created=data.manifest.created)
         if lr is not None:
             spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
+        was = recorded.backend or backend.resolved(spec.train.device)
+        spec = dataclasses.replace(spec, backend=backend.over(was))
+        spec.backend.use(spec.train.device, run=str(run_dir))
+        if (change := spec.backend.describe_change(was)) is not None:
+            print(f"sparc: {change}", file=sys.stderr)
         if spec != recorded:
             write_json(run_dir / RUN_SPEC, to_json(spec))
         model = SPARC.load(run_dir / CHECKPOINT_DIR, device=dist.use_device(spec.train.device)
@@ -239,6 +257,9 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         assert spec is not None
         if spec.model is None:
             raise ValueError("a fresh run needs its model settings")
+        if spec.backend is None:
+            spec = dataclasses.replace(spec, backend=Backend().resolved(spec.train.device))
+        spec.backend.use(spec.train.device, run=str(run_dir))
         store = FeatureStore.open(spec.store)
         if spec.store_created and store.manifest.created != spec.store_created:
             raise SparcError(f"{spec.store} changed since this run's settings were made; make them again")

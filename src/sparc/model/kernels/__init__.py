@@ -138,11 +138,12 @@ def _require_triton() -> None:
                          "they need a CUDA GPU and: pip install 'sparc-sae[gpu]'")
 
 
-def kernels_for(device: torch.device | str, dtype: torch.dtype) -> str:
+def kernels_for(device: torch.device | str, dtype: torch.dtype, mode: str | None = None) -> str:
     """``"fused"``, ``"triton"`` or ``"pytorch"``: the kernels that run for weights on
     ``device`` of ``dtype`` (CPU float32/float64 get the fused kernels when they load,
-    CUDA float32/bfloat16/float16 the Triton kernels when Triton imports)."""
-    mode = _current_mode()
+    CUDA float32/bfloat16/float16 the Triton kernels when Triton imports), under
+    ``mode`` (one of :data:`MODES`; default: this process's)."""
+    mode = _current_mode() if mode is None else mode
     kind = torch.device(device).type
     if mode != "pytorch" and dtype in _TRITON_DTYPES and _triton_ready(kind, mode):
         return "triton"

@@ -1,0 +1,106 @@
+"""A run keeps its backend (kernel path, encoder selection): recorded resolved at the
+start, reused on --resume whatever this process would choose, so a killed run resumes
+to the uninterrupted run's bits on every path; a path that cannot run here is refused
+in one line naming the override (sparc.train.backend)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sparc.cli.main import main
+from sparc.errors import SparcError
+from sparc.model import certified, kernels
+from sparc.train.backend import Backend
+from tests.synthetic import make_store
+from tests.train.test_interruptions import assert_same_metrics, assert_same_weights, run_killed
+
+ARGS = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "3",
+        "--log-every", "1", "--no-progress", "--auxk", "8", "--dead-after-samples", "64"]
+# Each differs from what `auto` picks on any CPU (fused kernels; bf16 selection on
+# with AVX512-BF16 or AMX, off without), so a resume that decided afresh would not
+# repeat the run.
+PATHS = [("pytorch", "on"), ("fused", "off"), ("fused", "on")]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("s") / "store", n_rows=200)
+
+
+@pytest.fixture(autouse=True)
+def _process_modes_reset():
+    yield
+    kernels.set_kernels("auto")
+    certified.set_bf16_selection("auto")
+
+
+def recorded(run) -> dict:
+    return json.loads((run / "train_config.json").read_text())["backend"]
+
+
+@pytest.mark.parametrize("path", PATHS, ids="+".join)
+def test_a_killed_run_resumes_on_its_path_to_the_same_bits(store, tmp_path, path):
+    kernel_path, select = path
+    if kernel_path == "fused" and kernels.kernels_for("cpu", torch.float32, mode="auto") != "fused":
+        pytest.skip("numba is not installed: no fused CPU kernels")
+    chosen = ["--kernels", kernel_path, "--bf16-select", select]
+    ref = tmp_path / "ref"
+    assert main(["train", str(store), "--out", str(ref), *ARGS, *chosen]) == 0
+    assert recorded(ref) == {"kernels": kernel_path, "bf16_select": select}
+
+    out = tmp_path / "run"
+    # Killed during step 5, after the checkpoint of step 3.
+    code = """
+        from sparc.train.trainer import Trainer
+        step = Trainer.step
+        def killing(self, batch):
+            if self.step_count == 4:
+                die()
+            return step(self, batch)
+        Trainer.step = killing
+    """
+    done = run_killed(code, "train", str(store), "--out", str(out), *ARGS, *chosen)
+    assert done.returncode == -9, done.stderr
+    # This process would choose otherwise: the resume must take the recorded path.
+    kernels.set_kernels("pytorch" if kernel_path == "fused" else "fused")
+    certified.set_bf16_selection("off" if select == "on" else "on")
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
+    assert recorded(out) == recorded(ref)
+    assert_same_weights(ref, out)
+    assert_same_metrics(ref, out)
+
+
+def test_a_path_that_cannot_run_here_is_refused_naming_the_override(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(out), *ARGS, "--max-steps", "3", "--kernels", "pytorch"]) == 0
+    spec_file = out / "train_config.json"
+    spec = json.loads(spec_file.read_text())
+    spec["backend"]["kernels"] = "triton"  # recorded on a GPU machine
+    spec_file.write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "computes with the triton kernels, which cannot run here" in err and "--kernels pytorch" in err
+    assert json.loads(spec_file.read_text()) == spec, "a refused resume changed the run's settings"
+
+    assert main(["train", str(store), "--out", str(out), "--resume", "--kernels", "pytorch"]) == 0
+    err = capsys.readouterr().err
+    assert "--kernels pytorch (recorded: triton)" in err and "bit for bit" in err
+    assert recorded(out) == {"kernels": "pytorch", "bf16_select": spec["backend"]["bf16_select"]}
+
+
+def test_auto_is_resolved_as_this_process_would_and_kept_as_recorded():
+    kernels.set_kernels("pytorch")
+    certified.set_bf16_selection("on")
+    assert Backend().resolved("cpu") == Backend("pytorch", "on")
+    assert Backend(bf16_select="off").resolved("cpu") == Backend("pytorch", "off")
+    assert Backend().over(Backend("fused", "off")) == Backend("fused", "off")
+    assert Backend("pytorch").over(Backend("fused", "off")) == Backend("pytorch", "off")
+    with pytest.raises(SparcError, match="kernels must be one of"):
+        Backend("numba")
+    with pytest.raises(SparcError, match="bf16 selection must be one of"):
+        Backend(bf16_select="fast")
