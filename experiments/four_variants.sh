@@ -6,8 +6,9 @@
 #   experiments/four_variants.sh STORE OUT [sparc train flags ...]
 #
 # Flags after OUT go to every `sparc train` (e.g. --n-latents 512 --k 16 --epochs 60).
-# Set EVAL_FLAGS for `sparc eval` (e.g. EVAL_FLAGS="--no-progress"). A finished run is
-# kept and re-evaluated and an interrupted one resumed, so the script can simply be rerun.
+# Set EVAL_FLAGS for `sparc eval` (e.g. EVAL_FLAGS="--no-progress"). A finished run and
+# an evaluation newer than its weights are kept (delete RUN/eval-test to evaluate again)
+# and an interrupted run is resumed, so the script can simply be rerun.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 STORE OUT [sparc train flags ...]" >&2
@@ -37,8 +38,12 @@ for name in global-cross global-nocross local-cross local-nocross; do
         # shellcheck disable=SC2086  # the variant's flags are words
         sparc train "$store" --out "$run" --overwrite ${variants[$name]} "$@"
     fi
-    echo "== $name: evaluating"
-    sparc eval "$run" --store "$store" --split test "${eval_flags[@]}"
+    if [ "$run/eval-test/eval.json" -nt "$run/model.safetensors" ]; then
+        echo "== $name: evaluated already ($run/eval-test)"
+    else
+        echo "== $name: evaluating"
+        sparc eval "$run" --store "$store" --split test "${eval_flags[@]}"
+    fi
     runs+=("$run")
 done
 sparc compare "${runs[@]}" --out "$out/compare"

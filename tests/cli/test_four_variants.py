@@ -31,12 +31,13 @@ def test_script_trains_evaluates_and_compares_the_four_models(tmp_path):
     assert [r["model"] for r in rows] == ["global + cross", "global, no cross", "local + cross", "local, no cross"]
     assert "Comparison of runs" in (tmp_path / "out" / "compare" / "compare.md").read_text()
 
-    # A rerun keeps the finished runs (no retraining) and compares them again.
+    # A rerun keeps the finished runs and their evaluations and compares them again.
     weights = tmp_path / "out" / "local-nocross" / "model.safetensors"
     before = weights.stat().st_mtime_ns
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("trained already") == 4 and weights.stat().st_mtime_ns == before
+    assert again.stdout.count("evaluated already") == 4
 
 
 def test_script_without_arguments_says_how_to_call_it():

@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.model import certified, kernels
 
@@ -39,7 +40,7 @@ class Backend:
     def resolved(self, device: str) -> Backend:
         """Each ``auto`` decided for float32 weights on ``device`` as this process would
         (its own choice, ``SPARC_KERNELS`` / ``SPARC_BF16_SELECT``, else the hardware)."""
-        dev = torch.device(device)
+        dev = torch.device(check_device(device))
         k = kernels.kernels_for(dev, torch.float32, mode=None if self.kernels == "auto" else self.kernels)
         b = certified.current_mode() if self.bf16_select == "auto" else self.bf16_select
         return Backend(k, certified.resolve(b, dev.type))
