@@ -5,10 +5,12 @@ recovery from any interruption (docs/formats.md, "Writing safely").
   folder, held for the whole command. The OS releases it when the process dies, so a
   killed writer never leaves a stale lock; a second writer gets a one-line error naming
   the process that holds it.
-- :func:`remove_owned` — ``--overwrite`` deletes a folder only when sparc wrote it: it
-  must hold a marker of its kind (a run's ``train_config.json``, a store's
-  ``manifest.json``, an evaluation's ``eval.json``) and nothing but entries sparc writes
-  there. Anything else is refused, with the first foreign entry named.
+- :func:`mark` / :func:`remove_owned` — the command that makes an output folder writes
+  sparc's marker into it (``.sparc.json``: format, kind, command), and ``--overwrite``
+  (or any replacement) deletes a folder only when it carries the marker of its kind and
+  nothing but entries sparc writes there. Never by file names: a folder that merely
+  holds a ``config.json`` or ``report.json`` is not sparc's. Anything else is refused,
+  with the reason named.
 - :func:`check_not_input` — an output may not be, contain or lie inside an input of
   the same command.
 - :func:`clean_stale` — temporary files and folders (``.NAME.*.tmp``) that a killed
@@ -23,14 +25,19 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
+import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparc.atomic import recover_swap
+from sparc.atomic import recover_swap, write_json
 from sparc.errors import SparcError
+
+MARKER = ".sparc.json"
+"""sparc's marker in each output folder it makes (docs/formats.md, "Writing safely")."""
+MARKER_FORMAT = "sparc-folder"
 
 
 @dataclass(frozen=True)
@@ -39,19 +46,26 @@ class FolderKind:
 
     name: str
     """What the folder is, for messages ("run directory", ...)."""
-    markers: tuple[str, ...]
-    """Files of which at least one identifies the folder as sparc's."""
+    kind: str
+    """The kind its marker names."""
+
+    @property
+    def a(self) -> str:
+        """The name with its article, for messages."""
+        return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name}"
     entries: tuple[str, ...]
-    """Glob patterns of every entry sparc writes there (temporaries included)."""
+    """Glob patterns of every entry sparc writes there (temporaries and marker included)."""
 
 
-TEMPORARY = (".*.tmp", ".*.old", ".*.lock")
-RUN = FolderKind("run directory", ("train_config.json", "config.json"),
+TEMPORARY = (".*.tmp", ".*.old", ".*.lock", MARKER)
+RUN = FolderKind("run directory", "run",
                  ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
-                  "eval-*", "explore-*", "tensorboard", "wandb", *TEMPORARY))
-STORE = FolderKind("feature store", ("manifest.json",),
+                  "eval-*", "explore-*", "heatmaps", "localisation*", "tensorboard", "wandb", *TEMPORARY))
+STORE = FolderKind("feature store", "store",
                    ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
-EVAL = FolderKind("evaluation", ("eval.json",), ("eval.json", "eval.md", "plots", *TEMPORARY))
+EVAL = FolderKind("evaluation", "evaluation", ("eval.json", "eval.md", "plots", *TEMPORARY))
+REPORT = FolderKind("report", "report", ("index.html", "report.json", "data", "assets", "thumbs", "heatmaps",
+                                         "plots", *TEMPORARY))
 
 
 # ---------------------------------------------------------------------------- locks
@@ -105,28 +119,72 @@ def exclusive_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
 # ---------------------------------------------------------------------------- ownership
 
 
+def mark(folder: str | os.PathLike, kind: FolderKind, command: str) -> None:
+    """Write sparc's marker of ``kind`` into ``folder``, which ``command`` is making."""
+    write_json(Path(folder) / MARKER, {"format": MARKER_FORMAT, "version": 1, "kind": kind.kind, "command": command})
+
+
+def marked_as(path: Path) -> str | None:
+    """The kind named by ``path``'s marker, or None when it has no valid marker."""
+    try:
+        data = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT or not isinstance(data.get("kind"), str):
+        return None
+    return data["kind"]
+
+
 def foreign_entry(path: Path, kind: FolderKind) -> str | None:
-    """The first entry of ``path`` that sparc does not write in a folder of ``kind``
-    (or a note that no marker is there); None when sparc owns all of it."""
-    names = sorted(p.name for p in path.iterdir())
-    if not any(m in names for m in kind.markers):
-        return f"no {' or '.join(kind.markers)}"
-    for name in names:
+    """Why ``path`` is not a folder of ``kind`` that sparc made — no marker, another
+    kind's marker, or the first entry sparc does not write there — or None when sparc
+    owns all of it."""
+    marked = marked_as(path)
+    if marked is None:
+        return f"no sparc marker {MARKER}; sparc replaces only the folders it marked when it made them"
+    if marked != kind.kind:
+        return f"its marker says {marked}"
+    for name in sorted(p.name for p in path.iterdir()):
         if not any(fnmatch.fnmatchcase(name, pattern) for pattern in kind.entries):
             return repr(name)
     return None
 
 
-def remove_owned(path: str | os.PathLike, kind: FolderKind) -> None:
-    """Delete ``path`` if sparc wrote it as a ``kind`` folder; refuse anything else."""
+def check_replaceable(path: str | os.PathLike, kind: FolderKind, hint: str = "choose another output path") -> None:
+    """Refuse, in one line ending with ``hint``, to replace ``path`` unless it is absent,
+    an empty folder, or a ``kind`` folder that sparc made and nothing else wrote into."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
     if path.is_symlink() or not path.is_dir():
-        raise SparcError(f"{path} is not a {kind.name}; refusing to replace it: choose another output path")
+        raise SparcError(f"{path} exists and is not {kind.a}; refusing to replace it: {hint}")
+    if not any(path.iterdir()):
+        return
     foreign = foreign_entry(path, kind)
     if foreign is not None:
-        raise SparcError(f"{path} is not a {kind.name} written by sparc ({foreign}); refusing to delete it: "
-                         "choose another output path")
+        raise SparcError(f"{path} is not {kind.a} written by sparc ({foreign}); refusing to replace it: {hint}")
+
+
+def remove_owned(path: str | os.PathLike, kind: FolderKind) -> None:
+    """Delete ``path`` if sparc made it as a ``kind`` folder; refuse anything else."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        raise SparcError(f"{path} is not {kind.a}; refusing to replace it: choose another output path")
+    check_replaceable(path, kind)
     shutil.rmtree(path)
+
+
+def inside(base: str | os.PathLike, rel: str | os.PathLike, what: str) -> Path:
+    """``base / rel``, when it stays inside ``base`` with every symlink resolved; else a
+    one-line refusal naming ``what`` (the input that pointed there). Paths read from a
+    run, store or report folder pass through here: a folder that came from elsewhere
+    must not make sparc read, copy or publish a file outside it."""
+    base = Path(base)
+    path = base / rel
+    if Path(rel).is_absolute() or not path.resolve().is_relative_to(base.resolve()):
+        raise SparcError(f"{what} points to {str(rel)!r}, outside {base}; refusing it: an input folder may only "
+                         "point inside itself")
+    return path
 
 
 def check_not_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], flag: str = "--out") -> None:

@@ -54,8 +54,8 @@ def test_overwrite_never_deletes_a_folder_of_the_users(store, tmp_path, capsys):
     folder.mkdir()
     (folder / "thesis.tex").write_text("precious")
     code, _, err = run(["train", store, "--out", folder, "--overwrite", "--max-steps", "1", *SMALL], capsys)
-    assert code == 2 and "not a run directory written by sparc (no train_config.json" in one_line(err)
-    assert "refusing to delete" in err
+    assert code == 2 and "not a run directory written by sparc (no sparc marker .sparc.json" in one_line(err)
+    assert "refusing to replace" in err
     assert (folder / "thesis.tex").read_text() == "precious"
     # Not even when a run lies beside the user's file.
     assert main(["train", str(store), "--out", str(tmp_path / "run"), "--max-steps", "1", *SMALL]) == 0
@@ -79,7 +79,7 @@ def test_eval_out_refuses_a_users_folder_and_the_run_itself(store, tmp_path, cap
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "paper.pdf").write_text("x")
-    for target, expect in ((mine, "not an evaluation written by sparc (no eval.json)"), (out, "holds the run"),
+    for target, expect in ((mine, "not an evaluation written by sparc (no sparc marker"), (out, "holds the run"),
                            (store, "overlaps the input")):
         code, _, err = run(["eval", out, "--out", target, "--no-plots", "--no-progress"], capsys)
         assert code == 2 and expect in one_line(err), err

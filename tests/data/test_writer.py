@@ -204,7 +204,7 @@ def test_non_store_never_replaced(tmp_path, kind, overwrite):
         target.mkdir()
         (target / "precious.txt").write_text("x")
     before = {p.name for p in tmp_path.iterdir()}
-    with pytest.raises(SparcError, match=r"is not a sparc feature store \((not a folder|no manifest.json)\); refusing") as e:
+    with pytest.raises(SparcError, match=r"(is not a feature store written by sparc \(no sparc marker|exists and is not a feature store).*; refusing") as e:
         write(target, random_features(3), simple_meta(3), overwrite=overwrite)
     assert_clean_failure(e, target, before)
     assert target.exists()
@@ -213,7 +213,7 @@ def test_non_store_never_replaced(tmp_path, kind, overwrite):
 def test_overwrite_never_deletes_a_users_file_inside_a_store(tmp_path, make_store):
     path = make_store(10)
     (path / "thesis.tex").write_text("precious")
-    with pytest.raises(SparcError, match=r"not a sparc feature store \('thesis.tex'\); refusing") as e:
+    with pytest.raises(SparcError, match=r"not a feature store written by sparc \('thesis.tex'\); refusing") as e:
         write(path, random_features(3), simple_meta(3), overwrite=True)
     assert "\n" not in str(e.value)
     assert (path / "thesis.tex").read_text() == "precious" and FeatureStore.open(path).n_rows == 10

@@ -23,7 +23,7 @@ from sparc.data.manifest import MANIFEST, PARTS_DIR, ROWS, SPLITS, Manifest, Par
 from sparc.data.store import FeatureStore
 from sparc.data.writer import check_target
 from sparc.errors import SparcError
-from sparc.workspace import check_not_input, clean_stale, exclusive_lock
+from sparc.workspace import STORE, check_not_input, clean_stale, exclusive_lock, mark
 
 
 def check_compatible(first: FeatureStore, other: FeatureStore) -> None:
@@ -102,6 +102,7 @@ def merge_stores(out: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
             first = stores[0].manifest
             manifest = _joined(replace(first, parts=(), dropped_nonfinite=0, extra=_without_shard(first.extra),
                                        n_rows=0), [s.manifest for s in stores], parts, skipped_from_base=False)
+            mark(tmp, STORE, "sparc store merge")
             write_json(tmp / MANIFEST, manifest.to_json())
     return FeatureStore.open(out)
 

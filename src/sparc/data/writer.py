@@ -29,23 +29,14 @@ from sparc.data.npy import NpyAppender
 from sparc.data.rows import RowMeta, encode_rows
 from sparc.data.splits import assign_splits, check_fractions
 from sparc.errors import SparcError
-from sparc.workspace import STORE, foreign_entry
+from sparc.workspace import STORE, check_replaceable, mark
 
 
 def check_target(path: Path, overwrite: bool) -> None:
     """Refuse to write over anything at ``path`` unless ``overwrite`` and it is a store
-    that sparc wrote, holding nothing else (the rule of :mod:`sparc.workspace`)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-        return  # an empty directory is simply filled
-    foreign = foreign_entry(path, STORE) if path.is_dir() and not path.is_symlink() else "not a folder"
-    if foreign is not None:
-        raise SparcError(
-            f"'{path}' exists and is not a sparc feature store ({foreign}); "
-            "refusing to replace it: choose another output path or remove it"
-        )
-    if not overwrite:
+    that sparc made, holding nothing else (the rule of :mod:`sparc.workspace`)."""
+    check_replaceable(path, STORE, "choose another output path or remove it")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise SparcError(
             f"a feature store already exists at '{path}'; "
             "pass overwrite=True (--overwrite) to replace it or choose another path"
@@ -299,6 +290,7 @@ class StoreWriter:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             extra=self.extra,
         )
+        mark(self._tmp, STORE, "sparc")
         # Manifest last: a directory with a manifest is a finished store.
         (self._tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
 

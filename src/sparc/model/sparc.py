@@ -623,7 +623,12 @@ class SPARC(nn.Module):
             raise SparcError(
                 f"{weights} is truncated or corrupt ({e}); restore it from a checkpoint or retrain"
             ) from None
-        model = cls(streams, cfg, device=device, dtype=state.get("W_enc", torch.empty(0)).dtype)
+        dtype = state.get("W_enc", torch.empty(0)).dtype
+        # The config's sizes are checked against the weights' shapes on the meta device
+        # first, so an untrusted config.json cannot make sparc allocate what the weights
+        # do not hold.
+        cls(streams, cfg, device="meta", dtype=dtype).check_state(state, source=str(weights))
+        model = cls(streams, cfg, device=device, dtype=dtype)
         model.load_state_dict_checked(state, source=str(weights))
         return model
 
@@ -651,8 +656,9 @@ class SPARC(nn.Module):
 
         return from_reference(source, **kwargs)
 
-    def load_state_dict_checked(self, state: Mapping[str, Tensor], *, source: str) -> None:
-        """``load_state_dict`` with one-line errors for missing keys and shape mismatches."""
+    def check_state(self, state: Mapping[str, Tensor], *, source: str) -> None:
+        """One-line errors for tensors of ``state`` missing or of another shape than this
+        model's (which may live on the meta device: nothing is allocated)."""
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         if missing:
@@ -663,7 +669,11 @@ class SPARC(nn.Module):
                     f"{source}: tensor {name} has shape {tuple(state[name].shape)}, expected "
                     f"{tuple(t.shape)} from config.json; the files do not belong together"
                 )
-        self.load_state_dict({name: state[name] for name in own})
+
+    def load_state_dict_checked(self, state: Mapping[str, Tensor], *, source: str) -> None:
+        """``load_state_dict`` with one-line errors for missing keys and shape mismatches."""
+        self.check_state(state, source=source)
+        self.load_state_dict({name: state[name] for name in self.state_dict()})
 
 
 def _streams_of_config(meta: dict) -> dict[str, int]:

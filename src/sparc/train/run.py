@@ -35,7 +35,16 @@ from sparc.train.backend import Backend
 from sparc.train.config import TrainConfig
 from sparc.train.distributed import Distributed, to_cpu
 from sparc.train.trainer import CHECKPOINT_DIR, Trainer
-from sparc.workspace import RUN, check_not_input, clean_stale, exclusive_lock, remove_owned
+from sparc.workspace import (
+    RUN,
+    check_not_input,
+    clean_stale,
+    exclusive_lock,
+    foreign_entry,
+    mark,
+    marked_as,
+    remove_owned,
+)
 
 RUN_SPEC = "train_config.json"
 MIN_VAL_BATCH = 1024
@@ -106,19 +115,32 @@ def run_exists(run_dir: Path) -> bool:
         run_dir / CHECKPOINT_DIR).is_dir()
 
 
-def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to write over an existing run unless resuming, or overwriting a folder
-    that sparc wrote as a run; never delete anything else (:mod:`sparc.workspace`).
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Make ``run_dir`` ready for a fresh run, or check that it holds one to resume;
+    whether to load its checkpoint. A run that sparc started but that stopped before
+    its first checkpoint has nothing to lose: it starts again, with ``--resume`` (from
+    its recorded settings) or without. Refuses to write over anything else unless
+    ``overwrite`` and sparc made it; never deletes anything else (:mod:`sparc.workspace`).
     Call with the run directory's lock held."""
     if run_dir.is_dir():
         clean_stale(run_dir)
     if run_exists(run_dir):
         if resume:
-            return
+            if marked_as(run_dir) is None:  # recorded before runs carried the marker
+                mark(run_dir, RUN, "sparc train")
+            return True
         if not overwrite:
             raise SparcError(f"{run_dir} already holds a run; pass --resume to continue it "
                              "or --overwrite to replace it")
         remove_owned(run_dir, RUN)
+    elif started_only(run_dir):
+        if resume and not (run_dir / RUN_SPEC).is_file():
+            raise SparcError(f"{run_dir} holds no run to resume (it stopped before recording its settings); "
+                             "drop --resume to start one")
+        print(f"sparc: {run_dir} stopped before its first checkpoint; starting it again from step 0", file=sys.stderr)
+        if not resume:
+            remove_owned(run_dir, RUN)
+        return False
     elif resume:
         raise SparcError(f"{run_dir} holds no run to resume; drop --resume to start one")
     elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -126,6 +148,15 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
             raise SparcError(f"{run_dir} is not empty; choose a new --out or pass --overwrite")
         remove_owned(run_dir, RUN)
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark(run_dir, RUN, "sparc train")
+    return False
+
+
+def started_only(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a run sparc started that stopped before its first
+    checkpoint: marked, nothing foreign in it, and no weights."""
+    return run_dir.is_dir() and not run_dir.is_symlink() and marked_as(run_dir) == RUN.kind \
+        and foreign_entry(run_dir, RUN) is None and not run_exists(run_dir)
 
 
 def new_spec(store: FeatureStore, model: SPARCConfig, train: TrainConfig,
@@ -236,7 +267,16 @@ def _join_run(dist: Distributed) -> Run:
 def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack, *, resume: bool,
                  overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool,
                  backend: Backend, dist: Distributed | None) -> Run:
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    from_checkpoint = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume and not from_checkpoint:
+        # Stopped before its first checkpoint: the recorded settings, from step 0.
+        recorded = RunSpec.read(run_dir)
+        remove_owned(run_dir, RUN)
+        run_dir.mkdir(parents=True)
+        mark(run_dir, RUN, "sparc train")
+        train = recorded.train if lr is None else dataclasses.replace(recorded.train, lr=lr)
+        chosen = backend.over(recorded.backend) if recorded.backend is not None else backend.resolved(train.device)
+        resume, spec = False, dataclasses.replace(recorded, train=train, backend=chosen)
     if resume:
         recorded = RunSpec.read(run_dir)
         data = _resume_store(run_dir, recorded, store, other_store)

@@ -93,7 +93,7 @@ def test_refuses_to_write_over_other_folders(world, run, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(SparcError, match="holds no sparc report"):
+    with pytest.raises(SparcError, match="not a report written by sparc"):
         write_report(ex, foreign, ReportSettings(progress=False))
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(SparcError, match="overlaps the input"):

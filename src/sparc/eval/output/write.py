@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 from sparc.atomic import atomic_path
-from sparc.errors import SparcError
 from sparc.eval.output.markdown import render_eval
 from sparc.eval.results import EvalReport
-from sparc.workspace import EVAL, foreign_entry
+from sparc.workspace import EVAL, check_replaceable, mark
 
 JSON_FILE = "eval.json"
 MD_FILE = "eval.md"
@@ -20,13 +19,7 @@ PLOT_DIR = "plots"
 def check_out_dir(out: Path) -> None:
     """Refuse to replace anything but an earlier evaluation sparc wrote (or an empty
     directory): the rule of :mod:`sparc.workspace`."""
-    if out.exists() and not out.is_dir():
-        raise SparcError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        foreign = foreign_entry(out, EVAL)
-        if foreign is not None:
-            raise SparcError(f"{out} is not an evaluation written by sparc ({foreign}); refusing to replace it, "
-                             "choose another --out")
+    check_replaceable(out, EVAL, "choose another --out")
 
 
 def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> EvalReport:
@@ -44,4 +37,5 @@ def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> Ev
             report = dataclasses.replace(report, plots={k: f"{PLOT_DIR}/{v}" for k, v in files.items()})
         (tmp / JSON_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n")
         (tmp / MD_FILE).write_text(render_eval(report))
+        mark(tmp, EVAL, "sparc eval")
     return report

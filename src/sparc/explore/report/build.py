@@ -21,7 +21,7 @@ from sparc.explore.neighbours import ALL, nearest_latents
 from sparc.explore.sources import RowImages, stream_modality
 from sparc.explore.stats import HIST_EDGES, Encoding
 from sparc.jsonio import to_json
-from sparc.workspace import check_not_input
+from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark
 
 REPORT_JSON = "report.json"
 """Marks a folder as a sparc report (so writing over it is allowed) and records what it shows."""
@@ -99,11 +99,7 @@ class ReportInfo:
 def _check_out(out: Path, ex: Explorer) -> None:
     inputs = [ex.store.path] + ([ex.run] if ex.run is not None else [])
     check_not_input(out, inputs)
-    if out.exists():
-        if not out.is_dir():
-            raise SparcError(f"{out} exists and is not a directory; choose another --out")
-        if any(out.iterdir()) and not (out / REPORT_JSON).exists():
-            raise SparcError(f"{out} is not empty and holds no sparc report; choose a new or empty --out")
+    check_replaceable(out, REPORT, "choose a new or empty --out")
 
 
 def _r(x: float, digits: int = 4) -> float | None:
@@ -259,9 +255,8 @@ def _heatmaps(ex: Explorer, out: Path, notes: list[str]) -> dict:
     """The run's heatmaps (the hook of :data:`HEATMAPS`), copied into ``out/heatmaps``."""
     if ex.run is None or not (ex.run / HEATMAPS).is_file():
         return {}
-    base = (ex.run / HEATMAPS).parent
     try:
-        index = json.loads((ex.run / HEATMAPS).read_text())["latents"]
+        index = json.loads(inside(ex.run, HEATMAPS, f"the run {ex.run}").read_text())["latents"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         notes.append(f"heatmaps skipped: {ex.run / HEATMAPS} is unreadable ({e})")
         return {}
@@ -271,7 +266,7 @@ def _heatmaps(ex: Explorer, out: Path, notes: list[str]) -> dict:
     for lat, streams in index.items():
         for stream, items in streams.items():
             for row_id, rel in items:
-                src = base / rel
+                src = inside(ex.run, HEATMAPS.parent / rel, str(ex.run / HEATMAPS))
                 if not src.is_file():
                     continue
                 n += 1
@@ -296,7 +291,7 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
     }
     if ex.run is not None and (ex.run / "train_config.json").is_file():
         try:
-            info["training"] = json.loads((ex.run / "train_config.json").read_text())
+            info["training"] = json.loads(inside(ex.run, "train_config.json", f"the run {ex.run}").read_text())
         except (OSError, ValueError):
             pass
     if names is not None:
@@ -311,13 +306,16 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
                 continue
             plots = []
             for p in sorted((d / "plots").glob("*.png")) if (d / "plots").is_dir() else []:
+                p = inside(ex.run, p.relative_to(ex.run), f"the run {ex.run}")
                 dest = Path("plots") / d.name / p.name
                 (out / dest).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(p, out / dest)
                 plots.append(dest.as_posix())
-            info["evaluations"].append({"name": d.name, "markdown": (d / "eval.md").read_text(), "plots": plots})
+            markdown = inside(ex.run, (d / "eval.md").relative_to(ex.run), f"the run {ex.run}").read_text()
+            info["evaluations"].append({"name": d.name, "markdown": markdown, "plots": plots})
         for d in sorted(ex.run.glob("localisation*")):
             for f in sorted(d.glob("*.md")):
+                f = inside(ex.run, f.relative_to(ex.run), f"the run {ex.run}")
                 info["localisation"].append({"name": f"{d.name}/{f.name}", "markdown": f.read_text()})
     return info
 
@@ -367,6 +365,7 @@ def write_report(ex: Explorer, out: str | Path, settings: ReportSettings = Repor
         }
         table = _latent_table(ex, settings)
         (tmp / "index.html").write_text(env.get_template("index.html.j2").render(meta=meta, table=table))
+        mark(tmp, REPORT, "sparc report")
         files = [p for p in tmp.rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in files)
         record = {"format": "sparc-report", "version": 1, "bytes": size, "files": len(files) + 1,

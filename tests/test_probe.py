@@ -1,0 +1,168 @@
+"""The reliability probe, replayed: each case a hostile-but-fair user tried, as its own
+test (README, "Reliability"; docs/formats.md, "Writing safely"). Every one failed
+before the fix it guards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sparc.cli.main import main
+from sparc.errors import SparcError
+from sparc.explore import Explorer
+from sparc.explore.report import ReportSettings, write_report
+from tests.synthetic import make_store
+
+SMALL = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("s") / "store", n_rows=200)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from tests.explore.world import session_world
+
+    return session_world(tmp_path_factory)
+
+
+@pytest.fixture
+def run(world, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    return run
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. report --out
+
+
+def test_report_never_deletes_a_folder_that_holds_a_file_named_report_json(world, run, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("precious")
+    (mine / "report.json").write_text(json.dumps({"format": "sparc-report", "version": 1}))
+    code = main(["report", str(run), "--store", str(world["store"]), "--out", str(mine), "--no-progress"])
+    assert code == 2 and "not a report written by sparc" in one_line(capsys.readouterr().err)
+    assert (mine / "thesis.tex").read_text() == "precious" and (mine / "photos").is_dir()
+
+
+# ---------------------------------------------------------------- 2. paths in a run's files
+
+
+@pytest.mark.parametrize("escape", ["../../../secret.txt", "/abs/secret.txt", "link/secret.txt"])
+def test_report_copies_no_file_from_outside_the_run(world, run, tmp_path, escape):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    (run / "heatmaps").mkdir()
+    (run / "heatmaps" / "link").symlink_to(tmp_path)  # a symlink out of the run
+    rel = escape.replace("/abs/secret.txt", str(secret))
+    (run / "heatmaps" / "index.json").write_text(json.dumps({"latents": {"3": {"img": [["r0", rel]]}}}))
+    ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)
+    with pytest.raises(SparcError, match="outside .*refusing it"):
+        write_report(ex, tmp_path / "report", ReportSettings(progress=False))
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_publishes_no_markdown_linked_from_outside_the_run(world, run, tmp_path):
+    secret = tmp_path / "secret.md"
+    secret.write_text("password")
+    (run / "localisation-x").mkdir()
+    (run / "localisation-x" / "table.md").symlink_to(secret)
+    ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)
+    with pytest.raises(SparcError, match="outside .*refusing it"):
+        write_report(ex, tmp_path / "report", ReportSettings(progress=False))
+
+
+# ---------------------------------------------------------------- 3. --overwrite by names
+
+
+def test_overwrite_spares_a_model_folder_that_only_looks_like_a_run(store, tmp_path, capsys):
+    hf = tmp_path / "hf-model"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    (hf / "model.safetensors").write_bytes(b"weights")
+    code = main(["train", str(store), "--out", str(hf), "--overwrite", "--max-steps", "1", *SMALL])
+    assert code == 2 and "no sparc marker" in one_line(capsys.readouterr().err)
+    assert (hf / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_overwrite_replaces_a_marked_run(store, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 0
+    assert json.loads((out / ".sparc.json").read_text())["kind"] == "run"
+    assert main(["train", str(store), "--out", str(out), "--overwrite", "--max-steps", "2", *SMALL]) == 0
+
+
+def test_a_marker_of_another_kind_is_not_a_run(store, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["train", str(store), "--out", str(tmp_path / "run"), "--max-steps", "1", *SMALL]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--out", str(out), "--no-plots", "--no-progress",
+                 "--retrieval-queries", "20"]) == 0
+    capsys.readouterr()
+    code = main(["train", str(store), "--out", str(out), "--overwrite", "--max-steps", "1", *SMALL])
+    assert code == 2 and "its marker says evaluation" in one_line(capsys.readouterr().err)
+    assert (out / "eval.json").exists()
+
+
+# ---------------------------------------------------------------- 6. killed before the first checkpoint
+
+
+def killed_before_the_first_checkpoint(store, out):
+    """What a kill during the first steps leaves: the marked folder and its settings."""
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 0
+    for name in ("checkpoint", "model.safetensors", "config.json", "metrics.jsonl"):
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_killed_before_its_first_checkpoint_starts_again(store, tmp_path, capsys, resume):
+    out = tmp_path / "run"
+    killed_before_the_first_checkpoint(store, out)
+    capsys.readouterr()
+    args = ["train", str(store), "--out", str(out), *(["--resume"] if resume else ["--max-steps", "1", *SMALL])]
+    assert main(args) == 0
+    assert "stopped before its first checkpoint; starting it again from step 0" in capsys.readouterr().err
+    assert (out / "model.safetensors").exists()
+
+
+def test_a_users_folder_with_a_settings_file_is_still_not_restarted(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    killed_before_the_first_checkpoint(store, out)
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 2
+    assert "not empty" in one_line(capsys.readouterr().err) and (out / "notes.txt").exists()
+
+
+# ---------------------------------------------------------------- 4. sizes from untrusted configs
+
+
+@pytest.mark.parametrize("n_latents", [10**12, 5 * 10**7])
+def test_a_config_cannot_make_sparc_allocate_what_the_weights_do_not_hold(store, tmp_path, n_latents):
+    out = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["config"]["n_latents"] = n_latents
+    (out / "config.json").write_text(json.dumps(cfg))
+    import resource
+    import subprocess
+    import sys
+
+    def limit():  # 8 GiB of address space: far below what the config asks for
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    done = subprocess.run([sys.executable, "-m", "sparc.cli.main", "info", str(out)], capture_output=True,
+                          text=True, preexec_fn=limit, timeout=120)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and "tensor W_enc has shape (32," in line and "do not belong together" in line
