@@ -166,3 +166,25 @@ def test_a_config_cannot_make_sparc_allocate_what_the_weights_do_not_hold(store,
                           text=True, preexec_fn=limit, timeout=120)
     line = one_line(done.stderr)
     assert done.returncode == 2 and "tensor W_enc has shape (32," in line and "do not belong together" in line
+
+
+# ---------------------------------------------------------------- 6. NaN in a store's features
+
+
+def test_nan_in_the_features_is_named_as_such_not_as_a_divergence(tmp_path, capsys):
+    import numpy as np
+
+    from sparc.data import FeatureStore
+
+    path = make_store(tmp_path / "store", n_rows=200)
+    store = FeatureStore.open(path)
+    feats = next(p for p in (path / "features").iterdir() if p.name.startswith("clip_img"))
+    x = np.load(feats, mmap_mode="r+")
+    x[:, 3] = np.nan  # every row of one stream
+    x.flush()
+    del x
+    assert store.n_rows == 200
+    code = main(["train", str(path), "--out", str(tmp_path / "run"), "--max-steps", "2", *SMALL])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2 and "features hold NaN or Inf at step 1" in line and "stream clip_img" in line
+    assert "store rows" in line and "diverged" not in line and "--drop-nonfinite" in line

@@ -19,9 +19,8 @@ from tests.train.test_interruptions import assert_same_metrics, assert_same_weig
 
 ARGS = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "3",
         "--log-every", "1", "--no-progress", "--auxk", "8", "--dead-after-samples", "64"]
-# Each differs from what `auto` picks on any CPU (fused kernels; bf16 selection on
-# with AVX512-BF16 or AMX, off without), so a resume that decided afresh would not
-# repeat the run.
+# The resume below runs in a process whose own choice is the opposite of the recorded
+# one in both respects, so a resume that decided afresh would not repeat the run.
 PATHS = [("pytorch", "on"), ("fused", "off"), ("fused", "on")]
 
 
@@ -104,3 +103,28 @@ def test_auto_is_resolved_as_this_process_would_and_kept_as_recorded():
         Backend("numba")
     with pytest.raises(SparcError, match="bf16 selection must be one of"):
         Backend(bf16_select="fast")
+
+
+def test_without_flags_a_fresh_run_records_the_environments_choice(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "SPARC_KERNELS": "pytorch", "SPARC_BF16_SELECT": "off"}
+    done = subprocess.run([sys.executable, "-m", "sparc.cli.main", "train", str(store), "--out", str(out), *ARGS,
+                           "--max-steps", "1"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert recorded(out) == {"kernels": "pytorch", "bf16_select": "off"}
+
+
+def test_a_hand_edited_auto_in_the_record_is_decided_on_resume(store, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(out), *ARGS, "--max-steps", "2", "--kernels", "pytorch"]) == 0
+    (out / "model.safetensors").unlink()  # unfinished: resumable
+    spec = json.loads((out / "train_config.json").read_text())
+    spec["backend"] = {"kernels": "auto", "bf16_select": "off"}
+    (out / "train_config.json").write_text(json.dumps(spec))
+    kernels.set_kernels("pytorch")
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
+    assert recorded(out) == {"kernels": "pytorch", "bf16_select": "off"}

@@ -53,21 +53,25 @@ class Train:
     dist_timeout: float = 600.0
     """Under torchrun: seconds a rank waits for the others before it stops, naming the failure (README.md, 'Scaling out')."""
 
-    kernels: Literal["auto", "fused", "triton", "pytorch"] = "auto"
-    """Sparse kernels: fused (numba, CPU float32/64), triton (CUDA), pytorch, or auto (the fast ones where they load;
-    with --resume: the run's recorded ones, which keep its rounding; docs/method.md §4.2)."""
+    kernels: Literal["auto", "fused", "triton", "pytorch"] | None = None
+    """Sparse kernels: fused (numba, CPU float32/64), triton (CUDA), pytorch, or auto (the fast ones where they load).
+    Default: SPARC_KERNELS, else auto; with --resume: the run's recorded ones, which keep its rounding
+    (docs/method.md §4.2)."""
 
-    bf16_select: Literal["auto", "on", "off"] = "auto"
+    bf16_select: Literal["auto", "on", "off"] | None = None
     """Choose each sample's latents through a certified bf16 encoder pass (exactly the float32 choice;
-    auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA; with --resume: as recorded;
-    docs/method.md §4.3)."""
+    auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA). Default: SPARC_BF16_SELECT,
+    else auto; with --resume: as recorded (docs/method.md §4.3)."""
 
     def run(self) -> None:
         from sparc.model import certified, kernels
         from sparc.train.distributed import Distributed, launched_by_torchrun
 
-        kernels.set_kernels(self.kernels)
-        certified.set_bf16_selection(self.bf16_select)
+        # Given flags set this process's choice; without them the environment's stands.
+        if self.kernels is not None:
+            kernels.set_kernels(self.kernels)
+        if self.bf16_select is not None:
+            certified.set_bf16_selection(self.bf16_select)
 
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
@@ -88,7 +92,7 @@ class Train:
         from sparc.train.backend import Backend
 
         main = dist is None or dist.is_main
-        backend = Backend(self.kernels, self.bf16_select)
+        backend = Backend(self.kernels or "auto", self.bf16_select or "auto")
         spec = None if self.resume or not main else new_spec(FeatureStore.open(self.store), self.model, self.train,
                                                              self.streams, backend=backend)
         with open_run(self.out, spec, resume=self.resume, overwrite=self.overwrite, store=self.store,

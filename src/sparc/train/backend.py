@@ -45,6 +45,11 @@ class Backend:
         b = certified.current_mode() if self.bf16_select == "auto" else self.bf16_select
         return Backend(k, certified.resolve(b, dev.type))
 
+    @property
+    def is_resolved(self) -> bool:
+        """Whether neither choice is ``auto`` (as a run records them)."""
+        return "auto" not in (self.kernels, self.bf16_select)
+
     def over(self, recorded: Backend) -> Backend:
         """This request on a resumed run that recorded ``recorded``: each ``auto`` kept as recorded."""
         return Backend(recorded.kernels if self.kernels == "auto" else self.kernels,
@@ -53,7 +58,8 @@ class Backend:
     def use(self, device: str, *, run: str = "this run") -> None:
         """Make this process compute with this (resolved) backend, or a one-line error
         saying why it cannot here and which option continues on another path."""
-        assert "auto" not in (self.kernels, self.bf16_select), "a run's backend is recorded resolved"
+        if not self.is_resolved:  # a hand-edited record: decide now, as for a fresh run
+            return self.resolved(device).use(device, run=run)
         try:
             kernels.set_kernels(self.kernels)
             runs = kernels.kernels_for(torch.device(device), torch.float32)

@@ -76,10 +76,13 @@ class RunSpec:
         return read_json(run_dir / RUN_SPEC, cls, what=str(run_dir / RUN_SPEC))
 
     def same_run(self, other: RunSpec) -> bool:
-        """Equal up to settings that do not change the result (the progress bar)."""
-        quiet = dataclasses.replace(self.train, progress=False)
-        return dataclasses.replace(self, train=quiet) == dataclasses.replace(
-            other, train=dataclasses.replace(other.train, progress=False))
+        """Equal up to settings that do not change the result (the progress bar), and
+        up to the backend when either side has none recorded (runs from before it was)."""
+        def key(spec: RunSpec) -> RunSpec:
+            backend = spec.backend if self.backend is not None and other.backend is not None else None
+            return dataclasses.replace(spec, train=dataclasses.replace(spec.train, progress=False), backend=backend)
+
+        return key(self) == key(other)
 
 
 @dataclass
@@ -283,7 +286,8 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         spec = dataclasses.replace(recorded, store=str(data.path.resolve()), store_created=data.manifest.created)
         if lr is not None:
             spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
-        was = recorded.backend or backend.resolved(spec.train.device)
+        was = (recorded.backend.resolved(spec.train.device) if recorded.backend is not None
+               and not recorded.backend.is_resolved else recorded.backend or backend.resolved(spec.train.device))
         spec = dataclasses.replace(spec, backend=backend.over(was))
         spec.backend.use(spec.train.device, run=str(run_dir))
         if (change := spec.backend.describe_change(was)) is not None:
@@ -297,8 +301,8 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         assert spec is not None
         if spec.model is None:
             raise ValueError("a fresh run needs its model settings")
-        if spec.backend is None:
-            spec = dataclasses.replace(spec, backend=Backend().resolved(spec.train.device))
+        if spec.backend is None or not spec.backend.is_resolved:
+            spec = dataclasses.replace(spec, backend=(spec.backend or Backend()).resolved(spec.train.device))
         spec.backend.use(spec.train.device, run=str(run_dir))
         store = FeatureStore.open(spec.store)
         if spec.store_created and store.manifest.created != spec.store_created:

@@ -27,11 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from sparc.atomic import atomic_path
+from sparc.data import BatchLoader
 from sparc.errors import SparcError, TrainingDiverged
 from sparc.model import SPARC, Losses
 from sparc.pickles import load_weights_only
@@ -122,6 +124,8 @@ class Trainer:
         """Step of the last checkpoint written or resumed from."""
         self.extra_config = extra_config or {}
         self._stop_requested = False
+        self._batch_rows: np.ndarray | None = None
+        """Store rows of the batch being trained on, when the data source tells them."""
         self._stop_time = 0.0
         self._stop_agreed = False
         """Distributed: whether some rank asked to stop by the last step (all ranks stop
@@ -149,6 +153,7 @@ class Trainer:
             return self._finish_step(out, self._reduce_step(out, batch))
         loss = out.losses.total.item()
         if not math.isfinite(loss):
+            self._check_features(batch)
             raise self._diverged(self.step_count + 1, f"the loss is {loss}")
         out.losses.total.backward()
         return self._finish_step(out, None)
@@ -202,6 +207,7 @@ class Trainer:
         reduced = dict(zip(names, (stats[: len(names)] / total).tolist()))
         if not math.isfinite(reduced["loss"]):
             self.optimizer.zero_grad(set_to_none=True)
+            self._check_features(batch)
             raise self._diverged(self.step_count + 1, f"the loss is {reduced['loss']}")
         return reduced
 
@@ -259,7 +265,7 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs and self.step_count < total and not self._stopping:
                 epoch = self.epoch
-                for batch in self.train_data:
+                for batch, self._batch_rows in self._batches():
                     batch = {s: x.to(cfg.device, non_blocking=True) for s, x in batch.items()}
                     if self.step_count == 0 and cfg.pre_bias_init != "zero":
                         whole = self.dist.gather_rows(batch) if self.dist is not None else batch
@@ -314,6 +320,36 @@ class Trainer:
         if self.dist is None or self.dist.is_main:
             say(f"epoch {epoch + 1}/{self.cfg.epochs} val: {_postfix(val)}")
         self.validated = epoch + 1
+
+    def _batches(self) -> Iterator[tuple[dict[str, Tensor], np.ndarray | None]]:
+        """The rest of the epoch's batches, each with the store rows it came from when
+        the data source tells them (a :class:`~sparc.data.BatchLoader` does)."""
+        if isinstance(self.train_data, BatchLoader):
+            for b in self.train_data.iter_batches():
+                yield b.features, b.rows
+        else:
+            for features in self.train_data:
+                yield features, None
+
+    def _check_features(self, batch: dict[str, Tensor]) -> None:
+        """A non-finite loss from non-finite features is the store's fault, not the
+        learning rate's: name the streams and store rows (one line, exit 2)."""
+        bad = {s: (~torch.isfinite(x).all(1)).nonzero().squeeze(1).tolist() for s, x in batch.items()}
+        bad = {s: i for s, i in bad.items() if i}
+        if not bad:
+            return
+        rows = self._batch_rows
+
+        def which(i: list[int]) -> str:
+            if rows is None:
+                return f"{len(i)} row(s) of the batch"
+            shown = ", ".join(str(int(rows[j])) for j in i[:5])
+            return f"{len(i)} row(s): store rows {shown}{', ...' if len(i) > 5 else ''}"
+
+        streams = "; ".join(f"stream {s}, {which(i)}" for s, i in bad.items())
+        raise SparcError(f"the training features hold NaN or Inf at step {self.step_count + 1} ({streams}); "
+                         "the store is damaged, not the learning rate: re-create it (sparc import-h5 "
+                         "--drop-nonfinite drops such rows)")
 
     def _diverged(self, step: int, what: str) -> TrainingDiverged:
         saved = (f"the checkpoint of step {self.checkpoint_step} is kept" if self.checkpoint_step is not None

@@ -134,5 +134,14 @@ def test_report_in_a_real_browser(browser, tmp_path_factory):
     page.wait_for_selector("#overview h3")
     page.screenshot(path=str(shots / "5-overview.png"), full_page=True)
     assert problems == []
+
+    # any hash, typed or pasted: no page error, a view shown
+    for junk in ("#query/%E0%A4%A", "#query/%", "#latent/99999999999999999999", "#latent/-1", "#%zz", "#<b>x</b>"):
+        page.goto(f"{url}{junk}")
+        page.wait_for_function("() => [...document.querySelectorAll('[id^=view-]')].some(v => !v.hidden)")
+    page.goto(f"{url}#query/%E0%A4%A")
+    page.wait_for_function("() => !document.getElementById('view-query').hidden")
+    assert page.locator("#query-text").input_value() == "%E0%A4%A"
+    assert problems == [], problems
     for name in ("1-latents", "2-sorted", "3-latent", "4-query", "5-overview"):
         assert (shots / f"{name}.png").stat().st_size > 0

@@ -15,10 +15,13 @@ it (first round, second round, float32 fallback), so these dots are written as e
 A partial last chunk adds +0 to the lanes it does not reach, which changes no lane (a
 lane that starts at +0 is never −0 under round to nearest). SSE, AVX2 and AVX-512 all
 legalise the 16-lane operations to the same IEEE operations. The functions must be
-called from kernels compiled *without* ``fastmath``: numba's fast-math pass adds its
-flags to every float instruction of a function that has none, these included.
-``tests/model/test_kernels.py`` checks the bits against a PyTorch evaluation of the
-same order, natively and with the instruction set capped to AVX2.
+called from kernels compiled with ``fastmath=False`` (said explicitly: numba's
+fast-math pass adds its flags to every float instruction of a function that has none,
+these included, and a kernel without the option inherits a fast-math caller's).
+``tests/model/test_certified.py`` checks the bits against a PyTorch evaluation of the
+same order, natively and with the instruction set capped to AVX2 (a NaN's sign and
+payload aside). numba's cache of the kernels that call these is keyed on
+``numba_cpu.py``: after editing this file, touch that one.
 """
 
 from __future__ import annotations
@@ -44,10 +47,15 @@ def _lane_sums(context, builder, sig, args, n_rows: int):
     zero_vec = ir.Constant(vec, [0.0] * LANES)
     accs = [cgutils.alloca_once_value(builder, zero_vec) for _ in range(n_rows)]  # promoted to registers
 
-    def load_vec(ptr, at):
-        return builder.load(builder.gep(ptr, [at]), typ=vec, align=w_ty.dtype.bitwidth // 8)
+    def load_vec(ptr, at):  # a bitcast pointer, which typed and opaque pointers both accept
+        return builder.load(builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer()),
+                            align=w_ty.dtype.bitwidth // 8)
+
+    def load(ptr, at):
+        return builder.load(builder.bitcast(builder.gep(ptr, [at]), elem.as_pointer()))
 
     n = builder.sub(b, a)
+    n = builder.select(builder.icmp_signed("<", n, ir.Constant(intp, 0)), ir.Constant(intp, 0), n)  # b < a: empty
     n_full = builder.and_(n, ir.Constant(intp, -LANES))
     with cgutils.for_range_slice(builder, ir.Constant(intp, 0), n_full, ir.Constant(intp, LANES), intp) as (c, _):
         at = builder.add(a, c)
@@ -60,10 +68,10 @@ def _lane_sums(context, builder, sig, args, n_rows: int):
     start = builder.add(a, n_full)
     with cgutils.for_range(builder, builder.sub(n, n_full), intp=intp) as loop:
         at = builder.add(start, loop.index)
-        wc = builder.load(builder.gep(w_ptr, [at]), typ=elem)
+        wc = load(w_ptr, at)
         lane = builder.trunc(loop.index, ir.IntType(32))
         for ptr, tail in zip(x_ptrs, tails):
-            p = builder.fmul(wc, builder.load(builder.gep(ptr, [at]), typ=elem))
+            p = builder.fmul(wc, load(ptr, at))
             builder.store(builder.insert_element(builder.load(tail), p, lane), tail)
 
     sums = []

@@ -384,7 +384,7 @@ def bf16_shadow(W, bounds, out16, wn, dwn):
         _shadow_row(W[lat], bounds, lat, out16[lat], wn, dwn)
 
 
-@njit(parallel=True, cache=True, nogil=True, boundscheck=False)  # no fastmath: see lane_dot
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False, fastmath=False)  # see lane_dot
 def stream_dots(start, order, m, U, W, bounds, bias, out):
     """out[i, e] = W[lat, block i] · U[e // m, block i] (+ bias[i, lat] if ``bias`` has
     columns) for the entries e of each latent lat (bucketed:

@@ -540,7 +540,9 @@
     else if ((m = /^#query(?:\/(.*))?$/.exec(h))) {
       show("query");
       if (m[1] !== undefined && ROWS) {
-        var text = decodeURIComponent(m[1]);
+        var text;
+        // A hash typed or pasted by hand may not be valid percent-encoding: take it as written.
+        try { text = decodeURIComponent(m[1]); } catch (e) { text = m[1]; }
         document.getElementById("query-text").value = text;
         runQuery(text, document.getElementById("query-stream").value);
       }
