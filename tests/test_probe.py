@@ -188,3 +188,111 @@ def test_nan_in_the_features_is_named_as_such_not_as_a_divergence(tmp_path, caps
     line = one_line(capsys.readouterr().err)
     assert code == 2 and "features hold NaN or Inf at step 1" in line and "stream clip_img" in line
     assert "store rows" in line and "diverged" not in line and "--drop-nonfinite" in line
+
+
+# ---------------------------------------------------------------- 5. images just under Pillow's limit
+
+
+def blank_png(path, width: int, height: int) -> None:
+    """A white RGB PNG of any size, written row by row (a few hundred KB on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\xff" * (3 * width)
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def peak_rss_of_read_image(path) -> tuple[int, str]:
+    """(growth of the peak RSS in MB while reading ``path``, what came out), in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "from sparc.errors import SparcError\n"
+        "from sparc.explore.sources import read_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    out = 'size %dx%d' % read_image(sys.argv[1]).size\n"
+        "except SparcError as e:\n"
+        "    out = str(e)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+        "print(out)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    grew, out = done.stdout.strip().splitlines()
+    return int(grew), out
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path):
+    big = tmp_path / "big.png"
+    blank_png(big, 12000, 12000)  # 144 Mpx, under Pillow's own limit; 432 MB decoded
+    assert big.stat().st_size < 1 << 20
+    grew, out = peak_rss_of_read_image(big)
+    assert "12000×12000 (144 Mpx), over the limit of 40 Mpx" in out and "SPARC_MAX_IMAGE_PIXELS" in out
+    assert grew < 100, f"reading the header grew the peak memory by {grew} MB"
+
+
+def test_a_large_image_under_the_limit_is_scaled_down_with_bounded_memory(tmp_path):
+    large = tmp_path / "large.png"
+    blank_png(large, 6000, 5000)  # 30 Mpx: 90 MB decoded
+    grew, out = peak_rss_of_read_image(large)
+    assert out == "size 2048x1707"
+    assert grew < 3 * 30 * 2 + 50, f"reading a 30 Mpx image grew the peak memory by {grew} MB"
+
+
+def test_the_pixel_limit_is_configurable_and_checked(tmp_path, monkeypatch):
+    from sparc.explore.sources import read_image
+
+    small = tmp_path / "small.png"
+    blank_png(small, 300, 200)
+    monkeypatch.setenv("SPARC_MAX_IMAGE_PIXELS", "50000")
+    with pytest.raises(SparcError, match="over the limit of 0.05 Mpx"):
+        read_image(small)
+    monkeypatch.setenv("SPARC_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(SparcError, match="SPARC_MAX_IMAGE_PIXELS must be a positive number"):
+        read_image(small)
+    monkeypatch.delenv("SPARC_MAX_IMAGE_PIXELS")
+    assert read_image(small).size == (300, 200) and read_image(small, max_side=100).size == (100, 67)
+
+
+# ---------------------------------------------------------------- 6. temporaries of killed writers
+
+
+def test_a_killed_reports_temporary_folder_is_removed_by_the_next_report(world, run, tmp_path):
+    out = tmp_path / "report"
+    left = tmp_path / ".report.k1ll3d.tmp"  # what SIGKILL leaves mid-write
+    (left / "data").mkdir(parents=True)
+    ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)
+    write_report(ex, out, ReportSettings(progress=False))
+    assert not left.exists() and (out / "index.html").exists()
+    assert not list(tmp_path.glob(".report.*"))  # no temporary and no lock left
+
+
+def test_sigterm_during_a_report_leaves_no_temporary(world, run, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    code = (
+        "import os, signal, sys\n"
+        "import sparc.explore.report.build as b\n"
+        "real = b._thumbnails\n"
+        "def stop(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "b._thumbnails = stop\n"
+        "from sparc.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "report", str(run), "--store", str(world["store"]), "--out",
+                           str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130 and "interrupted" in done.stderr, done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".report.*"))

@@ -116,6 +116,15 @@ def exclusive_lock(target: str | os.PathLike, command: str) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+@contextlib.contextmanager
+def writing(target: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold ``target``'s writer lock and first remove what a killed writer of it left
+    (:func:`clean_stale`): how every command starts writing an output."""
+    with exclusive_lock(target, command):
+        clean_stale(target)
+        yield
+
+
 # ---------------------------------------------------------------------------- ownership
 
 

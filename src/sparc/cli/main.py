@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 from sparc.errors import SparcError
 from sparc.process import keep_freed_memory
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     # And keep freed blocks in the heap, so a training loop's per-step tensors reuse
     # memory instead of page-faulting fresh pages every step (sparc/process.py).
     keep_freed_memory()
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
+    # temporaries on the way out; a training says how to resume.
+    previous = _on_sigterm_raise()
     try:
         import tyro
 
@@ -81,7 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`sparc eval ... | head`): stop quietly, as Python's docs advise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _on_sigterm_raise():
+    """Make SIGTERM raise KeyboardInterrupt while the command runs (only where it would
+    otherwise kill the process at once); the handler it replaced, or None."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 if __name__ == "__main__":

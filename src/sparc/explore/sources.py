@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +127,51 @@ def encode_with(backbone, items: list, stream: str):
                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """An RGB image from a file; a one-line SparcError when it does not decode."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""Images larger than this (width × height) are refused before they are decoded;
+``SPARC_MAX_IMAGE_PIXELS`` changes it (README, "Reliability")."""
+WORK_SIDE = 2048
+"""Longer sides are scaled down to this before any work: maps are computed at the
+backbone's resolution anyway, and the overlays need no more."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: ``SPARC_MAX_IMAGE_PIXELS`` or :data:`MAX_IMAGE_PIXELS`."""
+    raw = os.environ.get("SPARC_MAX_IMAGE_PIXELS", "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SparcError(f"SPARC_MAX_IMAGE_PIXELS must be a positive number of pixels, got {raw!r}")
+    return value
+
+
+def read_image(path: str | Path, *, max_side: int | None = WORK_SIDE) -> Image.Image:
+    """An RGB image from a file, its longer side at most ``max_side`` (None: as stored);
+    a one-line SparcError when it does not decode or has more pixels than the limit
+    (:func:`max_image_pixels`), checked from its header before decoding. Decoding holds
+    at most about 3 bytes a pixel of the limit, then the scaled copy."""
     path = Path(path)
     if not path.is_file():
         raise SparcError(f"image {path} does not exist")
+    limit = max_image_pixels()
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            w, h = im.size
+            if w * h > limit:
+                raise SparcError(f"image {path} is {w}×{h} ({w * h / 1e6:.0f} Mpx), over the limit of "
+                                 f"{limit / 1e6:g} Mpx; scale it down, or raise SPARC_MAX_IMAGE_PIXELS")
+            if max_side is not None:
+                im.draft("RGB", (max_side, max_side))  # JPEG decodes at 1/2, 1/4 or 1/8 scale
+            rgb = im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise SparcError(f"cannot read image {path}: {e}; give a PNG, JPEG or WebP file") from None
+    if max_side is not None and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side))
+    return rgb
 
 
 class RowImages:
@@ -174,8 +210,7 @@ class RowImages:
         for candidate in (path, self.store.path / path):
             if candidate.is_file():
                 try:
-                    with Image.open(candidate) as im:
-                        return im.convert("RGB")
-                except (OSError, ValueError):
+                    return read_image(candidate)
+                except SparcError:
                     return None
         return None

@@ -55,6 +55,7 @@ from sparc.eval.streaming import check_streams
 from sparc.explore.topn import TopN, hash_keys
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SparseCode
+from sparc.workspace import writing
 
 Encoding = Literal["joint", "independent"]
 ENCODINGS: tuple[Encoding, ...] = ("joint", "independent")
@@ -223,14 +224,15 @@ class LatentStats:
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
         if self.concept_j is not None:
             arrays["concept_j"] = np.ascontiguousarray(self.concept_j)
-        with atomic_path(directory / STATS_FILE) as tmp:
-            save_file(arrays, str(tmp), metadata={"format": FORMAT, "token": token})
-        write_json(directory / STATS_JSON, {
-            "format": FORMAT, "version": VERSION, "token": token, "settings": to_json(self.settings),
-            "streams": self.streams, "encodings": list(ENCODINGS), "n_latents": self.n_latents, "k": self.k,
-            "n_rows": self.n_rows, "hist_edges": HIST_EDGES.tolist(), "source": self.source,
-            "seconds": round(self.seconds, 3),
-        })
+        with writing(directory, "sparc stats"):
+            with atomic_path(directory / STATS_FILE) as tmp:
+                save_file(arrays, str(tmp), metadata={"format": FORMAT, "token": token})
+            write_json(directory / STATS_JSON, {
+                "format": FORMAT, "version": VERSION, "token": token, "settings": to_json(self.settings),
+                "streams": self.streams, "encodings": list(ENCODINGS), "n_latents": self.n_latents, "k": self.k,
+                "n_rows": self.n_rows, "hist_edges": HIST_EDGES.tolist(), "source": self.source,
+                "seconds": round(self.seconds, 3),
+            })
         return directory
 
     @classmethod

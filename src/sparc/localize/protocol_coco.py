@@ -156,7 +156,7 @@ def _class_latents(run, fs, bbs, coco, pairs, images_dir, imgs, texts, feats, se
 def _load(images_dir: Path, info: dict) -> Image.Image:
     from sparc.explore.sources import read_image
 
-    return read_image(Path(images_dir) / info["file_name"])
+    return read_image(Path(images_dir) / info["file_name"], max_side=None)  # the masks are at this size
 
 
 def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | None = None, device: str = "cpu",

@@ -32,6 +32,7 @@ from sparc.localize.render import overlay, words_png
 from sparc.localize.spatial import spatial_for
 from sparc.localize.targets import Query
 from sparc.localize.text_attribution import TextAttributor
+from sparc.workspace import writing
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def write_report_heatmaps(ex, settings: ReportHeatmapSettings = ReportHeatmapSet
     index: dict = {}
     notes: list[str] = []
     n_img = n_txt = 0
-    with atomic_path(Path(ex.run) / "heatmaps", is_dir=True) as tmp:
+    with writing(Path(ex.run) / "heatmaps", "sparc heatmap --for-report"), \
+            atomic_path(Path(ex.run) / "heatmaps", is_dir=True) as tmp:
         for stream in model.names:
             modality = stream_modality(store, stream)
             if modality not in ("image", "text") or (modality == "text" and not settings.text):

@@ -21,7 +21,7 @@ from sparc.explore.neighbours import ALL, nearest_latents
 from sparc.explore.sources import RowImages, stream_modality
 from sparc.explore.stats import HIST_EDGES, Encoding
 from sparc.jsonio import to_json
-from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark
+from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark, writing
 
 REPORT_JSON = "report.json"
 """Marks a folder as a sparc report (so writing over it is allowed) and records what it shows."""
@@ -330,6 +330,11 @@ def write_report(ex: Explorer, out: str | Path, settings: ReportSettings = Repor
     t0 = time.perf_counter()
     out = Path(out)
     _check_out(out, ex)
+    with writing(out, "sparc report"):
+        return _write_report(ex, out, settings, t0)
+
+
+def _write_report(ex: Explorer, out: Path, settings: ReportSettings, t0: float) -> ReportInfo:
     notes: list[str] = []
     st = ex.stats
     env = _env()
