@@ -64,6 +64,8 @@ RUN = FolderKind("run directory", "run",
 STORE = FolderKind("feature store", "store",
                    ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
 EVAL = FolderKind("evaluation", "evaluation", ("eval.json", "eval.md", "plots", *TEMPORARY))
+LOCALISATION = FolderKind("localisation", "localisation",
+                          ("localisation.md", "localisation.json", "examples.png", *TEMPORARY))
 REPORT = FolderKind("report", "report", ("index.html", "report.json", "data", "assets", "thumbs", "heatmaps",
                                          "plots", *TEMPORARY))
 

@@ -122,6 +122,14 @@ def test_localize_mosaics_and_the_report(world, tmp_path, capsys):
     assert "| run | txt | cross |" in out and "| chance | - | uniform |" in out
     assert (tmp_path / "loc" / "localisation.json").is_file()
     assert (world["run"] / "localisation-mosaics" / "localisation.md").is_file()
+    # a folder of the user's that happens to hold a localisation.md is not written over
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "localisation.md").write_text("my notes")
+    code, out, err = run(["localize", world["run"], "--out", mine, "--mosaics", "4", "--split", "all",
+                          "--no-progress"], capsys)
+    assert code == 2 and "not a localisation written by sparc" in err
+    assert (mine / "localisation.md").read_text() == "my notes"
     code, out, err = run(["heatmap", world["run"], "--for-report", "--split", "all", "--rows", "2",
                           "--max-latents", "8", "--no-progress"], capsys)
     assert code == 0, err

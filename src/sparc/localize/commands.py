@@ -138,7 +138,16 @@ def _for_report(cmd) -> None:
 def localize(cmd) -> None:
     """``sparc localize`` (see :class:`sparc.cli.commands.Localize`)."""
     from sparc.localize.runs import backbone_specs
+    from sparc.workspace import LOCALISATION, check_replaceable, mark, writing
 
+    check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")  # before the long work
+    with writing(cmd.out, "sparc localize"):
+        files = _localize(cmd, backbone_specs)
+        mark(cmd.out, LOCALISATION, "sparc localize")
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _localize(cmd, backbone_specs) -> list:
     if cmd.protocol == "coco":
         from sparc.localize.protocol_coco import CocoSettings, render_coco, run_coco, write_coco
 
@@ -159,4 +168,4 @@ def localize(cmd) -> None:
                                                 image_stream=cmd.image_stream, backbones=backbone_specs(cmd.backbone))
         files = write_results(result, mosaics, examples, cmd.out, list(cmd.runs))
         print(render_table(result))
-    print("wrote " + ", ".join(str(f) for f in files))
+    return files
