@@ -101,11 +101,16 @@ def test_a_failing_rank_stops_the_other_and_the_run_resumes_on_one(store, single
     args = ["train", str(store), "--out", str(out), *FLAGS, "--dist-timeout", "60"]
     start = time.monotonic()
     # Rank 1 raises at its 7th batch, after the checkpoint of step 6.
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "1", "7", *args], env=_env(r, 2, port),
+    error_files = [tmp_path / f"error-{r}.json" for r in (0, 1)]  # as torchrun gives each rank
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "1", "7", *args],
+                              env={**_env(r, 2, port), "TORCHELASTIC_ERROR_FILE": str(error_files[r])},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     outputs = [p.communicate(timeout=120) for p in procs]
     elapsed = time.monotonic() - start
     assert procs[1].returncode == 2 and outputs[1][1].strip() == "error: simulated failure of rank 1 at its batch 7"
+    # torchrun's closing summary shows each failed rank's error file: sparc's line, not a traceback.
+    shown = json.loads(error_files[1].read_text())["message"]["extraInfo"]["py_callstack"]
+    assert shown == "error: simulated failure of rank 1 at its batch 7"
     assert procs[0].returncode == 3, outputs[0][1][-2000:]
     message = outputs[0][1].strip().splitlines()[-1]
     assert message.startswith("error: rank 0 of 2 lost the others (") and "last checkpoint" in message

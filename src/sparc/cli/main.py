@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
     # temporaries on the way out; a training says how to resume.
-    previous = _on_sigterm_raise()
+    previous, ours = _on_sigterm_raise()
     try:
         import tyro
 
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         command.run()
     except SparcError as e:
         print(f"error: {e}", file=sys.stderr)
+        _tell_torchrun(f"error: {e}")
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -87,21 +88,40 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        if previous is not None:
+        # Put the old handler back unless the command set its own (a distributed
+        # training ignores the echoes of torchrun's SIGTERM until the process exits).
+        if ours is not None and signal.getsignal(signal.SIGTERM) is ours:
             signal.signal(signal.SIGTERM, previous)
     return 0
 
 
+def _tell_torchrun(line: str) -> None:
+    """Under torchrun, leave ``line`` in the rank's error file, which torchrun's closing
+    summary shows for the failed rank (instead of "To enable traceback see: ...")."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    import json
+    import time
+
+    data = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
+    try:
+        with open(path, "w") as f:
+            json.dump(data, f)
+    except OSError:
+        pass  # torchrun then reports the rank as it would have
+
+
 def _on_sigterm_raise():
     """Make SIGTERM raise KeyboardInterrupt while the command runs (only where it would
-    otherwise kill the process at once); the handler it replaced, or None."""
+    otherwise kill the process at once): (the handler replaced, ours), or (None, None)."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
+        return None, None
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, interrupt)
+    return signal.signal(signal.SIGTERM, interrupt), interrupt
 
 
 if __name__ == "__main__":
