@@ -296,3 +296,29 @@ def test_sigterm_during_a_report_leaves_no_temporary(world, run, tmp_path):
                            str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 130 and "interrupted" in done.stderr, done.stderr
     assert not out.exists() and not list(tmp_path.glob(".report.*"))
+
+
+# ---------------------------------------------------------------- 2. what `sparc push` publishes
+
+
+def test_push_publishes_no_file_linked_from_outside_the_run(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 0
+    assert main(["eval", str(out), "--no-plots", "--no-progress", "--retrieval-queries", "20"]) == 0
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private key")
+    (out / "eval-test" / "plots").mkdir()
+    (out / "eval-test" / "plots" / "firing.png").symlink_to(secret)
+    capsys.readouterr()
+    assert main(["push", str(out), "someone/sparc-tiny"]) == 2  # refused before any network call
+    line = one_line(capsys.readouterr().err)
+    assert "eval-test/plots/firing.png" in line and "outside" in line
+
+
+def test_stats_remove_a_killed_writers_temporaries(world, run):
+    ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)  # computes and saves them
+    directory = next(run.glob("explore-*"))
+    left = directory / ".stats.safetensors.k1ll3d.tmp"
+    left.write_bytes(b"half")
+    ex.stats.save(directory)
+    assert not left.exists() and not list(run.glob(".explore-*.lock"))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparc.errors import SparcError
+from sparc.workspace import inside
 
 if TYPE_CHECKING:
     from sparc.model import SPARC
@@ -144,6 +145,7 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, revision: str 
     missing) with its model card and evaluations; returns the commit's URL."""
     from sparc.model import SPARC
     from sparc.model.sparc import WEIGHTS_FILE
+    from sparc.train.run import RUN_SPEC
 
     run = Path(run)
     if not REPO_ID.fullmatch(repo_id):
@@ -151,6 +153,11 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, revision: str 
     if not (run / WEIGHTS_FILE).exists():
         raise SparcError(f"{run} holds no finished model ({WEIGHTS_FILE}); finish training it first "
                          "(sparc train ... --resume)")
+    # Nothing from outside the run is published, whatever its files link to.
+    for p in [*(run / name for name in FILES), run / RUN_SPEC, run / "metrics.jsonl",
+              *(q for ev in run.glob("eval-*") for q in [ev, *ev.rglob("*")])]:
+        if p.exists() or p.is_symlink():
+            inside(run, p.relative_to(run), f"the run {run}")
     model = SPARC.load(run)
     hub = _hub()
     from huggingface_hub import errors
