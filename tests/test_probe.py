@@ -59,7 +59,7 @@ def test_report_never_deletes_a_folder_that_holds_a_file_named_report_json(world
 # ---------------------------------------------------------------- 2. paths in a run's files
 
 
-@pytest.mark.parametrize("escape", ["../../../secret.txt", "/abs/secret.txt", "link/secret.txt"])
+@pytest.mark.parametrize("escape", ["../../secret.txt", "/abs/secret.txt", "link/secret.txt"])
 def test_report_copies_no_file_from_outside_the_run(world, run, tmp_path, escape):
     secret = tmp_path / "secret.txt"
     secret.write_text("password")
@@ -68,9 +68,18 @@ def test_report_copies_no_file_from_outside_the_run(world, run, tmp_path, escape
     rel = escape.replace("/abs/secret.txt", str(secret))
     (run / "heatmaps" / "index.json").write_text(json.dumps({"latents": {"3": {"img": [["r0", rel]]}}}))
     ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)
+    assert (run / "heatmaps" / rel).resolve() == secret.resolve()  # the index does name the secret
     with pytest.raises(SparcError, match="outside .*refusing it"):
         write_report(ex, tmp_path / "report", ReportSettings(progress=False))
     assert not (tmp_path / "report").exists()
+
+
+def test_a_malformed_heatmap_index_is_a_note_not_a_traceback(world, run, tmp_path):
+    (run / "heatmaps").mkdir()
+    (run / "heatmaps" / "index.json").write_text(json.dumps({"latents": {"3": {"img": [["r0"]]}}}))
+    ex = Explorer.open(run, world["store"], naming=None, log=lambda m: None)
+    info = write_report(ex, tmp_path / "report", ReportSettings(progress=False))
+    assert any("is not an index sparc wrote" in n for n in info.notes)
 
 
 def test_report_publishes_no_markdown_linked_from_outside_the_run(world, run, tmp_path):
@@ -134,6 +143,47 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(store, tmp_path, 
     assert main(args) == 0
     assert "stopped before its first checkpoint; starting it again from step 0" in capsys.readouterr().err
     assert (out / "model.safetensors").exists()
+    assert json.loads((out / ".sparc.json").read_text())["kind"] == "run"  # still sparc's after the restart
+
+
+def test_a_run_with_weights_but_no_config_is_not_restarted(store, tmp_path, capsys):
+    out = tmp_path / "run"
+    killed_before_the_first_checkpoint(store, out)
+    (out / "model.safetensors").write_bytes(b"weights")
+    capsys.readouterr()
+    assert main(["train", str(store), "--out", str(out), "--max-steps", "1", *SMALL]) == 2
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_a_mistyped_out_loses_no_hidden_file(store, tmp_path, capsys):
+    project = tmp_path / "project"
+    (project / ".photos.old").mkdir(parents=True)
+    (project / ".photos.old" / "a.jpg").write_bytes(b"jpeg")
+    (project / ".cache.tmp").write_text("mine")
+    assert main(["train", str(store), "--out", str(project), "--max-steps", "1", *SMALL]) == 2
+    assert (project / ".photos.old" / "a.jpg").exists() and (project / ".cache.tmp").exists()
+
+
+def test_sigterm_stops_a_training_after_its_step_with_a_checkpoint(store, tmp_path):
+    from tests.train.test_interruptions import run_killed
+
+    out = tmp_path / "run"
+    code = """
+        import signal
+        from sparc.train.trainer import Trainer
+        step = Trainer.step
+        def terminated(self, batch):
+            out = step(self, batch)
+            if self.step_count == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+        Trainer.step = terminated
+    """
+    done = run_killed(code, "train", str(store), "--out", str(out), "--epochs", "3", "--log-every", "1", *SMALL)
+    assert done.returncode == 130 and "interrupted at step 4" in done.stderr and "--resume" in done.stderr
+    state = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert state["step"] == 4 and (out / "checkpoint").is_dir()
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
 
 
 def test_a_users_folder_with_a_settings_file_is_still_not_restarted(store, tmp_path, capsys):

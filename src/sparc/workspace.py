@@ -48,24 +48,29 @@ class FolderKind:
     """What the folder is, for messages ("run directory", ...)."""
     kind: str
     """The kind its marker names."""
+    entries: tuple[str, ...]
+    """Glob patterns of every entry sparc writes there (temporaries and marker included)."""
 
     @property
     def a(self) -> str:
         """The name with its article, for messages."""
         return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name}"
-    entries: tuple[str, ...]
-    """Glob patterns of every entry sparc writes there (temporaries and marker included)."""
 
 
 TEMPORARY = (".*.tmp", ".*.old", ".*.lock", MARKER)
 RUN = FolderKind("run directory", "run",
                  ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
                   "eval-*", "explore-*", "heatmaps", "localisation*", "tensorboard", "wandb", *TEMPORARY))
+STARTED_RUN = FolderKind("run directory", "run", ("train_config.json", "metrics.jsonl", "tensorboard", "wandb",
+                                                  *TEMPORARY))
+"""What a run holds before its first checkpoint: nothing a restart could lose."""
 STORE = FolderKind("feature store", "store",
                    ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
 EVAL = FolderKind("evaluation", "evaluation", ("eval.json", "eval.md", "plots", *TEMPORARY))
+EXTRACTION_WORK = FolderKind("extraction's work folder", "extraction-work", ("*",))
 LOCALISATION = FolderKind("localisation", "localisation",
                           ("localisation.md", "localisation.json", "examples.png", *TEMPORARY))
+STATS = FolderKind("statistics folder", "stats", ("stats.json", "stats.safetensors", "names.json", *TEMPORARY))
 REPORT = FolderKind("report", "report", ("index.html", "report.json", "data", "assets", "thumbs", "heatmaps",
                                          "plots", *TEMPORARY))
 
@@ -221,7 +226,8 @@ def clean_stale(folder: str | os.PathLike, *, beside: bool = True) -> None:
         for p in folder.parent.glob(f".{folder.name}.*.tmp"):
             _remove(p)
     recover_swap(folder)
-    if folder.is_dir():
+    # Inside a folder only when sparc marked it: a user's own ".x.old" or ".y.tmp" stay.
+    if folder.is_dir() and not folder.is_symlink() and marked_as(folder) is not None:
         for p in list(folder.iterdir()):
             if p.name.startswith(".") and p.name.endswith(".old") and p.is_dir():
                 base = p.with_name(p.name[1:-4])

@@ -142,7 +142,7 @@ def max_image_pixels() -> int:
         return MAX_IMAGE_PIXELS
     try:
         value = int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # "lots", "inf"
         value = 0
     if value < 1:
         raise SparcError(f"SPARC_MAX_IMAGE_PIXELS must be a positive number of pixels, got {raw!r}")

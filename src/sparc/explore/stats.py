@@ -55,7 +55,7 @@ from sparc.eval.streaming import check_streams
 from sparc.explore.topn import TopN, hash_keys
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SparseCode
-from sparc.workspace import writing
+from sparc.workspace import STATS, mark, writing
 
 Encoding = Literal["joint", "independent"]
 ENCODINGS: tuple[Encoding, ...] = ("joint", "independent")
@@ -224,6 +224,8 @@ class LatentStats:
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
         if self.concept_j is not None:
             arrays["concept_j"] = np.ascontiguousarray(self.concept_j)
+        directory.mkdir(parents=True, exist_ok=True)
+        mark(directory, STATS, "sparc stats")  # first, so that the next writer cleans after a killed one
         with writing(directory, "sparc stats"):
             with atomic_path(directory / STATS_FILE) as tmp:
                 save_file(arrays, str(tmp), metadata={"format": FORMAT, "token": token})

@@ -36,7 +36,7 @@ from sparc.data.writer import StoreWriter, check_target
 from sparc.errors import SparcError
 from sparc.extract.backbones.base import Backbone
 from sparc.extract.datasets.base import Dataset, Sample
-from sparc.workspace import clean_stale, exclusive_lock
+from sparc.workspace import EXTRACTION_WORK, clean_stale, exclusive_lock, mark
 
 PLAN = "plan.json"
 
@@ -166,6 +166,7 @@ def _prepare_work_dir(work: Path, plan: dict[str, Any]) -> None:
             )
         return
     work.mkdir(parents=True, exist_ok=True)
+    mark(work, EXTRACTION_WORK, "sparc extract")  # so the next run may clean inside it
     write_json(work / PLAN, plan)
 
 

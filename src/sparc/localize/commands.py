@@ -142,8 +142,10 @@ def localize(cmd) -> None:
 
     check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")  # before the long work
     with writing(cmd.out, "sparc localize"):
+        check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")
+        Path(cmd.out).mkdir(parents=True, exist_ok=True)
+        mark(cmd.out, LOCALISATION, "sparc localize")  # first: a killed localize leaves a folder it may reuse
         files = _localize(cmd, backbone_specs)
-        mark(cmd.out, LOCALISATION, "sparc localize")
     print("wrote " + ", ".join(str(f) for f in files))
 
 

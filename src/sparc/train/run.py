@@ -37,12 +37,12 @@ from sparc.train.distributed import Distributed, to_cpu
 from sparc.train.trainer import CHECKPOINT_DIR, Trainer
 from sparc.workspace import (
     RUN,
+    STARTED_RUN,
     check_not_input,
     clean_stale,
     exclusive_lock,
     foreign_entry,
     mark,
-    marked_as,
     remove_owned,
 )
 
@@ -129,8 +129,6 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
         clean_stale(run_dir)
     if run_exists(run_dir):
         if resume:
-            if marked_as(run_dir) is None:  # recorded before runs carried the marker
-                mark(run_dir, RUN, "sparc train")
             return True
         if not overwrite:
             raise SparcError(f"{run_dir} already holds a run; pass --resume to continue it "
@@ -141,9 +139,9 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
             raise SparcError(f"{run_dir} holds no run to resume (it stopped before recording its settings); "
                              "drop --resume to start one")
         print(f"sparc: {run_dir} stopped before its first checkpoint; starting it again from step 0", file=sys.stderr)
-        if not resume:
-            remove_owned(run_dir, RUN)
-        return False
+        if resume:
+            return False  # the caller replaces it once the recorded settings pass their checks
+        remove_owned(run_dir, STARTED_RUN)
     elif resume:
         raise SparcError(f"{run_dir} holds no run to resume; drop --resume to start one")
     elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -157,9 +155,9 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
 
 def started_only(run_dir: Path) -> bool:
     """Whether ``run_dir`` is a run sparc started that stopped before its first
-    checkpoint: marked, nothing foreign in it, and no weights."""
-    return run_dir.is_dir() and not run_dir.is_symlink() and marked_as(run_dir) == RUN.kind \
-        and foreign_entry(run_dir, RUN) is None and not run_exists(run_dir)
+    checkpoint: marked, and holding nothing but its settings and metrics (no weights,
+    no evaluation: nothing a restart could lose)."""
+    return run_dir.is_dir() and not run_dir.is_symlink() and foreign_entry(run_dir, STARTED_RUN) is None
 
 
 def new_spec(store: FeatureStore, model: SPARCConfig, train: TrainConfig,
@@ -271,15 +269,16 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
                  overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool,
                  backend: Backend, dist: Distributed | None) -> Run:
     from_checkpoint = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if resume and not from_checkpoint:
-        # Stopped before its first checkpoint: the recorded settings, from step 0.
+    restart = resume and not from_checkpoint
+    if restart:
+        # Stopped before its first checkpoint: the recorded settings, from step 0 (the
+        # folder is replaced below, once they have passed their checks).
         recorded = RunSpec.read(run_dir)
-        remove_owned(run_dir, RUN)
-        run_dir.mkdir(parents=True)
-        mark(run_dir, RUN, "sparc train")
+        data = _resume_store(run_dir, recorded, store, other_store)
         train = recorded.train if lr is None else dataclasses.replace(recorded.train, lr=lr)
         chosen = backend.over(recorded.backend) if recorded.backend is not None else backend.resolved(train.device)
-        resume, spec = False, dataclasses.replace(recorded, train=train, backend=chosen)
+        resume, spec = False, dataclasses.replace(recorded, train=train, backend=chosen,
+                                                  store=str(data.path.resolve()), store_created=data.manifest.created)
     if resume:
         recorded = RunSpec.read(run_dir)
         data = _resume_store(run_dir, recorded, store, other_store)
@@ -307,6 +306,10 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         store = FeatureStore.open(spec.store)
         if spec.store_created and store.manifest.created != spec.store_created:
             raise SparcError(f"{spec.store} changed since this run's settings were made; make them again")
+        if restart:
+            remove_owned(run_dir, STARTED_RUN)
+            run_dir.mkdir(parents=True)
+            mark(run_dir, RUN, "sparc train")
         torch.manual_seed(spec.train.seed)
         model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model,
                       device=dist.use_device(spec.train.device) if dist is not None else spec.train.device)

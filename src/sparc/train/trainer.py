@@ -257,10 +257,10 @@ class Trainer:
                    desc="train", unit="step", dynamic_ncols=True)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._request_stop)
-        # torchrun stops its workers with SIGTERM: stop at a step all ranks agree on.
-        previous_term = signal.getsignal(signal.SIGTERM) if self.dist is not None else None
-        if self.dist is not None:
-            signal.signal(signal.SIGTERM, self._request_stop)
+        # SIGTERM (a scheduler; torchrun stopping its workers) stops like Ctrl-C: after
+        # the step (in a distributed run, one all ranks agree on), with a checkpoint.
+        previous_term = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._request_stop)
         t0 = time.perf_counter()
         try:
             while self.epoch < cfg.epochs and self.step_count < total and not self._stopping:
@@ -293,8 +293,7 @@ class Trainer:
             # Distributed and stopping: keep absorbing the signal's echoes until the exit.
             if self.dist is None or not self._stop_requested:
                 signal.signal(signal.SIGINT, previous)
-                if self.dist is not None:
-                    signal.signal(signal.SIGTERM, previous_term)
+                signal.signal(signal.SIGTERM, previous_term)
             bar.close()
         if self.run_dir:
             self.save_checkpoint()

@@ -260,19 +260,24 @@ def _heatmaps(ex: Explorer, out: Path, notes: list[str]) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as e:
         notes.append(f"heatmaps skipped: {ex.run / HEATMAPS} is unreadable ({e})")
         return {}
+    try:
+        entries = [(str(lat), str(stream), row_id, str(rel))
+                   for lat, streams in index.items() for stream, items in streams.items() for row_id, rel in items]
+    except (AttributeError, TypeError, ValueError):
+        notes.append(f"heatmaps skipped: {ex.run / HEATMAPS} is not an index sparc wrote "
+                     "(remake it: sparc heatmap RUN --for-report)")
+        return {}
     result: dict = {}
     (out / "heatmaps").mkdir()
     n = 0
-    for lat, streams in index.items():
-        for stream, items in streams.items():
-            for row_id, rel in items:
-                src = inside(ex.run, HEATMAPS.parent / rel, str(ex.run / HEATMAPS))
-                if not src.is_file():
-                    continue
-                n += 1
-                dest = Path("heatmaps") / f"{n}{src.suffix.lower()}"
-                shutil.copyfile(src, out / dest)
-                result.setdefault(str(lat), {}).setdefault(stream, []).append([row_id, dest.as_posix()])
+    for lat, stream, row_id, rel in entries:
+        src = inside(ex.run, HEATMAPS.parent / rel, str(ex.run / HEATMAPS))
+        if not src.is_file():
+            continue
+        n += 1
+        dest = Path("heatmaps") / f"{n}{src.suffix.lower()}"
+        shutil.copyfile(src, out / dest)
+        result.setdefault(lat, {}).setdefault(stream, []).append([row_id, dest.as_posix()])
     return result
 
 
@@ -331,6 +336,7 @@ def write_report(ex: Explorer, out: str | Path, settings: ReportSettings = Repor
     out = Path(out)
     _check_out(out, ex)
     with writing(out, "sparc report"):
+        _check_out(out, ex)  # again, now that no other writer can change it
         return _write_report(ex, out, settings, t0)
 
 
