@@ -372,3 +372,20 @@ def test_stats_remove_a_killed_writers_temporaries(world, run):
     left.write_bytes(b"half")
     ex.stats.save(directory)
     assert not left.exists() and not list(run.glob(".explore-*.lock"))
+
+
+def test_import_checkpoint_overwrite_spares_a_folder_it_did_not_make(tmp_path, capsys):
+    import torch
+
+    from sparc.model import SPARC, SPARCConfig
+    from sparc.model.reference import to_reference
+
+    torch.save(to_reference(SPARC({"a": 6, "b": 5}, SPARCConfig(n_latents=16, k=2))), tmp_path / "msae_checkpoint.pth")
+    hf = tmp_path / "hf-model"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    args = ["import-checkpoint", str(tmp_path / "msae_checkpoint.pth"), "--topk", "global", "--k", "2", "--out"]
+    assert main([*args, str(hf), "--overwrite"]) == 2
+    assert "no sparc marker" in one_line(capsys.readouterr().err)
+    assert json.loads((hf / "config.json").read_text()) == {"model_type": "clip"}
+    assert main([*args, str(tmp_path / "m")]) == 0 and main([*args, str(tmp_path / "m"), "--overwrite"]) == 0

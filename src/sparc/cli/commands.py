@@ -366,14 +366,22 @@ class ImportCheckpoint:
     """Replace an existing model at --out."""
 
     def run(self) -> None:
-        from sparc.train.run import run_exists
+        from sparc.workspace import RUN, check_replaceable, mark, writing
 
-        if run_exists(self.out) and not self.overwrite:
-            raise SparcError(f"{self.out} already holds a model; pass --overwrite to replace it")
+        out = self.out
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not self.overwrite:
+                raise SparcError(f"{out} is not empty; pass --overwrite to replace a model sparc wrote there, "
+                                 "or choose another --out")
+            check_replaceable(out, RUN, "choose another --out")  # the one ownership rule
         model = SPARC.from_reference(self.checkpoint, topk=self.topk, k=self.k, auxk=self.auxk,
                                      batch_size=self.batch_size)
-        model.save(self.out)
-        print(f"imported {self.checkpoint} → {self.out}\n{describe_model(model)}")
+        with writing(out, "sparc import-checkpoint"):
+            check_replaceable(out, RUN, "choose another --out")
+            out.mkdir(parents=True, exist_ok=True)
+            mark(out, RUN, "sparc import-checkpoint")
+            model.save(out)
+        print(f"imported {self.checkpoint} → {out}\n{describe_model(model)}")
 
 
 @dataclass
