@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Training beside other work: the bare training step quiet and beside a competing load.
+
+Each measurement is a fresh process running ``--steps`` training steps (forward,
+backward with the tables stepped in backward, the optimizer's step) of a model of
+``--size``; loaded runs start the competitor first and stop it after. Quiet and loaded
+runs are interleaved, so drift of the host moves both alike. Printed per kernel path:
+the quiet and loaded times of every run and the median and worst loaded/quiet ratios
+(the target: the worst ≤ 2.5× on 2 cores; BENCHMARKS.md).
+
+Loads:
+  matmul  a PyTorch process running bursts of 512×512 products on its threads (what a
+          notebook, an extraction or a second experiment does);
+  python  a pure-Python busy loop (one core).
+
+Usage::
+
+    python benchmarks/contention.py                          # small model, fused and pytorch
+    python benchmarks/contention.py --size paper --paths fused
+    python benchmarks/contention.py --env OMP_WAIT_POLICY=PASSIVE   # try a setting in every child
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {
+    "small": dict(dims=(96, 64, 48), n_latents=256, k=6, batch=256, steps=300),
+    "paper": dict(dims=(1024, 768, 768), n_latents=8192, k=64, batch=256, steps=12),
+}
+COMPETITORS = {
+    "matmul": "import time, torch\na = torch.randn(512, 512)\nwhile True:\n"
+              "    for _ in range(20):\n        a @ a\n    time.sleep(0.005)\n",
+    "python": "while True:\n    pass\n",
+}
+
+
+def child(size: str, path: str, steps: int) -> None:
+    """Time ``steps`` training steps in this process; print the seconds."""
+    import torch
+
+    from sparc.model import SPARC, SPARCConfig, kernels
+    from sparc.train.optim import SPARCAdam
+
+    spec = SIZES[size]
+    kernels.set_kernels(path)
+    torch.manual_seed(0)
+    dims = {f"s{i}": d for i, d in enumerate(spec["dims"])}
+    model = SPARC(dims, SPARCConfig(n_latents=spec["n_latents"], k=spec["k"]))
+    model.use_gradient_buffers()
+    opt = SPARCAdam(model, lr=1e-3, in_backward=True)
+    x = {s: torch.nn.functional.normalize(torch.randn(spec["batch"], d), dim=1) for s, d in dims.items()}
+
+    def step():
+        model(x).losses.total.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    print(f"{time.perf_counter() - t:.4f}")
+
+
+def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, str]) -> float:
+    competitor = None
+    if load is not None:
+        competitor = subprocess.Popen([sys.executable, "-c", COMPETITORS[load]])
+        time.sleep(1.0)  # let it start its threads
+    try:
+        done = subprocess.run([sys.executable, __file__, "--child", size, path, str(steps)], env={**os.environ, **env},
+                              capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    if done.returncode != 0:
+        raise SystemExit(f"the measured process failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--size", choices=tuple(SIZES), default="small")
+    p.add_argument("--paths", default="fused,pytorch", help="comma-separated kernel paths")
+    p.add_argument("--load", choices=tuple(COMPETITORS), default="matmul")
+    p.add_argument("--runs", type=int, default=3, help="quiet and loaded runs of each path, interleaved")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default: the size's)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set in every measured process (e.g. OMP_WAIT_POLICY=PASSIVE)")
+    args = p.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
+    steps = args.steps or SIZES[args.size]["steps"]
+    paths = [x.strip() for x in args.paths.split(",") if x.strip()]
+    print(f"contention: size {args.size} ({steps} steps a run), load {args.load}, {args.runs} runs, "
+          f"{os.cpu_count()} CPUs, env {env or 'as is'}")
+    for path in paths:
+        quiet, loaded = [], []
+        for _ in range(args.runs):
+            quiet.append(measure(args.size, path, steps, None, env))
+            loaded.append(measure(args.size, path, steps, args.load, env))
+        ratios = [b / statistics.median(quiet) for b in loaded]
+        print(f"{path:8s} quiet s {' '.join(f'{t:.2f}' for t in quiet)} | loaded s "
+              f"{' '.join(f'{t:.2f}' for t in loaded)} | loaded/quiet median {statistics.median(ratios):.2f}x, "
+              f"worst {max(ratios):.2f}x (target <= 2.5x)")
+
+
+if __name__ == "__main__":
+    main()
