@@ -369,15 +369,13 @@ class ImportCheckpoint:
         from sparc.workspace import RUN, check_replaceable, mark, writing
 
         out = self.out
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            if not self.overwrite:
-                raise SparcError(f"{out} is not empty; pass --overwrite to replace a model sparc wrote there, "
-                                 "or choose another --out")
-            check_replaceable(out, RUN, "choose another --out")  # the one ownership rule
         model = SPARC.from_reference(self.checkpoint, topk=self.topk, k=self.k, auxk=self.auxk,
                                      batch_size=self.batch_size)
         with writing(out, "sparc import-checkpoint"):
-            check_replaceable(out, RUN, "choose another --out")
+            if out.exists() and (not out.is_dir() or any(out.iterdir())) and not self.overwrite:
+                raise SparcError(f"{out} is not empty; pass --overwrite to replace a model sparc wrote there, "
+                                 "or choose another --out")
+            check_replaceable(out, RUN, "choose another --out")  # the one ownership rule
             out.mkdir(parents=True, exist_ok=True)
             mark(out, RUN, "sparc import-checkpoint")
             model.save(out)

@@ -137,19 +137,20 @@ def _for_report(cmd) -> None:
 
 def localize(cmd) -> None:
     """``sparc localize`` (see :class:`sparc.cli.commands.Localize`)."""
-    from sparc.localize.runs import backbone_specs
     from sparc.workspace import LOCALISATION, check_replaceable, mark, writing
 
-    check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")  # before the long work
     with writing(cmd.out, "sparc localize"):
-        check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")
+        check_replaceable(cmd.out, LOCALISATION, "choose a new or empty --out")  # before the long work
         Path(cmd.out).mkdir(parents=True, exist_ok=True)
         mark(cmd.out, LOCALISATION, "sparc localize")  # first: a killed localize leaves a folder it may reuse
-        files = _localize(cmd, backbone_specs)
+        files = _localize(cmd)
     print("wrote " + ", ".join(str(f) for f in files))
 
 
-def _localize(cmd, backbone_specs) -> list:
+def _localize(cmd) -> list:
+    """Run the chosen protocol and write its tables into ``cmd.out``; the files written."""
+    from sparc.localize.runs import backbone_specs
+
     if cmd.protocol == "coco":
         from sparc.localize.protocol_coco import CocoSettings, render_coco, run_coco, write_coco
 

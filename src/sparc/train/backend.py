@@ -58,8 +58,8 @@ class Backend:
     def use(self, device: str, *, run: str = "this run") -> None:
         """Make this process compute with this (resolved) backend, or a one-line error
         saying why it cannot here and which option continues on another path."""
-        if not self.is_resolved:  # a hand-edited record: decide now, as for a fresh run
-            return self.resolved(device).use(device, run=run)
+        if not self.is_resolved:
+            raise ValueError(f"use() needs a resolved backend, got {self}")  # callers resolve first
         try:
             kernels.set_kernels(self.kernels)
             runs = kernels.kernels_for(torch.device(device), torch.float32)

@@ -276,17 +276,16 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         recorded = RunSpec.read(run_dir)
         data = _resume_store(run_dir, recorded, store, other_store)
         train = recorded.train if lr is None else dataclasses.replace(recorded.train, lr=lr)
-        chosen = backend.over(recorded.backend) if recorded.backend is not None else backend.resolved(train.device)
-        resume, spec = False, dataclasses.replace(recorded, train=train, backend=chosen,
-                                                  store=str(data.path.resolve()), store_created=data.manifest.created)
+        resume, spec = False, dataclasses.replace(
+            recorded, train=train, backend=backend.over(_recorded_backend(recorded, backend)),
+            store=str(data.path.resolve()), store_created=data.manifest.created)
     if resume:
         recorded = RunSpec.read(run_dir)
         data = _resume_store(run_dir, recorded, store, other_store)
         spec = dataclasses.replace(recorded, store=str(data.path.resolve()), store_created=data.manifest.created)
         if lr is not None:
             spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
-        was = (recorded.backend.resolved(spec.train.device) if recorded.backend is not None
-               and not recorded.backend.is_resolved else recorded.backend or backend.resolved(spec.train.device))
+        was = _recorded_backend(recorded, backend)
         spec = dataclasses.replace(spec, backend=backend.over(was))
         spec.backend.use(spec.train.device, run=str(run_dir))
         if (change := spec.backend.describe_change(was)) is not None:
@@ -318,6 +317,13 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
     if resume:
         trainer.load_checkpoint(run_dir / CHECKPOINT_DIR)
     return Run(spec, trainer, resume, lock)
+
+
+def _recorded_backend(recorded: RunSpec, request: Backend) -> Backend:
+    """The backend ``recorded`` holds; decided now (as ``request`` would be for a fresh
+    run) when the run was recorded without one or a hand edit left ``auto`` in it."""
+    b = recorded.backend
+    return b if b is not None and b.is_resolved else (b or request).resolved(recorded.train.device)
 
 
 def _trainer(spec: RunSpec, store: FeatureStore, model: SPARC, run_dir: Path | None,

@@ -24,7 +24,7 @@ from sparc.jsonio import to_json
 from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark, writing
 
 REPORT_JSON = "report.json"
-"""Marks a folder as a sparc report (so writing over it is allowed) and records what it shows."""
+"""What the report shows and what it took (its ownership is the workspace marker's)."""
 HEATMAPS = Path("heatmaps") / "index.json"
 """Where a run keeps its per-latent heatmaps (relative to the run directory)."""
 HERE = Path(__file__).parent
@@ -94,12 +94,6 @@ class ReportInfo:
     def summary(self) -> str:
         return (f"report: {self.index} ({self.bytes / 1e6:.1f} MB in {self.files} files, {self.rows:,} rows, "
                 f"{self.thumbnails:,} thumbnails, {self.seconds:.0f} s); open it in a browser")
-
-
-def _check_out(out: Path, ex: Explorer) -> None:
-    inputs = [ex.store.path] + ([ex.run] if ex.run is not None else [])
-    check_not_input(out, inputs)
-    check_replaceable(out, REPORT, "choose a new or empty --out")
 
 
 def _r(x: float, digits: int = 4) -> float | None:
@@ -334,9 +328,11 @@ def write_report(ex: Explorer, out: str | Path, settings: ReportSettings = Repor
     replacing an earlier report there (never another folder)."""
     t0 = time.perf_counter()
     out = Path(out)
-    _check_out(out, ex)
+    # Not an input (before the lock, whose clean-up would reach into it), then sparc's
+    # own report or nothing, checked while no other writer can change it.
+    check_not_input(out, [ex.store.path] + ([ex.run] if ex.run is not None else []))
     with writing(out, "sparc report"):
-        _check_out(out, ex)  # again, now that no other writer can change it
+        check_replaceable(out, REPORT, "choose a new or empty --out")
         return _write_report(ex, out, settings, t0)
 
 
