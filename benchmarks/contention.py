@@ -46,20 +46,21 @@ def child(size: str, path: str, steps: int) -> None:
     """Time ``steps`` training steps in this process; print the seconds."""
     import torch
 
-    from sparc.model import SPARC, SPARCConfig, kernels
+    from sparc.model import SPARC, SPARCConfig
+    from sparc.model.engine import StepEngine
     from sparc.train.optim import SPARCAdam
 
     spec = SIZES[size]
-    kernels.set_kernels(path)
     torch.manual_seed(0)
     dims = {f"s{i}": d for i, d in enumerate(spec["dims"])}
     model = SPARC(dims, SPARCConfig(n_latents=spec["n_latents"], k=spec["k"]))
-    model.use_gradient_buffers()
-    opt = SPARCAdam(model, lr=1e-3, in_backward=True)
+    model.use_kernels(path)
+    engine = StepEngine(model)  # as the trainer's (one process)
+    opt = SPARCAdam(model, lr=1e-3, engine=engine, in_backward=True)
     x = {s: torch.nn.functional.normalize(torch.randn(spec["batch"], d), dim=1) for s, d in dims.items()}
 
     def step():
-        model(x).losses.total.backward()
+        model(x, engine=engine).losses.total.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 

@@ -68,17 +68,18 @@ import time, statistics, torch, torch.nn.functional as F
 from sparc.process import keep_freed_memory
 keep_freed_memory()
 from sparc.model import SPARC, SPARCConfig
+from sparc.model.engine import StepEngine
 from sparc.train.optim import SPARCAdam
 torch.manual_seed(0)
 dims = {DIMS!r}
 m = SPARC(dims, SPARCConfig()).train()
-m.use_gradient_buffers()
-opt = SPARCAdam(m, lr=1e-4, in_backward=True)  # as the trainer (one process)
+engine = StepEngine(m)
+opt = SPARCAdam(m, lr=1e-4, engine=engine, in_backward=True)  # as the trainer (one process)
 x = {{s: F.normalize(torch.randn({args.batch_size}, d), dim=1) for s, d in dims.items()}}
 times = []
 for i in range({args.warmup} + {steps}):
     t = time.perf_counter()
-    m(x).losses.total.backward()
+    m(x, engine=engine).losses.total.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     times.append(time.perf_counter() - t)

@@ -198,13 +198,12 @@ def anon_huge_pages_mib() -> float | None:
 def default_paths(torch, device) -> list[str]:
     """Every sparc path that can run on ``device``, each with and without the certified
     bf16 selection where bf16 products are fast there."""
-    from sparc.model import certified
-    from sparc.model import kernels as K
+    from sparc.model import certified, kernels
 
-    fast = K.kernels_for(device, torch.float32)
+    fast = kernels.resolve("auto", device, torch.float32)
     paths = ["pytorch"] if fast == "pytorch" else ["pytorch", fast]
     probe = torch.empty(1, device=device)
-    if certified._bf16_fast(probe.device.type):
+    if certified.resolve("auto", probe.device.type) == "on":
         paths.append(f"{paths[-1]}+bf16")
     return paths
 
@@ -347,22 +346,21 @@ def main(argv=None) -> int:
     print()
 
     # ---- (a) sparc, one contender per kernel path, each with its own copy of the model
-    from sparc.model import certified
-    from sparc.model import kernels as K
+    from sparc.model.engine import StepEngine
     from sparc.train.optim import SPARCAdam
 
     def sparc_contender(path: str):
+        # Each contender its own model on its own path, with its own training engine.
         m = SPARC(streams, cfg, device=device, dtype=dtype).train()
         m.load_state_dict(model.state_dict())
-        m.use_gradient_buffers()
+        m.use_kernels(path.split("+")[0])
+        engine = StepEngine(m, bf16_select="on" if path.endswith("+bf16") else "off")
         # The trainer's optimizer: Adam + the decoder constraint, the tables stepped in backward.
-        opt = SPARCAdam(m, lr=1e-4, in_backward=True)
+        opt = SPARCAdam(m, lr=1e-4, engine=engine, in_backward=True)
 
         def step():
-            K.set_kernels(path.split("+")[0])
-            certified.set_bf16_selection("on" if path.endswith("+bf16") else "off")
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast):
-                out = m(batch)
+                out = m(batch, engine=engine)
             out.losses.total.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -41,19 +41,26 @@ needs_numba = pytest.mark.skipif(not _numba_installed(), reason="numba is not in
 
 @pytest.fixture(params=["pytorch", pytest.param("fused", marks=needs_numba),
                         pytest.param("fused+buffers", marks=needs_numba)])
-def kernel_path(request):
+def kernel_path(request, monkeypatch):
     """Every kernel path in turn: the PyTorch kernels, the fused (numba) kernels, and the
-    fused kernels writing the weight gradients into persistent buffers (tests call
-    :func:`use_path` on their models for the last)."""
-    from sparc.model import kernels
-
-    kernels.set_kernels(request.param.split("+")[0])
-    yield request.param
-    kernels.set_kernels("auto")
+    fused kernels writing the weight gradients into persistent buffers (a training
+    engine's; tests call :func:`use_path` on their models for it). The path is the
+    default of the models a test builds (``SPARC_KERNELS``, which only supplies defaults)."""
+    monkeypatch.setenv("SPARC_KERNELS", request.param.split("+")[0])
+    return request.param
 
 
 def use_path(model, kernel_path: str):
-    """Switch ``model`` to the gradient buffers when the path asks for them."""
-    if kernel_path.endswith("+buffers"):
-        model.use_gradient_buffers()
-    return model
+    """``model`` on the path, and the training engine to pass to its forward (None unless
+    the path asks for gradient buffers)."""
+    from sparc.model.engine import StepEngine
+
+    model.use_kernels(kernel_path.split("+")[0])
+    return StepEngine(model) if kernel_path.endswith("+buffers") else None
+
+
+def kernels_of(kernel_path: str):
+    """The kernels of ``kernel_path`` for CPU weights."""
+    from sparc.model import kernels
+
+    return kernels.kernels_for("cpu", torch.float32, kernel_path.split("+")[0])

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparc.model import SPARC, SPARCConfig, certified
+from sparc.model import SPARC, SPARCConfig
+from sparc.model.engine import StepEngine
 
 from .conftest import use_path
 
@@ -21,24 +22,18 @@ def model_and_batch(topk, seed=0):
     return m, {s: F.normalize(torch.randn(32, d, generator=g), dim=1) for s, d in DIMS.items()}
 
 
-@pytest.fixture(autouse=True)
-def _selection_reset():
-    yield
-    certified.set_bf16_selection("auto")
-
-
 @pytest.mark.parametrize("topk", ["global", "local"])
 @pytest.mark.parametrize("selection", ["off", "on"])
 def test_bf16_products_float32_losses_and_gradients(topk, selection, kernel_path):
-    certified.set_bf16_selection(selection)
     m, x = model_and_batch(topk)
-    use_path(m, kernel_path)
-    ref = m(x).losses.total.detach()
+    engine = use_path(m, kernel_path) or StepEngine(m, gradient_buffers=False)
+    engine.bf16_select = selection
+    ref = m(x, engine=engine).losses.total.detach()
     m.samples_since_fired.zero_()
     m.samples_since_fired[:, ::3] = 10  # AuxK on, as in the reference run
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert m.logits(x).logits.dtype == torch.bfloat16
-        out = m(x)
+        out = m(x, engine=engine)
     out.losses.total.backward()
     assert out.losses.total.dtype == torch.float32
     assert all(c.values.dtype == torch.float32 for c in out.codes.values())
@@ -49,25 +44,25 @@ def test_bf16_products_float32_losses_and_gradients(topk, selection, kernel_path
 
 
 def test_certified_selection_ignores_autocast():
-    certified.set_bf16_selection("on")
     m, x = model_and_batch("global")
+    engine = StepEngine(m, bf16_select="on")
     m.eval()
-    plain = m(x)
+    plain = m(x, engine=engine)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        cast = m(x)
+        cast = m(x, engine=engine)
     for s in DIMS:
         assert torch.equal(plain.codes[s].indices, cast.codes[s].indices)
         torch.testing.assert_close(plain.codes[s].values, cast.codes[s].values)
 
 
 def test_certified_fallback_rows_stay_float32_under_autocast():
-    certified.set_bf16_selection("on")
     m, x = model_and_batch("global", seed=3)
+    engine = StepEngine(m, bf16_select="on")
     m.eval()
-    plain = m(x)
-    m._extra.m = 0  # no extra candidates in either round: most rows fall back to the float32 product
+    plain = m(x, engine=engine)
+    engine.candidates.m = 0  # no extra candidates in either round: most rows fall back to the float32 product
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        cast = m(x)
-    assert m.certified_stats[0] < m.certified_stats[1]
+        cast = m(x, engine=engine)
+    assert engine.certified_stats[0] < engine.certified_stats[1]
     for s in DIMS:
         assert torch.equal(plain.codes[s].indices, cast.codes[s].indices)

@@ -10,18 +10,25 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparc.model import SPARC, SPARCConfig, certified
-from sparc.model import kernels as K
+from sparc.model import SPARC, SPARCConfig, certified, kernels
+from sparc.model.engine import StepEngine
 
 from .conftest import needs_numba, use_path
 
 DIMS = {"a": 48, "b": 32, "c": 40}
 
 
-@pytest.fixture(autouse=True)
-def _selection_reset():
-    yield
-    certified.set_bf16_selection("auto")
+def K():
+    """The kernels of the path under test (the kernel_path fixture sets the default)."""
+    return kernels.kernels_for("cpu", torch.float32)
+
+
+def certifying(m, extra: int | None = None) -> StepEngine:
+    """A training engine of ``m`` with the certified selection on (``extra`` candidates)."""
+    engine = StepEngine(m, bf16_select="on", gradient_buffers=False)
+    if extra is not None:
+        engine.candidates.m = extra
+    return engine
 
 
 def model_and_batch(L=512, k=8, B=64, seed=0, **cfg):
@@ -35,12 +42,11 @@ def model_and_batch(L=512, k=8, B=64, seed=0, **cfg):
     return m, x
 
 
-def both_ways(m, x):
-    """(forward with float32 selection, forward with the certified selection)."""
-    certified.set_bf16_selection("off")
-    ref = m(x)
-    certified.set_bf16_selection("on")
-    got = m(x)
+def both_ways(m, x, engine=None):
+    """(forward with float32 selection, forward with the certified selection of
+    ``engine``, default a fresh one)."""
+    ref = m(x, engine=StepEngine(m, bf16_select="off"))
+    got = m(x, engine=engine or certifying(m))
     return ref, got
 
 
@@ -55,20 +61,21 @@ def assert_same_selection(ref, got):
 def test_random_models_choose_what_float32_chooses(seed, kernel_path):
     m, x = model_and_batch(seed=seed)
     m.eval()
-    ref, got = both_ways(m, x)
+    engine = certifying(m)
+    ref, got = both_ways(m, x, engine)
     assert_same_selection(ref, got)
-    assert m.certified_stats[1] == 64
+    assert engine.certified_stats[1] == 64
 
 
 def test_too_few_candidates_fall_back_to_float32_and_stay_exact():
     m, x = model_and_batch(seed=3)
     m.eval()
-    m._extra.m = 1  # nearly every row's certificate fails
-    ref, got = both_ways(m, x)
+    engine = certifying(m, extra=1)  # nearly every row's certificate fails
+    ref, got = both_ways(m, x, engine)
     assert_same_selection(ref, got)
-    certified_rows, rows = m.certified_stats
+    certified_rows, rows = engine.certified_stats
     assert rows == 64 and certified_rows < rows, "no row fell back: the fallback path was not exercised"
-    assert m._extra.m > 1, "the candidates were not widened after many fallbacks"
+    assert engine.candidates.m > 1, "the candidates were not widened after many fallbacks"
 
 
 def test_a_rows_values_do_not_depend_on_falling_back(kernel_path):
@@ -77,13 +84,12 @@ def test_a_rows_values_do_not_depend_on_falling_back(kernel_path):
     m, x = model_and_batch(seed=3)
     m.eval()
     use_path(m, kernel_path)
-    certified.set_bf16_selection("on")
-    m._extra.m = m.n_latents  # every latent a candidate: every row certified
-    wide = m(x)
-    assert m.certified_stats == (64, 64)
-    m._extra.m = 0  # no extra candidates in either round: nearly every row falls back
-    narrow = m(x)
-    assert m.certified_stats[0] < 128, "no row fell back: the fallback path was not exercised"
+    engine = certifying(m, extra=m.n_latents)  # every latent a candidate: every row certified
+    wide = m(x, engine=engine)
+    assert engine.certified_stats == (64, 64)
+    engine.candidates.m = 0  # no extra candidates in either round: nearly every row falls back
+    narrow = m(x, engine=engine)
+    assert engine.certified_stats[0] < 128, "no row fell back: the fallback path was not exercised"
     for s in DIMS:
         assert torch.equal(wide.codes[s].indices, narrow.codes[s].indices)
         assert torch.equal(wide.codes[s].values, narrow.codes[s].values)
@@ -92,10 +98,10 @@ def test_a_rows_values_do_not_depend_on_falling_back(kernel_path):
 def test_every_row_certified_with_enough_candidates():
     m, x = model_and_batch(seed=4)
     m.eval()
-    m._extra.m = 200
-    ref, got = both_ways(m, x)
+    engine = certifying(m, extra=200)
+    ref, got = both_ways(m, x, engine)
     assert_same_selection(ref, got)
-    assert m.certified_stats == (64, 64)
+    assert engine.certified_stats == (64, 64)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -109,10 +115,10 @@ def test_few_candidates_and_large_biases_stay_exact(seed, b_std):
     with torch.no_grad():
         m.b_lat.normal_(0, b_std)
     m.eval()
-    m._extra.m = 6
-    ref, got = both_ways(m, x)
+    engine = certifying(m, extra=6)
+    ref, got = both_ways(m, x, engine)
     assert_same_selection(ref, got)
-    assert m.certified_stats[0] > 0, "no row certified: the bound was not exercised"
+    assert engine.certified_stats[0] > 0, "no row certified: the bound was not exercised"
 
 
 @pytest.mark.parametrize("gap", [3e-4, 3e-3])
@@ -141,11 +147,11 @@ def test_training_step_gradients_and_counters_match(kernel_path):
     counters = []
     for mode in ("off", "on"):
         m, x = model_and_batch(seed=6, auxk=8, dead_after_samples=10)
-        use_path(m, kernel_path)
+        engine = use_path(m, kernel_path) or StepEngine(m, gradient_buffers=False)
+        engine.bf16_select = mode
         m.samples_since_fired[:, :40] = 100  # 40 dead latents per stream: AuxK runs
         m.train()
-        certified.set_bf16_selection(mode)
-        out = m(x)
+        out = m(x, engine=engine)
         assert all(v > 0 for v in out.losses.auxk.values())
         out.losses.total.backward()
         grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
@@ -157,8 +163,8 @@ def test_training_step_gradients_and_counters_match(kernel_path):
 
 def test_shadow_is_round_to_nearest_with_true_norms():
     m, _ = model_and_batch(seed=7)
-    bounds = m._bounds()
-    sh = certified.shadow_of(m.W_enc, bounds, None)
+    bounds = m.block_bounds
+    sh = certified.shadow_of(m.W_enc, bounds, None, K())
     assert torch.equal(sh.W16, m.W_enc.detach().bfloat16())
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         W = m.W_enc.detach()[:, a:b].double()
@@ -167,24 +173,26 @@ def test_shadow_is_round_to_nearest_with_true_norms():
         assert (sh.wn[i] >= wn).all() and (sh.wn[i] <= wn * 1.002 + 1e-12).all()
         assert (sh.dwn[i] >= dwn).all() and (sh.dwn[i] <= dwn * 1.002 + 1e-12).all()
     # The cache follows in-place updates.
-    assert certified.shadow_of(m.W_enc, bounds, sh) is sh
+    assert certified.shadow_of(m.W_enc, bounds, sh, K()) is sh
     with torch.no_grad():
         m.W_enc.mul_(2)
-    assert certified.shadow_of(m.W_enc, bounds, sh) is not sh
+    assert certified.shadow_of(m.W_enc, bounds, sh, K()) is not sh
 
 
 def test_not_used_where_it_cannot_serve():
     m, x = model_and_batch(seed=8)
-    certified.set_bf16_selection("on")
+    engine = certifying(m)
     m.eval()
-    m({s: x[s] for s in ("a", "c")})  # a subset of streams: float32 selection
-    assert m.certified_stats == (0, 0)
+    m({s: x[s] for s in ("a", "c")}, engine=engine)  # a subset of streams: float32 selection
+    m(x)  # no engine: float32 selection
+    assert engine.certified_stats == (0, 0)
+    m(x, engine=engine)
+    assert engine.certified_stats == (64, 64)
     m64 = SPARC(DIMS, SPARCConfig(n_latents=64, k=4), dtype=torch.float64)
-    assert not certified.enabled_for(m64.W_enc)
-    certified.set_bf16_selection("off")
-    assert not certified.enabled_for(m.W_enc)
+    assert not certifying(m64).certifies
+    assert not StepEngine(m, bf16_select="off").certifies
     with pytest.raises(Exception, match="must be one of"):
-        certified.set_bf16_selection("fast")
+        StepEngine(m, bf16_select="fast")
 
 
 @pytest.mark.parametrize("L,D", [(50, 12), (5, 43)])  # few or many entries per latent
@@ -195,7 +203,7 @@ def test_stream_dots_equal_gathered_products(kernel_path, L, D):
     idx = torch.randint(0, L, (6, 7), generator=g)
     bounds = [0, 5, 9, D]
     bias = torch.randn(len(bounds) - 1, L, generator=g)
-    got, got_b = K.stream_dots(idx, U, W, bounds), K.stream_dots(idx, U, W, bounds, bias)
+    got, got_b = K().stream_dots(idx, U, W, bounds), K().stream_dots(idx, U, W, bounds, bias)
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         want = (W[idx][..., a:b] * U[:, None, a:b]).sum(-1)
         torch.testing.assert_close(got[s], want)
@@ -233,13 +241,10 @@ def test_fused_stream_dots_sum_in_one_fixed_order(dims, L, B, n, seed, double):
     U = torch.randn(B, bounds[-1], generator=g, dtype=dtype)
     bias = torch.randn(len(dims), L, generator=g, dtype=dtype)
     idx = torch.randint(0, L, (B, n), generator=g)
-    K.set_kernels("fused")
-    try:
-        got = K.stream_dots(idx, U, W, bounds, bias)
-        alone = torch.stack([K.stream_dots(idx[b : b + 1, j : j + 1], U[b : b + 1], W, bounds, bias)[:, 0, 0]
-                             for b in range(B) for j in range(n)], 1).view(len(dims), B, n)
-    finally:
-        K.set_kernels("auto")
+    fused = kernels.kernels_for("cpu", dtype, "fused")
+    got = fused.stream_dots(idx, U, W, bounds, bias)
+    alone = torch.stack([fused.stream_dots(idx[b : b + 1, j : j + 1], U[b : b + 1], W, bounds, bias)[:, 0, 0]
+                         for b in range(B) for j in range(n)], 1).view(len(dims), B, n)
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         want = lane_order_dot(W[idx][..., a:b], U[:, None, a:b].expand(B, n, b - a)) + bias[s, idx]
         assert torch.equal(got[s], want), f"stream {s} of widths {dims}"
@@ -271,13 +276,9 @@ def test_top_candidates_are_the_largest(B, L, frac, levels, seed, signed_zero):
     bias = torch.where(torch.rand(L, generator=g) < 0.5, 0.0, torch.randn(L, generator=g) * 0.01)
     want_z, want_least, want_max = _by_hand_candidates(Z16, bias, n)
     for path in ("pytorch", "fused"):
-        if path == "fused" and not K.kernels_for("cpu", torch.float32) == "fused":
+        if kernels.resolve(path, "cpu", torch.float32) != path:
             continue
-        K.set_kernels(path)
-        try:
-            cand, least, amax = K.top_candidates(Z16, bias, n)
-        finally:
-            K.set_kernels("auto")
+        cand, least, amax = kernels.implementation(path).top_candidates(Z16, bias, n)
         assert cand.shape == (B, n) and all(len(set(r.tolist())) == n for r in cand)
         z = (Z16.float() + bias).gather(1, cand)
         assert torch.equal(z.sort(dim=1).values, want_z), path
@@ -286,7 +287,7 @@ def test_top_candidates_are_the_largest(B, L, frac, levels, seed, signed_zero):
 
 def test_top_candidates_carry_nan(kernel_path):
     Z16 = torch.tensor([[1.0, float("nan"), -3.0, 2.0]]).bfloat16()
-    _, _, amax = K.top_candidates(Z16, torch.zeros(4), 2)
+    _, _, amax = K().top_candidates(Z16, torch.zeros(4), 2)
     assert amax.isnan().all()
 
 
@@ -295,7 +296,7 @@ def _one_candidate(u, W, b=None):
     W, u = W.float(), u.float()[None]
     b_lat = torch.zeros(1, W.shape[0]) if b is None else b[None].float()
     bounds = [0, W.shape[1]]
-    return certified.global_topk(u, W, b_lat, bounds, 1, 0, certified.shadow_of(W, bounds, None))
+    return certified.global_topk(u, W, b_lat, bounds, 1, 0, certified.shadow_of(W, bounds, None, K()), K())
 
 
 def test_certificate_holds_when_rounding_errors_align_with_the_input(kernel_path):
@@ -358,16 +359,15 @@ def test_rows_the_first_round_misses_are_certified_by_the_second(kernel_path):
     m.eval()
     use_path(m, kernel_path)
     u = (torch.cat([x[s] for s in DIMS], 1) - m.b_pre).detach().contiguous()
-    bounds = m._bounds()
-    shadow = certified.shadow_of(m.W_enc, bounds, None)
+    bounds = m.block_bounds
+    shadow = certified.shadow_of(m.W_enc, bounds, None, K())
     found = False
     for extra in (1, 2, 3, 4, 6, 8):
-        sel = certified.global_topk(u, m.W_enc.detach(), m.b_lat.detach(), bounds, m.cfg.k, extra, shadow)
+        sel = certified.global_topk(u, m.W_enc.detach(), m.b_lat.detach(), bounds, m.cfg.k, extra, shadow, K())
         if sel.n_retried > 0 and sel.n_fallback == 0:
             found = True
             break
     assert found, "no m left rows to the second round alone"
-    certified.set_bf16_selection("off")
     ref = m(x)
     for j, s in enumerate(DIMS):
         assert torch.equal(ref.codes[s].indices.sort(1).values, sel.idx.sort(1).values)
@@ -385,12 +385,13 @@ def test_a_row_no_candidate_set_certifies_does_not_widen_for_good():
         m.b_lat.zero_()
         for s, v in x.items():
             v[0] = m.b_pre[m.cols[m.stream_index(s)]]
-    start = m._extra.m
-    ref, got = both_ways(m, x)
+    engine = certifying(m)
+    start = engine.candidates.m
+    ref, got = both_ways(m, x, engine)
     for _ in range(6):
-        got = m(x)
+        got = m(x, engine=engine)
     assert_same_selection(ref, got)
-    assert m._extra.m == start
+    assert engine.candidates.m == start
 
 
 def test_certificate_holds_when_the_bias_bound_decides(kernel_path):

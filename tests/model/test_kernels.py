@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from sparc.model import kernels as K
-from sparc.model.kernels import SelectLogits, uniform_crow
+from sparc.model import kernels
+from sparc.model.kernels import uniform_crow
+from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
 
 from ._util import assert_close
 
@@ -18,21 +19,26 @@ from ._util import assert_close
 pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
+def K():
+    """The kernels of the path under test (the fixture sets the models' default)."""
+    return kernels.kernels_for("cpu", torch.float32)
+
+
 # The kernels take CSR rows (crow, col, val); most cases here have k entries per row.
 def spmm(idx, val, W):
-    return K.spmm(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), W)
+    return K().spmm(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), W)
 
 
 def sddmm(idx, A, W):
-    return K.sddmm(uniform_crow(*idx.shape), idx.reshape(-1), A, W).view(idx.shape)
+    return K().sddmm(uniform_crow(*idx.shape), idx.reshape(-1), A, W).view(idx.shape)
 
 
 def spmm_t(idx, val, A, L):
-    return K.spmm_t(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), A, L)
+    return K().spmm_t(uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1), A, L)
 
 
 def decode_selected(W, idx, val):
-    return K.DecodeSelected.apply(W, uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1))
+    return DecodeSelected.apply(K(), W, uniform_crow(*idx.shape), idx.reshape(-1), val.reshape(-1))
 
 TOL = {
     torch.float64: dict(atol=1e-12, rtol=1e-12),
@@ -165,11 +171,11 @@ def test_kernels_on_rows_of_different_lengths():
     A = torch.randn(3, 3, dtype=torch.float64)
     rows = torch.tensor([0, 0, 0, 2, 2])
     dense = torch.zeros(3, 6, dtype=torch.float64).index_put_((rows, col), val, accumulate=True)
-    assert_close(K.spmm(crow, col, val, W), dense @ W)
-    assert_close(K.spmm_t(crow, col, val, A, 6), dense.t() @ A)
-    assert_close(K.sddmm(crow, col, A, W), (A @ W.t())[rows, col])
+    assert_close(K().spmm(crow, col, val, W), dense @ W)
+    assert_close(K().spmm_t(crow, col, val, A, 6), dense.t() @ A)
+    assert_close(K().sddmm(crow, col, A, W), (A @ W.t())[rows, col])
     Wg, vg = W.clone().requires_grad_(), val.clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda W, v: K.DecodeSelected.apply(W, crow, col, v), (Wg, vg))
+    assert torch.autograd.gradcheck(lambda W, v: DecodeSelected.apply(K(), W, crow, col, v), (Wg, vg))
 
 
 # ---------------------------------------------------------------------------- gradcheck
@@ -198,7 +204,7 @@ def select_logits_fn(x_bd, idx_sbk, stream_ids, cols):
             logits = torch.stack([
                 (x[:, col] - b_pre[col]) @ W[:, col].t() + b_lat[i] for i, col in zip(stream_ids, cols)
             ])
-        return SelectLogits.apply(W, b_pre, b_lat, x, logits.gather(2, idx_sbk), idx_sbk, stream_ids, cols, None)
+        return SelectLogits.apply(K(), W, b_pre, b_lat, x, logits.gather(2, idx_sbk), idx_sbk, stream_ids, cols, None)
 
     return f
 
@@ -256,11 +262,11 @@ def test_shared_rows_decode_and_gather_like_separate_rows(n, G, k, L, D):
     val[3] = 0.0  # a zero value is skipped, not mis-read
     W = torch.randn(L, D, generator=g, dtype=torch.float64)
     A = torch.randn(2 * n * G, D, generator=g, dtype=torch.float64)
-    assert_close(K.spmm(crow, col, val, W, shared=(n, G)), K.spmm(crow, col, val, W))
-    assert_close(K.sddmm(crow, col, A, W, shared=(n, G)), K.sddmm(crow, col, A, W))
+    assert_close(K().spmm(crow, col, val, W, shared=(n, G)), K().spmm(crow, col, val, W))
+    assert_close(K().sddmm(crow, col, A, W, shared=(n, G)), K().sddmm(crow, col, A, W))
     rows = torch.repeat_interleave(torch.arange(2 * n * G), crow.diff())
     dense = torch.zeros(2 * n * G, L, dtype=torch.float64).index_put_((rows, col), val, accumulate=True)
-    assert_close(K.spmm(crow, col, val, W, shared=(n, G)), dense @ W)
+    assert_close(K().spmm(crow, col, val, W, shared=(n, G)), dense @ W)
 
 
 @pytest.mark.parametrize("R,k,L,D", [(6, 2, 9, 7), (40, 6, 8, 13)])  # the second: long buckets, mixed columns
@@ -280,11 +286,11 @@ def test_spmm_t_reads_chosen_rows_and_columns_into_a_given_buffer(R, k, L, D):
         table[r, hi[r]:] = 0
     want = dense_codes(idx, val, L).t() @ table
     crow, col = uniform_crow(R, k), idx.reshape(-1)
-    assert_close(K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi), want)
+    assert_close(K().spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi), want)
     out = torch.full((L, D), 7.0, dtype=torch.float64)
-    assert K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out) is out
+    assert K().spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out) is out
     assert_close(out, want)
-    K.spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out, accumulate=True)
+    K().spmm_t(crow, col, val.reshape(-1), A, L, arow=arow, lo=lo, hi=hi, out=out, accumulate=True)
     assert_close(out, 2 * want)
 
 
@@ -296,12 +302,12 @@ def test_decoder_constraint_rows(dtype):
     W[2, 3:5] = 0  # a zero block stays zero (no division by zero)
     G = torch.randn(6, 9, generator=g, dtype=dtype)
     Wn = W.clone()
-    K.normalize_rows_(Wn, bounds)
+    K().normalize_rows_(Wn, bounds)
     for a, b in zip(bounds[:-1], bounds[1:]):
         norms = W[:, a:b].norm(dim=1, keepdim=True)
         assert_close(Wn[:, a:b], torch.where(norms > 0, W[:, a:b] / norms.clamp_min(1e-30), 0), **TOL[dtype])
     Gp = G.clone()
-    K.remove_parallel_(Wn, Gp, bounds)
+    K().remove_parallel_(Wn, Gp, bounds)
     for a, b in zip(bounds[:-1], bounds[1:]):
         w = Wn[:, a:b]
         want = G[:, a:b] - (w * G[:, a:b]).sum(1, keepdim=True) * w
@@ -310,51 +316,69 @@ def test_decoder_constraint_rows(dtype):
 
 
 def test_gradient_buffers_become_grad_and_accumulate(kernel_path):
-    """With gradient buffers, W.grad is the same tensor step after step (no allocation),
-    holds the gradient the functional path returns, and a second backward adds to it."""
+    """With a training engine's gradient buffers, W.grad is the same tensor step after
+    step (no allocation), holds the gradient the functional path returns, and a second
+    backward adds to it."""
+    from sparc.model.engine import StepEngine
+
     from ._util import make_inputs, make_model
 
     ref = make_model(n_latents=16, k=3)
     x = make_inputs(ref, 5)
     ref(x).losses.total.backward()
     model = make_model(n_latents=16, k=3)
-    model.use_gradient_buffers()
+    engine = StepEngine(model, bf16_select="off", gradient_buffers=True)
     seen = []
     for _ in range(2):
         model.zero_grad(set_to_none=True)
-        model(x).losses.total.backward()
+        model(x, engine=engine).losses.total.backward()
         seen.append(model.W_dec.grad.data_ptr())
         assert_close(model.W_dec.grad, ref.W_dec.grad)
         assert_close(model.W_enc.grad, ref.W_enc.grad)
     if kernel_path != "pytorch":
         assert seen[0] == seen[1]
-    model(x).losses.total.backward()  # no zero_grad: accumulates
+    else:
+        assert engine.grad_buffer("W_dec") is None  # no saving there: PyTorch allocates anyway
+    model(x, engine=engine).losses.total.backward()  # no zero_grad: accumulates
     assert_close(model.W_enc.grad, 2 * ref.W_enc.grad)
     assert_close(model.W_dec.grad, 2 * ref.W_dec.grad)
 
 
-def test_kernel_choice_and_fallback(monkeypatch, capsys):
+def test_kernel_choice_and_fallback():
     """CPU float32/64 get the fused kernels; other dtypes the PyTorch ones; a numba that
     cannot load gives a one-line notice and the PyTorch kernels — or, forced, an error."""
+    import os
+    import subprocess
+
     from sparc.errors import SparcError
 
-    monkeypatch.setattr(K, "_numba", None)
-    K.set_kernels("pytorch")
-    assert K.kernels_for("cpu", torch.float32) == "pytorch"
-    K.set_kernels("auto")
-    assert K.kernels_for("cpu", torch.bfloat16) == "pytorch"
-    assert K.kernels_for("meta", torch.float32) == "pytorch"
-    # As if numba were not installed: importing the fused kernels fails.
-    monkeypatch.setitem(sys.modules, "sparc.model.kernels.numba_cpu", None)
-    assert K.kernels_for("cpu", torch.float32) == "pytorch"
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fused CPU kernels unavailable" in err[0] and "pip install numba" in err[0]
-    idx, val, W, _ = sparse_case()
-    assert_close(spmm(idx, val, W), dense_codes(idx, val, W.shape[0]) @ W)  # still computes
-    with pytest.raises(SparcError, match="pip install numba"):
-        K.set_kernels("fused")
+    assert kernels.resolve("pytorch", "cpu", torch.float32) == "pytorch"
+    assert kernels.resolve("auto", "cpu", torch.bfloat16) == "pytorch"
+    assert kernels.resolve("auto", "meta", torch.float32) == "pytorch"
     with pytest.raises(SparcError, match="must be one of"):
-        K.set_kernels("fast")
+        kernels.resolve("fast", "cpu", torch.float32)
+    # As if numba were not installed: a fresh process in which importing it fails.
+    code = """
+import sys
+sys.modules["numba"] = None
+import torch
+from sparc.errors import SparcError
+from sparc.model import SPARC, SPARCConfig, kernels
+assert kernels.resolve("auto", "cpu", torch.float32) == "pytorch"
+m = SPARC({"a": 4}, SPARCConfig(n_latents=8, k=2))
+assert m.kernels.name == "pytorch"
+m({"a": torch.randn(3, 4)}).losses.total.backward()  # still computes
+try:
+    m.use_kernels("fused")
+except SparcError as e:
+    print("refused:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "SPARC_KERNELS": "auto"}, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 0, r.stderr
+    assert len(err) == 1 and "fused CPU kernels unavailable" in err[0] and "pip install numba" in err[0]
+    assert r.stdout.startswith("refused: the fused CPU kernels cannot run here") and "pip install numba" in r.stdout
 
 
 @pytest.mark.parametrize("n,G,k,L,D", [(2, 3, 2, 10, 7), (3, 8, 7, 9, 37)])
@@ -372,7 +396,7 @@ def test_rows_decoded_in_their_own_columns_and_their_gradients(n, G, k, L, D):
     rows = torch.repeat_interleave(torch.arange(R), crow.diff())
     val = torch.randn(col.numel(), generator=g, dtype=torch.float64, requires_grad=True)
     W = torch.randn(L, D, generator=g, dtype=torch.float64, requires_grad=True)
-    out = K.DecodeSelected.apply(W, crow, col, val, (n, G), None, lo, hi)
+    out = DecodeSelected.apply(K(), W, crow, col, val, (n, G), None, lo, hi)
     dense = torch.zeros(R, L, dtype=torch.float64).index_put((rows, col), val, accumulate=True)
     want = (dense @ W) * mask
     assert_close(out, want.detach())
@@ -393,12 +417,12 @@ def test_block_sse_values_and_gradients(cols, kernel_path):
     M = torch.randn(n * B, D, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(D, generator=g, dtype=torch.float64, requires_grad=True)
     X = torch.randn(B, D, generator=g, dtype=torch.float64, requires_grad=True)
-    num, den = K.block_sse(M, b, X, n, cols)
+    num, den = K().block_sse(M, b, X, n, cols)
     res = M.view(n, B, D) + b - X
     for t, col in enumerate(cols):
         assert_close(num[:, :, t], (res[:, :, col] ** 2).sum(-1))
         assert_close(den[:, t], (X[:, col] ** 2).sum(-1))
-    assert torch.autograd.gradcheck(lambda M, b, X: K.block_sse(M, b, X, n, cols), (M, b, X))
+    assert torch.autograd.gradcheck(lambda M, b, X: K().block_sse(M, b, X, n, cols), (M, b, X))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -411,7 +435,7 @@ def test_block_row_sum(dtype, L, kernel_path):
     W = torch.randn(L, D, generator=g, dtype=dtype)
     coef = torch.randn(2, L, generator=g, dtype=dtype)
     coef[0, ::3] = 0
-    out = K.block_row_sum(W, coef, cols)
+    out = K().block_row_sum(W, coef, cols)
     want = torch.zeros(D, dtype=torch.float64)
     for i, col in enumerate(cols):
         want[col] = (coef[i].double()[:, None] * W[:, col].double()).sum(0)

@@ -33,8 +33,8 @@ def set_counters(model, dead: str, seed: int = 3) -> None:
     model.samples_since_fired.copy_(counters)
 
 
-def run_both(model, oracle, x):
-    out = model(x)
+def run_both(model, oracle, x, engine=None):
+    out = model(x, engine=engine)
     codes, recons, cross, total, self_nmse, cross_nmse, auxk = oracle(x)
     return out, (codes, recons, cross, total, self_nmse, cross_nmse, auxk)
 
@@ -79,8 +79,8 @@ SUBSETS = {"all": ["a", "b", "c"], "one": ["b"], "two_of_three": ["a", "c"]}
 @pytest.mark.parametrize("topk", ["global", "local"])
 def test_forward_backward_equal_dense_oracle(topk, cross_coef, dead, training, subset, kernel_path):
     names = SUBSETS[subset]
-    model = use_path(make_model(topk=topk, cross_coef=cross_coef, auxk=AUXK, dead_after_samples=THRESHOLD),
-                     kernel_path)
+    model = make_model(topk=topk, cross_coef=cross_coef, auxk=AUXK, dead_after_samples=THRESHOLD)
+    engine = use_path(model, kernel_path)
     set_counters(model, dead)
     oracle = DenseSPARC(model)
     model.train(training)
@@ -88,7 +88,7 @@ def test_forward_backward_equal_dense_oracle(topk, cross_coef, dead, training, s
     before = model.samples_since_fired.clone()
     x = make_inputs(model, B, names)
 
-    out, ref = run_both(model, oracle, x)
+    out, ref = run_both(model, oracle, x, engine)
     check_outputs(model, out, ref, names)
     out.losses.total.backward()
     ref[3].backward()
@@ -124,7 +124,8 @@ def test_global_and_local_cases_differ():
 def test_adam_steps_with_decoder_constraint_track_oracle(topk, subset, kernel_path):
     """Five Adam steps side by side; latents go dead during the run so AuxK switches on."""
     names = SUBSETS[subset]
-    model = use_path(make_model(topk=topk, auxk=4, dead_after_samples=2 * B, n_latents=24, k=2), kernel_path)
+    model = make_model(topk=topk, auxk=4, dead_after_samples=2 * B, n_latents=24, k=2)
+    engine = use_path(model, kernel_path)
     oracle = DenseSPARC(model)
     opt_m = torch.optim.Adam(model.parameters(), lr=1e-2)
     opt_o = torch.optim.Adam(oracle.parameters(), lr=1e-2)
@@ -133,7 +134,7 @@ def test_adam_steps_with_decoder_constraint_track_oracle(topk, subset, kernel_pa
         x = make_inputs(model, B, names, seed=100 + step)
         opt_m.zero_grad(set_to_none=True)
         opt_o.zero_grad()
-        out, ref = run_both(model, oracle, x)
+        out, ref = run_both(model, oracle, x, engine)
         assert_close(out.losses.total, ref[3], msg=f"step {step} loss")
         auxk_seen |= any(v > 0 for v in out.losses.auxk.values())
         out.losses.total.backward()

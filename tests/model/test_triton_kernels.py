@@ -23,10 +23,10 @@ import textwrap
 import pytest
 import torch
 
-from sparc.errors import SparcError
-from sparc.model import kernels as K
+from sparc.model import kernels
 from sparc.model.kernels import pytorch as P
 from sparc.model.kernels import uniform_crow
+from sparc.model.kernels.autograd import DecodeSelected
 
 from ._util import assert_close, make_inputs, make_model
 
@@ -61,11 +61,15 @@ def tg():
 
 
 @pytest.fixture
-def triton_path(tg):
-    """The public kernels forced onto the Triton path (on the CPU: the interpreter)."""
-    K.set_kernels("triton")
-    yield tg
-    K.set_kernels("auto")
+def triton_path(tg, monkeypatch):
+    """The Triton path chosen by default (on the CPU: the interpreter); ``K()`` its kernels."""
+    monkeypatch.setenv("SPARC_KERNELS", "triton")
+    return tg
+
+
+def K():
+    """The kernels models on DEVICE get by default (a test may choose another path)."""
+    return kernels.kernels_for(DEVICE, torch.float32)
 
 
 def on(*ts):
@@ -136,16 +140,17 @@ def test_cpu_process_never_imports_triton():
         import torch
         import sparc.model
         from sparc.model import SPARC, SPARCConfig
-        from sparc.model import kernels as K
+        from sparc.model import kernels
         assert "triton" not in sys.modules, "import sparc.model"
         torch.manual_seed(0)
         for topk in ("global", "local"):
             model = SPARC({"a": 6, "b": 4}, SPARCConfig(n_latents=16, k=3, auxk=2, topk=topk), dtype=torch.float32)
             x = {"a": torch.randn(5, 6), "b": torch.randn(5, 4)}
             model(x).losses.total.backward()
-        assert K.kernels_for("cpu", torch.float32) in ("fused", "pytorch")
+        for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+            assert kernels.resolve("auto", "cpu", dtype) in ("fused", "pytorch")  # auto never tries Triton on the CPU
         if not torch.cuda.is_available():
-            assert K.kernels_for("cuda", torch.float32) == "pytorch"
+            assert kernels.resolve("auto", "cuda", torch.float32) == "pytorch"
         assert "triton" not in sys.modules, sorted(m for m in sys.modules if "triton" in m)
         print("ok")
     """)
@@ -154,54 +159,56 @@ def test_cpu_process_never_imports_triton():
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
-def test_auto_on_cpu_does_not_try_triton(monkeypatch):
-    def refuse():
-        raise AssertionError("auto mode tried to load Triton for CPU tensors")
-
-    monkeypatch.setattr(K, "_load_triton", refuse)
-    K.set_kernels("auto")
-    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-        assert K.kernels_for("cpu", dtype) in ("fused", "pytorch")
-
-
-def _triton_missing(monkeypatch, *, gpu: bool):
-    """As if Triton were not installed, on a machine with or without a GPU."""
-    monkeypatch.setattr(K, "_triton_mod", None)
-    monkeypatch.setitem(sys.modules, "sparc.model.kernels.triton_gpu", None)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+def _as_if_triton_missing(gpu: bool, body: str) -> subprocess.CompletedProcess:
+    """Run ``body`` in a fresh process as if Triton were not installed, on a machine with
+    or without a GPU."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["triton"] = None
+        import torch
+        torch.cuda.is_available = lambda: GPU
+        from sparc.errors import SparcError
+        from sparc.model import kernels
+    """).replace("GPU", str(gpu)) + textwrap.dedent(body)
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SPARC_KERNELS")}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_gpu_without_triton_falls_back_silently_unless_forced(monkeypatch, capsys):
-    _triton_missing(monkeypatch, gpu=True)
-    K.set_kernels("auto")
-    assert K.kernels_for("cuda", torch.float32) == "pytorch"
-    assert K.kernels_for("cuda", torch.bfloat16) == "pytorch"
-    assert capsys.readouterr().err == ""
-    with pytest.raises(SparcError, match=r"pip install 'sparc-sae\[gpu\]'") as err:
-        K.set_kernels("triton")
-    assert "\n" not in str(err.value) and "triton_gpu" in str(err.value)  # the import's own reason
-    assert K._current_mode() == "auto"  # a refused mode is not half-set
+def test_gpu_without_triton_falls_back_silently_unless_forced():
+    res = _as_if_triton_missing(True, """
+        assert kernels.resolve("auto", "cuda", torch.float32) == "pytorch"
+        assert kernels.resolve("auto", "cuda", torch.bfloat16) == "pytorch"
+        try:
+            kernels.check("triton", "cuda")
+        except SparcError as e:
+            print(e)
+    """)
+    assert res.returncode == 0 and res.stderr == "", res.stderr[-2000:]
+    err = res.stdout.strip()
+    assert "\n" not in err and "pip install 'sparc-sae[gpu]'" in err and "triton" in err.split("(")[1]
 
 
-def test_forced_triton_without_gpu_is_one_line_error(monkeypatch):
-    _triton_missing(monkeypatch, gpu=False)
-    with pytest.raises(SparcError, match="no CUDA GPU") as err:
-        K.set_kernels("triton")
-    assert "\n" not in str(err.value)
-    monkeypatch.setattr(K, "_mode", None)
-    monkeypatch.setenv("SPARC_KERNELS", "triton")
-    with pytest.raises(SparcError, match="Triton GPU kernels are unavailable"):
-        K.kernels_for("cpu", torch.float32)
-    assert K._triton_mod is None  # no GPU, no interpreter: the import was not even tried
+def test_forced_triton_without_gpu_is_one_line_error():
+    res = _as_if_triton_missing(False, """
+        from sparc.model import SPARC, SPARCConfig
+        for attempt in (lambda: kernels.check("triton", "cuda"),
+                        lambda: SPARC({"a": 4}, SPARCConfig(n_latents=8, k=2)).use_kernels("triton")):
+            try:
+                attempt()
+            except SparcError as e:
+                print(e)
+        assert "sparc.model.kernels.triton" not in sys.modules  # no GPU, no interpreter: not even tried
+    """)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("no CUDA GPU" in line and "Triton GPU kernels" in line for line in lines)
 
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and HAS_TRITON), reason="needs a CUDA GPU and Triton")
 def test_cuda_tensors_get_triton_in_auto():
-    K.set_kernels("auto")
     for dtype in DTYPES:
-        assert K.kernels_for("cuda", dtype) == "triton"
-    assert K.kernels_for("cuda", torch.float64) == "pytorch"
+        assert kernels.resolve("auto", "cuda", dtype) == "triton"
+    assert kernels.resolve("auto", "cuda", torch.float64) == "pytorch"
 
 
 # ---------------------------------------------------------------------------- compiled for a GPU (no GPU needed)
@@ -416,12 +423,12 @@ def test_public_kernels_take_the_triton_path(triton_path, monkeypatch):
         fn = getattr(triton_path, name)
         monkeypatch.setattr(triton_path, name, lambda *a, _fn=fn, _n=name, **kw: called.append(_n) or _fn(*a, **kw))
     crow, col, val, W, A, shared = mixed_case(torch.float32, 9)
-    K.spmm(crow, col, val, W, shared=shared)
-    K.sddmm(crow, col, A, W, shared=shared)
-    K.spmm_t(crow, col, val, A, W.shape[0])
-    K.spmm_t_sddmm(crow, col, val, A, W)
+    K().spmm(crow, col, val, W, shared=shared)
+    K().sddmm(crow, col, A, W, shared=shared)
+    K().spmm_t(crow, col, val, A, W.shape[0])
+    K().spmm_t_sddmm(crow, col, val, A, W)
     assert called == ["spmm", "sddmm", "spmm_t", "spmm_t_sddmm"]
-    K.spmm(crow, col, val.double(), W.double())  # float64 stays off the Triton path
+    K().spmm(crow, col, val.double(), W.double())  # float64 stays off the Triton path
     assert len(called) == 4
 
 
@@ -429,7 +436,9 @@ def test_public_kernels_take_the_triton_path(triton_path, monkeypatch):
 def float64_triton(triton_path, monkeypatch):
     """gradcheck needs float64: the kernels accumulate float64 tables in float64, so let
     the dispatch send them there for these tests."""
-    monkeypatch.setattr(K, "_TRITON_DTYPES", K._TRITON_DTYPES + (torch.float64,))
+    from sparc.model.kernels import triton as triton_path_module
+
+    monkeypatch.setattr(triton_path_module, "DTYPES", triton_path_module.DTYPES + (torch.float64,))
     return triton_path
 
 
@@ -445,7 +454,7 @@ def test_gradcheck_decode_selected(float64_triton, monkeypatch, wrt, ranged):
         fn = getattr(float64_triton, name)
         monkeypatch.setattr(float64_triton, name, lambda *a, _fn=fn, _n=name, **kw: called.append(_n) or _fn(*a, **kw))
     lo, hi = ranges(crow, 3) if ranged else (None, None)
-    f = lambda W, v: K.DecodeSelected.apply(W, crow, col, v, shared, None, lo, hi)  # noqa: E731
+    f = lambda W, v: DecodeSelected.apply(K(), W, crow, col, v, shared, None, lo, hi)  # noqa: E731
     Wg, vg = W.clone().requires_grad_(wrt != "val"), val.clone().requires_grad_(wrt != "W")
     assert torch.autograd.gradcheck(f, (Wg, vg), eps=1e-6, atol=1e-7)
     assert "spmm" in called
@@ -453,7 +462,7 @@ def test_gradcheck_decode_selected(float64_triton, monkeypatch, wrt, ranged):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_decode_selected_gradients_with_buffers(triton_path, dtype):
+def test_decode_selected_gradients_with_buffers(triton_path, monkeypatch, dtype):
     """DecodeSelected's gradients (with a persistent buffer that becomes W.grad, then is
     accumulated into) equal the PyTorch path's."""
     crow, col, val, W, _, shared = mixed_case(dtype, 40)
@@ -462,11 +471,11 @@ def test_decode_selected_gradients_with_buffers(triton_path, dtype):
     def grads(buf):
         Wp, vp = W.clone().requires_grad_(), val.clone().requires_grad_()
         for _ in range(2):  # the second backward accumulates into W.grad
-            (K.DecodeSelected.apply(Wp, crow, col, vp, shared, buf) * g).sum().backward()
+            (DecodeSelected.apply(K(), Wp, crow, col, vp, shared, buf) * g).sum().backward()
         return Wp.grad, vp.grad
 
     gW, gv = grads(torch.empty_like(W))
-    K.set_kernels("pytorch")
+    monkeypatch.setenv("SPARC_KERNELS", "pytorch")
     rW, rv = grads(None)
     close(gW, rW.cpu().double(), dtype, "W.grad")
     close(gv, rv.cpu().double(), dtype, "val.grad")
@@ -492,7 +501,7 @@ def test_model_step_matches_pytorch_path(triton_path, monkeypatch, topk):
 
     loss, grads = step()
     assert any(ranged_decodes), "the step had no AuxK rows: the case does not test them"
-    K.set_kernels("pytorch")
+    monkeypatch.setenv("SPARC_KERNELS", "pytorch")
     ref_loss, ref_grads = step()
     assert_close(loss.cpu(), ref_loss.cpu(), atol=1e-5, rtol=1e-5)
     assert grads.keys() == ref_grads.keys() and "W_dec" in grads and "W_enc" in grads

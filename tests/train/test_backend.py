@@ -12,8 +12,10 @@ import torch
 
 from sparc.cli.main import main
 from sparc.errors import SparcError
-from sparc.model import certified, kernels
+from sparc.model import SPARC, SPARCConfig, kernels
 from sparc.train.backend import Backend
+from sparc.train.config import TrainConfig
+from sparc.train.trainer import Trainer
 from tests.synthetic import make_store
 from tests.train.test_interruptions import assert_same_metrics, assert_same_weights, run_killed
 
@@ -29,21 +31,14 @@ def store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("s") / "store", n_rows=200)
 
 
-@pytest.fixture(autouse=True)
-def _process_modes_reset():
-    yield
-    kernels.set_kernels("auto")
-    certified.set_bf16_selection("auto")
-
-
 def recorded(run) -> dict:
     return json.loads((run / "train_config.json").read_text())["backend"]
 
 
 @pytest.mark.parametrize("path", PATHS, ids="+".join)
-def test_a_killed_run_resumes_on_its_path_to_the_same_bits(store, tmp_path, path):
+def test_a_killed_run_resumes_on_its_path_to_the_same_bits(store, tmp_path, path, monkeypatch):
     kernel_path, select = path
-    if kernel_path == "fused" and kernels.kernels_for("cpu", torch.float32, mode="auto") != "fused":
+    if kernel_path == "fused" and kernels.resolve("auto", "cpu", torch.float32) != "fused":
         pytest.skip("numba is not installed: no fused CPU kernels")
     chosen = ["--kernels", kernel_path, "--bf16-select", select]
     ref = tmp_path / "ref"
@@ -64,8 +59,8 @@ def test_a_killed_run_resumes_on_its_path_to_the_same_bits(store, tmp_path, path
     done = run_killed(code, "train", str(store), "--out", str(out), *ARGS, *chosen)
     assert done.returncode == -9, done.stderr
     # This process would choose otherwise: the resume must take the recorded path.
-    kernels.set_kernels("pytorch" if kernel_path == "fused" else "fused")
-    certified.set_bf16_selection("off" if select == "on" else "on")
+    monkeypatch.setenv("SPARC_KERNELS", "pytorch" if kernel_path == "fused" else "fused")
+    monkeypatch.setenv("SPARC_BF16_SELECT", "off" if select == "on" else "on")
     assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
     assert recorded(out) == recorded(ref)
     assert_same_weights(ref, out)
@@ -92,9 +87,9 @@ def test_a_path_that_cannot_run_here_is_refused_naming_the_override(store, tmp_p
     assert recorded(out) == {"kernels": "pytorch", "bf16_select": spec["backend"]["bf16_select"]}
 
 
-def test_auto_is_resolved_as_this_process_would_and_kept_as_recorded():
-    kernels.set_kernels("pytorch")
-    certified.set_bf16_selection("on")
+def test_auto_is_resolved_as_this_process_would_and_kept_as_recorded(monkeypatch):
+    monkeypatch.setenv("SPARC_KERNELS", "pytorch")
+    monkeypatch.setenv("SPARC_BF16_SELECT", "on")
     assert Backend().resolved("cpu") == Backend("pytorch", "on")
     assert Backend(bf16_select="off").resolved("cpu") == Backend("pytorch", "off")
     assert Backend().over(Backend("fused", "off")) == Backend("fused", "off")
@@ -118,13 +113,49 @@ def test_without_flags_a_fresh_run_records_the_environments_choice(store, tmp_pa
     assert recorded(out) == {"kernels": "pytorch", "bf16_select": "off"}
 
 
-def test_a_hand_edited_auto_in_the_record_is_decided_on_resume(store, tmp_path):
+def test_a_hand_edited_auto_in_the_record_is_decided_on_resume(store, tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["train", str(store), "--out", str(out), *ARGS, "--max-steps", "2", "--kernels", "pytorch"]) == 0
     (out / "model.safetensors").unlink()  # unfinished: resumable
     spec = json.loads((out / "train_config.json").read_text())
     spec["backend"] = {"kernels": "auto", "bf16_select": "off"}
     (out / "train_config.json").write_text(json.dumps(spec))
-    kernels.set_kernels("pytorch")
+    monkeypatch.setenv("SPARC_KERNELS", "pytorch")
     assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
     assert recorded(out) == {"kernels": "pytorch", "bf16_select": "off"}
+
+
+def test_two_models_on_two_paths_train_side_by_side_in_one_process():
+    """The backend is the model's and its engine's, not the process's: two trainers on two
+    paths, stepped in turn, each give the bits it gives alone."""
+    import torch.nn.functional as F
+
+    if kernels.resolve("auto", "cpu", torch.float32) != "fused":
+        pytest.skip("numba is not installed: no fused CPU kernels")
+    dims = {"a": 24, "b": 16, "c": 20}
+    g = torch.Generator().manual_seed(3)
+    batches = [{s: F.normalize(torch.randn(32, d, generator=g), dim=1) for s, d in dims.items()} for _ in range(6)]
+    backends = [Backend("pytorch", "off"), Backend("fused", "on")]
+
+    def trainer(backend: Backend) -> Trainer:
+        torch.manual_seed(0)
+        model = SPARC(dims, SPARCConfig(n_latents=48, k=4, auxk=4, dead_after_samples=64))
+        return Trainer(model, TrainConfig(lr=1e-2, progress=False), train=[], backend=backend)
+
+    alone = []
+    for backend in backends:
+        t = trainer(backend)
+        for x in batches:
+            t.step(x)
+        alone.append(t.model.state_dict())
+    together = [trainer(b) for b in backends]
+    for x in batches:
+        for t in together:
+            t.step(x)
+    assert [t.model.kernels.name for t in together] == ["pytorch", "fused"]
+    assert [t.engine.bf16_select for t in together] == ["off", "on"]
+    for t, want in zip(together, alone):
+        for name, value in t.model.state_dict().items():
+            assert torch.equal(value, want[name]), f"{t.backend}: {name}"
+    # The case is what it says: the two paths round differently.
+    assert not torch.equal(alone[0]["W_enc"], alone[1]["W_enc"])

@@ -64,14 +64,7 @@ class Train:
     else auto; with --resume: as recorded (docs/method.md §4.3)."""
 
     def run(self) -> None:
-        from sparc.model import certified, kernels
         from sparc.train.distributed import Distributed, launched_by_torchrun
-
-        # Given flags set this process's choice; without them the environment's stands.
-        if self.kernels is not None:
-            kernels.set_kernels(self.kernels)
-        if self.bf16_select is not None:
-            certified.set_bf16_selection(self.bf16_select)
 
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")

@@ -42,46 +42,30 @@ from torch import Tensor
 
 from sparc.errors import SparcError
 from sparc.model import isa
-from sparc.model import kernels as K
+from sparc.model.kernels import Kernels
 from sparc.options import env_choice
 
 BF16_UNIT = 2.0**-8
 """Unit roundoff of bfloat16 (8 significant bits, round to nearest)."""
 FP32_UNIT = 2.0**-24
 
-MODES = ("auto", "on", "off")
-_mode: str | None = None
+CHOICES = ("auto", "on", "off")
 
 
-def set_bf16_selection(mode: str) -> None:
-    """``auto`` (on where bf16 matrix products are much faster: CPUs with AVX512-BF16 or
-    AMX, CUDA GPUs with bf16), ``on``, or ``off`` (float32 selection everywhere)."""
-    global _mode
-    if mode not in MODES:
-        raise SparcError(f"bf16 selection must be one of {', '.join(MODES)}, got {mode!r}")
-    _mode = mode
+def default_choice() -> str:
+    """The choice of a training engine built without one: ``SPARC_BF16_SELECT``, else ``auto``."""
+    return env_choice("SPARC_BF16_SELECT", CHOICES)
 
 
-def current_mode() -> str:
-    """This process's choice: :func:`set_bf16_selection`'s, else ``SPARC_BF16_SELECT``'s."""
-    global _mode
-    if _mode is None:
-        _mode = env_choice("SPARC_BF16_SELECT", MODES)
-    return _mode
-
-
-def enabled_for(W_enc: Tensor) -> bool:
-    """Whether the certified bf16 selection serves a model with this encoder."""
-    return W_enc.dtype == torch.float32 and resolve(current_mode(), W_enc.device.type) == "on"
-
-
-def resolve(mode: str, device_type: str) -> str:
-    """``"on"`` or ``"off"``: what ``mode`` (one of :data:`MODES`) means on this device."""
-    if mode not in MODES:
-        raise SparcError(f"bf16 selection must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "auto":
+def resolve(choice: str, device_type: str) -> str:
+    """``"on"`` (where this device has bf16 matrix units: CPUs with AVX512-BF16 or AMX,
+    CUDA GPUs with bf16) or ``"off"`` (float32 selection): what ``choice`` (one of
+    :data:`CHOICES`) means on this device."""
+    if choice not in CHOICES:
+        raise SparcError(f"bf16 selection must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "auto":
         return "on" if _bf16_fast(device_type) else "off"
-    return mode
+    return choice
 
 
 @functools.cache
@@ -147,13 +131,13 @@ def shadow_key(W_enc: Tensor, bounds: list[int]) -> tuple:
     return (W_enc.data_ptr(), W_enc._version, tuple(W_enc.shape), tuple(bounds))
 
 
-def shadow_of(W_enc: Tensor, bounds: list[int], cached: Shadow | None) -> Shadow:
+def shadow_of(W_enc: Tensor, bounds: list[int], cached: Shadow | None, kernels: Kernels) -> Shadow:
     """The shadow of W_enc's current values: ``cached`` if it was made from them (the
     fused optimizer step writes it, :mod:`sparc.train.optim`), else built now."""
     key = shadow_key(W_enc, bounds)
     if cached is not None and cached.key == key:
         return cached
-    return Shadow(key, *K.bf16_shadow(W_enc.detach(), bounds))
+    return Shadow(key, *kernels.bf16_shadow(W_enc.detach(), bounds))
 
 
 class Selection(NamedTuple):
@@ -171,10 +155,10 @@ class Selection(NamedTuple):
 @torch.autocast("cuda", enabled=False)
 @torch.autocast("cpu", enabled=False)  # float32's choice whatever the caller's autocast
 def global_topk(u_bd: Tensor, W_enc: Tensor, b_lat: Tensor, bounds: list[int], k: int, m: int,
-                shadow: Shadow) -> Selection:
+                shadow: Shadow, K: Kernels) -> Selection:
     """The global TopK of ``u = x − b_pre`` [B, D] (all S streams present) under ``W_enc``
     [L, D] and ``b_lat`` [S, L], chosen through the bf16 ``shadow`` with ``m`` extra
-    candidates, certified; uncertified rows in float32."""
+    candidates, certified; uncertified rows in float32; dots by the kernels ``K``."""
     B, D = u_bd.shape
     L, S = W_enc.shape[0], len(bounds) - 1
     # u's bf16 copy and, per stream block, ‖u_s‖ and ‖u_s − ũ_s‖ rounded up past their

@@ -10,6 +10,7 @@ from sparc.errors import SparcError
 from sparc.jsonio import from_json
 
 TopK = Literal["global", "local"]
+"""The selection rules of :mod:`sparc.model.selection`, as the CLI lists them."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class SPARCConfig:
                 f"k must satisfy 1 <= k < n_latents ({self.n_latents}), got k={self.k}; "
                 "pick a smaller k or more latents"
             )
-        if self.topk not in ("global", "local"):
-            raise SparcError(f"topk must be 'global' or 'local', got {self.topk!r}")
+        from sparc.model.selection import selection_rule  # the registered rules (docs/architecture.md)
+
+        selection_rule(self.topk)
         if self.auxk < 0:
             raise SparcError(f"auxk must be non-negative, got {self.auxk}")
         for name in ("auxk_coef", "cross_coef", "fire_threshold"):

@@ -27,11 +27,14 @@ from torch import Tensor, nn
 
 from sparc.atomic import atomic_path, current_dir, write_json
 from sparc.errors import SparcError
-from sparc.model import certified
-from sparc.model import kernels as K
+from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
-from sparc.model.kernels import DecodeSelected, SelectLogits, uniform_crow
-from sparc.model.outputs import ForwardOutput, Losses, OnAccess, SparseCode, StreamLogits, zero_like_loss
+from sparc.model.engine import StepEngine
+from sparc.model.kernels import Kernels, uniform_crow
+from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
+from sparc.model.objective import reconstruction_losses
+from sparc.model.outputs import ForwardOutput, SparseCode, StreamLogits
+from sparc.model.selection import selection_rule
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -49,6 +52,10 @@ class SPARC(nn.Module):
         Stream name → input dimension, in a fixed order.
     cfg
         Hyperparameters; see :class:`SPARCConfig`.
+    kernels
+        The kernel path's choice (:mod:`sparc.model.kernels`): ``auto``, ``fused``,
+        ``triton`` or ``pytorch``; default ``SPARC_KERNELS``, else ``auto``. The path that
+        runs is resolved for the weights' device and dtype (:attr:`kernels`).
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class SPARC(nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        kernels: str | None = None,
     ):
         super().__init__()
         if not streams:
@@ -82,13 +90,12 @@ class SPARC(nn.Module):
         self.register_buffer(
             "samples_since_fired", torch.zeros(S, L, dtype=torch.int64, device=device)
         )
-        # The certified bf16 selection's state (docs/method.md §4.3), not saved:
-        self._extra = certified.Candidates(cfg.k, L - cfg.k)
-        """Extra candidates beyond k, adapted to the rows whose certificate fails."""
-        self._shadow: certified.Shadow | None = None
-        """The bf16 copy of W_enc, when the optimizer's step made it."""
-        self.certified_stats = (0, 0)
-        """(rows certified, rows chosen) by the certified selection in this process."""
+        # Checked when used (use_kernels), not here: a model is often built on the CPU
+        # and moved to the device its path runs on.
+        self.kernel_choice = kernel_paths.default_choice() if kernels is None else kernels
+        """The kernel path's choice (:meth:`use_kernels`)."""
+        if self.kernel_choice not in kernel_paths.CHOICES:
+            raise SparcError(f"kernels must be one of {', '.join(kernel_paths.CHOICES)}, got {self.kernel_choice!r}")
         self.reset_parameters()
 
     # ------------------------------------------------------------------ set-up
@@ -108,6 +115,24 @@ class SPARC(nn.Module):
     @property
     def n_latents(self) -> int:
         return self.cfg.n_latents
+
+    @property
+    def block_bounds(self) -> list[int]:
+        """The streams' column bounds: stream s owns columns ``[bounds[s], bounds[s+1])``."""
+        return [c.start for c in self.cols] + [self.cols[-1].stop]
+
+    def use_kernels(self, choice: str) -> None:
+        """Compute with the kernel path ``choice`` (:mod:`sparc.model.kernels`): ``auto``,
+        ``fused``, ``triton`` or ``pytorch``; a one-line error if a forced path cannot run
+        for this model's weights."""
+        kernel_paths.check(choice, self.W_enc.device, self.W_enc.dtype)
+        self.kernel_choice = choice
+
+    @property
+    def kernels(self) -> Kernels:
+        """The kernels this model computes with: its choice resolved for its weights'
+        device and dtype (so a model moved to a GPU takes the GPU's path)."""
+        return kernel_paths.implementation(kernel_paths.resolve(self.kernel_choice, self.W_enc.device, self.W_enc.dtype))
 
     def stream_index(self, name: str) -> int:
         try:
@@ -163,12 +188,8 @@ class SPARC(nn.Module):
 
     @torch.no_grad()
     def _topk(self, logits_sbl: Tensor, topk: TopK) -> Tensor:
-        """[S', B, k] indices chosen from ``logits_sbl`` under ``topk``."""
-        if topk == "global":
-            return logits_sbl.sum(0).topk(self.cfg.k, dim=1).indices.expand(logits_sbl.shape[0], -1, -1)
-        if topk == "local":
-            return logits_sbl.topk(self.cfg.k, dim=2).indices
-        raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
+        """[S', B, k] indices chosen from ``logits_sbl`` by the selection rule ``topk``."""
+        return selection_rule(topk).choose(logits_sbl, self.cfg.k)
 
     def logits(self, inputs: Mapping[str, Tensor]) -> StreamLogits:
         """Encoder logits ``W_enc^s (x_s − b_pre^s) + b_lat^s`` of the streams given, in
@@ -195,29 +216,24 @@ class SPARC(nn.Module):
         val_sbk = torch.relu(logits.logits.gather(2, idx_sbk))
         return {s: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents) for n, s in enumerate(logits.streams)}
 
-    def _select(self, inputs: Mapping[str, Tensor], topk: TopK, *, certified_ok: bool = False):
+    def _select(self, inputs: Mapping[str, Tensor], topk: TopK, *, engine: StepEngine | None = None):
         """Choose the active latents of the streams given. Returns (ids, idx_sbk
         [S', B, k], pre_sbk [S', B, k] (their logits, no grad), logits_at, x_bd [B, D]
         (differentiable)), where ``logits_at(a, latents)`` gives the logits [B, m] of
         the a-th stream given at ``latents`` [m] (for AuxK).
 
-        ``certified_ok``: under global TopK with every stream present, choose through the
-        certified bf16 encoder pass where it is on (docs/method.md §4.3) — the float32
-        path's latents, values to round-off, so kept out of :meth:`encode`, which is
-        bitwise equal to :meth:`select`."""
-        if topk not in ("global", "local"):
-            raise SparcError(f"topk must be 'global' or 'local', got {topk!r}")
+        ``engine``: the training engine, whose certified bf16 encoder pass (where it is on)
+        makes the choice of a certifiable rule with every stream present (docs/method.md
+        §4.3) — the float32 path's latents, values to round-off, so kept out of
+        :meth:`encode`, which is bitwise equal to :meth:`select`."""
+        rule = selection_rule(topk)
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
-        if (certified_ok and topk == "global" and len(ids) == len(self.names) and x_bd.shape[0] > 0
-                and certified.enabled_for(self.W_enc)):
+        if (engine is not None and rule.certifiable and engine.certifies and len(ids) == len(self.names)
+                and x_bd.shape[0] > 0):
             with torch.no_grad():
-                u_bd, bounds = (x_bd - self.b_pre).contiguous(), self._bounds()
-                sel = certified.global_topk(u_bd, self.W_enc, self.b_lat, bounds, self.cfg.k, self._extra.m,
-                                            certified.shadow_of(self.W_enc, bounds, self._shadow))
-            self.certified_stats = (self.certified_stats[0] + x_bd.shape[0] - sel.n_fallback,
-                                    self.certified_stats[1] + x_bd.shape[0])
-            self._extra.update(sel.n_retried, sel.n_fallback, x_bd.shape[0])
+                u_bd = (x_bd - self.b_pre).contiguous()
+                sel = engine.certified_global_topk(u_bd)
 
             def logits_at(a: int, latents: Tensor) -> Tensor:
                 col, i = self.cols[ids[a]], ids[a]
@@ -228,14 +244,15 @@ class SPARC(nn.Module):
         idx_sbk = self._topk(logits_sbl, topk)
         return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
 
-    def _values(self, ids, idx_sbk, pre_sbk, x_bd, *, step_table: bool = False) -> Tensor:
+    def _values(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;
-        ``pre_sbk``: the same values without gradient. ``step_table``: the training
-        forward's call, whose backward may step W_enc (:meth:`step_tables_in_backward`)."""
+        ``pre_sbk``: the same values without gradient. ``engine``: the training forward's,
+        whose gradient buffer and step in backward W_enc may take."""
         return SelectLogits.apply(
-            self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
-            tuple(ids), tuple(self.cols[i] for i in ids), self._grad_buffer("W_enc"),
-            self._table_step("W_enc") if step_table else None,
+            self.kernels, self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
+            tuple(ids), tuple(self.cols[i] for i in ids),
+            None if engine is None else engine.grad_buffer("W_enc"),
+            None if engine is None else engine.table_step("W_enc"),
         )
 
     def encode(
@@ -276,7 +293,7 @@ class SPARC(nn.Module):
 
     def _decode_rows(self, code: SparseCode, cols: slice) -> Tensor:
         B, k = code.indices.shape
-        return DecodeSelected.apply(self.W_dec[:, cols], uniform_crow(B, k, code.indices.device),
+        return DecodeSelected.apply(self.kernels, self.W_dec[:, cols], uniform_crow(B, k, code.indices.device),
                                     code.indices.reshape(-1), code.values.reshape(-1).to(self.W_dec.dtype))
 
     def decode(self, code: SparseCode, stream: str) -> Tensor:
@@ -302,30 +319,33 @@ class SPARC(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
-    def forward(self, inputs: Mapping[str, Tensor]) -> ForwardOutput:
+    def forward(self, inputs: Mapping[str, Tensor], *, engine: StepEngine | None = None) -> ForwardOutput:
         """Encode, self- and cross-reconstruct the streams given, and compute the loss.
 
         In training mode this also advances the dead-latent counters of those streams
-        (before AuxK picks its latents, as the original does).
+        (before AuxK picks its latents, as the original does). ``engine``: the training
+        engine that makes the step fast (:mod:`sparc.model.engine`); the losses are the
+        same without one, up to the certified selection's round-off.
         """
-        ids, idx_sbk, pre_sbk, logits_at, x_bd = self._select(inputs, self.cfg.topk, certified_ok=True)
+        ids, idx_sbk, pre_sbk, logits_at, x_bd = self._select(inputs, self.cfg.topk, engine=engine)
         n, B, k = idx_sbk.shape
         D = self.W_dec.shape[1]
         if self.training:
             with torch.no_grad():
-                self._count_firing(ids, idx_sbk, torch.relu(pre_sbk))
+                self._count_firing(ids, idx_sbk, torch.relu(pre_sbk),
+                                   None if engine is None else engine.reduce_firing)
         aux = self._auxk_selection(ids, logits_at, B)
         # One encoder call and one decoder call serve the codes and the AuxK codes, so
         # each weight gets a single gradient tensor.
         if aux is None:
-            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd, step_table=True))
+            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd, engine=engine))
             crow = uniform_crow(n * B, k, idx_sbk.device)
             col, val = idx_sbk.reshape(-1), val_sbk.reshape(-1)
         else:
             aux_idx, aux_pre, aux_keep, has_dead = aux
             ka = aux_idx.shape[2]
             pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd,
-                               step_table=True)
+                               engine=engine)
             val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
             crow = torch.cat([uniform_crow(n * B, k, idx_sbk.device),
                               n * B * k + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
@@ -333,7 +353,7 @@ class SPARC(nn.Module):
             val = torch.cat([val_sbk.reshape(-1), aux_val.reshape(-1)])
         # Under global TopK the n sources of a sample share their k latents: each
         # selected decoder row is read once for all of them.
-        shared = (n, B) if self.cfg.topk == "global" else (1, 0)
+        shared = (n, B) if selection_rule(self.cfg.topk).shares_latents else (1, 0)
         lo = hi = None
         if aux is not None:  # an AuxK code reconstructs its own stream only
             starts = torch.tensor([self.cols[i].start for i in ids], device=x_bd.device)
@@ -341,91 +361,24 @@ class SPARC(nn.Module):
             lo = torch.cat([torch.zeros(n * B, dtype=torch.long, device=x_bd.device), starts.repeat_interleave(B)])
             hi = torch.cat([torch.full((n * B,), D, dtype=torch.long, device=x_bd.device),
                             stops.repeat_interleave(B)])
-        out = DecodeSelected.apply(self.W_dec, crow, col, val, shared, self._grad_buffer("W_dec"), lo, hi,
-                                   self._table_step("W_dec"))
+        out = DecodeSelected.apply(self.kernels, self.W_dec, crow, col, val, shared,
+                                   None if engine is None else engine.grad_buffer("W_dec"), lo, hi,
+                                   None if engine is None else engine.table_step("W_dec"))
         # Row block b of the first n·B rows: source b decoded into every stream's columns.
         # The pieces are cut with one split and one unbind each, whose backward puts the
         # gradient together once; indexing a piece per stream pair would allocate a zero
         # tensor of the whole output for each pair (most of a step with large batches).
         main_rd, aux_rd = out.split([n * B, out.shape[0] - n * B])
-        names = [self.names[i] for i in ids]
         # The losses in the weights' dtype even under autocast: sums of squares over
         # thousands of columns are no place for bfloat16.
         with torch.autocast(x_bd.device.type, enabled=False):
-            return self._losses(ids, names, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux)
-
-    def _losses(self, ids, names, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux) -> ForwardOutput:
-        """Reconstructions and losses from the decoded rows (see :meth:`forward`)."""
-        n, B, _ = idx_sbk.shape
-        D = self.W_dec.shape[1]
-        # Every (source, target) pair's NMSE at once: the residual of each source's decode
-        # in all columns, its squares summed per stream block (docs/method.md §2.1);
-        # absent streams' columns weigh 0.
-        num_abt, den_bt = K.block_sse(main_rd, self.b_pre, x_bd, n, [self.cols[i] for i in ids])
-        pair_at = num_abt.div(den_bt).mean(1)                                  # [source, target]
-        main_abd = main_rd.view(n, B, D)                                        # source a → all streams
-        # Made on access (OnAccess), as this forward would have made them: the pre-bias as
-        # it is now (an optimizer step may follow), the same grad mode, no autocast.
-        b_pre, grad, device = self.b_pre.clone(), torch.is_grad_enabled(), x_bd.device.type
-
-        def recon(a: int, col: slice) -> Callable[[], Tensor]:
-            def make() -> Tensor:
-                with torch.set_grad_enabled(grad), torch.autocast(device, enabled=False):
-                    return main_abd[a, :, col] + b_pre[col]
-            return make
-
-        recons: dict[str, Callable[[], Tensor]] = {}
-        cross: dict[tuple[str, str], Callable[[], Tensor]] = {}
-        self_nmse: dict[str, Tensor] = {}
-        cross_nmse: dict[tuple[str, str], Tensor] = {}
-        for a, t in enumerate(ids):
-            col_t = self.cols[t]
-            for b, s in enumerate(ids):
-                if a == b:
-                    recons[self.names[t]] = recon(b, col_t)
-                    self_nmse[self.names[t]] = pair_at[b, a]
-                else:
-                    cross[(self.names[t], self.names[s])] = recon(b, col_t)
-                    cross_nmse[(self.names[t], self.names[s])] = pair_at[b, a]
-
-        auxk = {s: zero_like_loss(x_bd) for s in names}
-        if aux is not None:
-            has_dead = aux[3]
-            # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
-            # decode without gradient; also the NMSE's norm), in a's columns.
-            # Only those columns are computed: the pieces are cut by one unbind.
-            main_const = main_abd.detach()
-            for a, (s, aux_bd) in enumerate(zip(names, aux_rd.view(n, B, D).unbind(0))):
-                if has_dead[a]:
-                    col = self.cols[ids[a]]
-                    target = x_bd[:, col] - main_const[a, :, col]
-                    res = aux_bd[:, col] + self.b_pre[col] - target
-                    auxk[s] = ((res * res).sum(1) / (target * target).sum(1)).mean()
-        total = torch.stack(list(self_nmse.values())).mean()
-        if self.cfg.auxk_coef and self.cfg.auxk:
-            total = total + self.cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
-        if cross_nmse and self.cfg.cross_coef:
-            total = total + self.cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
-        codes = {s: SparseCode(idx_sbk[j], val_sbk[j], self.n_latents) for j, s in enumerate(names)}
-        return ForwardOutput(codes, OnAccess(recons), OnAccess(cross), Losses(total, self_nmse, cross_nmse, auxk))
+            return reconstruction_losses(self, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux)
 
     # ------------------------------------------------------------------ dead latents
 
-    def share_counters(self, reduce: Callable[[Tensor], None] | None) -> None:
-        """Count firing over every process that trains this model on parts of one batch
-        (data parallel): ``reduce(t)`` must sum the int64 tensor ``t`` in place over the
-        processes (e.g. ``torch.distributed.all_reduce``). Each training forward then
-        advances the counters by the rows of all processes and resets a latent's counter
-        where it fired in any of them, before AuxK picks its latents — so every process
-        keeps the counters one process would keep on the whole batch (docs/method.md
-        §2.3). Every process must then run every training forward, with zero rows if it
-        has none. ``None``: this process alone (the default)."""
-        self._reduce_firing = reduce
-
-    _reduce_firing: Callable[[Tensor], None] | None = None
-
     @torch.no_grad()
-    def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor) -> None:
+    def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor,
+                      reduce: Callable[[Tensor], None] | None) -> None:
         n, B = idx_sbk.shape[:2]
         # fired_sl[a, l]: how many of stream a's rows fired latent l (one scatter, no
         # boolean indexing); with a reduction, the count over every process, and the
@@ -434,8 +387,8 @@ class SPARC(nn.Module):
         fired_sl = packed[:-1].view(n, self.n_latents)
         fired_sl.scatter_add_(1, idx_sbk.reshape(n, -1), (val_sbk > self.cfg.fire_threshold).reshape(n, -1).long())
         packed[-1] = B
-        if self._reduce_firing is not None:
-            self._reduce_firing(packed)
+        if reduce is not None:  # a data-parallel run's engine (docs/method.md §2.3)
+            reduce(packed)
         rows = packed[-1]
         for a, i in enumerate(ids):
             self.samples_since_fired[i].add_(rows).masked_fill_(fired_sl[a] > 0, 0)
@@ -511,62 +464,14 @@ class SPARC(nn.Module):
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Scale each latent's decoder row to unit norm within every stream's columns."""
-        K.normalize_rows_(self.W_dec, self._bounds())
+        self.kernels.normalize_rows_(self.W_dec, self.block_bounds)
 
     @torch.no_grad()
     def remove_parallel_grad_(self) -> None:
         """Drop the gradient component along each (unit) decoder row, per stream, so a
         step moves the rows along the sphere. Call between backward and the step."""
         if self.W_dec.grad is not None:
-            K.remove_parallel_(self.W_dec, self.W_dec.grad, self._bounds())
-
-    def _bounds(self) -> list[int]:
-        return [c.start for c in self.cols] + [self.cols[-1].stop]
-
-    # ------------------------------------------------------------------ gradient buffers
-
-    def use_gradient_buffers(self, on: bool = True) -> None:
-        """Write the gradients of ``W_enc`` and ``W_dec`` (the two [L, D] tables) into
-        buffers kept across steps, which become their ``.grad``, instead of allocating
-        them afresh at every backward (docs/method.md §4.2; with the fused or Triton kernels).
-
-        For loops of ``loss.backward()``, optimizer step, ``zero_grad(set_to_none=True)``
-        (the trainer's): a ``.grad`` held past the next backward is overwritten, and
-        ``torch.autograd.grad`` does not see these two gradients (they go to ``.grad``)."""
-        self._grad_buffers = {} if on else None
-
-    _grad_buffers: dict[str, Tensor] | None = None
-
-    def _grad_buffer(self, name: str) -> Tensor | None:
-        if self._grad_buffers is None or not self.training:
-            return None
-        p = getattr(self, name)
-        if K.kernels_for(p.device, p.dtype) not in ("fused", "triton"):
-            return None
-        buf = self._grad_buffers.get(name)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-            buf = self._grad_buffers[name] = torch.empty_like(p, memory_format=torch.contiguous_format)
-        return buf
-
-    def step_tables_in_backward(self, provider: Callable[[str], K.TableStep | None] | None) -> None:
-        """Let the backward pass take the optimizer step of ``W_enc`` and ``W_dec``: at each
-        training backward, ``provider(name)`` gives that table's step (or None, for its
-        gradient as usual) and the fused kernels apply it while they form the gradient,
-        which is then never written out (docs/method.md §4.2). Only the backward of a
-        training :meth:`forward` steps them (not that of :meth:`encode`); the tables get
-        no ``.grad``, so this is for a loop of one ``loss.backward()`` and the optimizer's
-        ``step()`` for the other parameters (:class:`sparc.train.optim.SPARCAdam` with
-        ``in_backward=True``, which refuses a second backward before its ``step()``).
-        ``None``: off."""
-        self._step_provider = provider
-
-    _step_provider: Callable[[str], K.TableStep | None] | None = None
-
-    def _table_step(self, name: str) -> Callable[[], K.TableStep | None] | None:
-        if self._step_provider is None or not self.training or not torch.is_grad_enabled():
-            return None
-        provider = self._step_provider
-        return lambda: provider(name)
+            self.kernels.remove_parallel_(self.W_dec, self.W_dec.grad, self.block_bounds)
 
     # ------------------------------------------------------------------ save / load
 

@@ -6,7 +6,10 @@ its values from other dots than the float32 product. So a run records the backen
 started with, resolved for its device (never ``auto``), and a resumed run — on this
 machine or another — keeps it: a resume repeats the uninterrupted run bit for bit only
 on the same path. A resume whose recorded path cannot run here is refused, naming the
-option that continues on another path.
+option that continues on another path. The trainer gives the kernel path to the model
+(:meth:`sparc.model.SPARC.use_kernels`) and the selection to its training engine
+(:class:`sparc.model.engine.StepEngine`): nothing is set for the whole process, so two
+models in one process may compute on two paths.
 """
 
 from __future__ import annotations
@@ -33,16 +36,16 @@ class Backend:
     """The certified bf16 selection (docs/method.md §4.3)."""
 
     def __post_init__(self):
-        if self.kernels not in kernels.MODES:
-            raise SparcError(f"kernels must be one of {', '.join(kernels.MODES)}, got {self.kernels!r}")
+        if self.kernels not in kernels.CHOICES:
+            raise SparcError(f"kernels must be one of {', '.join(kernels.CHOICES)}, got {self.kernels!r}")
         certified.resolve(self.bf16_select, "cpu")  # the same one-line error for a bad value
 
     def resolved(self, device: str) -> Backend:
-        """Each ``auto`` decided for float32 weights on ``device`` as this process would
-        (its own choice, ``SPARC_KERNELS`` / ``SPARC_BF16_SELECT``, else the hardware)."""
+        """Each ``auto`` decided for float32 weights on ``device``: from ``SPARC_KERNELS`` /
+        ``SPARC_BF16_SELECT`` where set, else from the hardware."""
         dev = torch.device(check_device(device))
-        k = kernels.kernels_for(dev, torch.float32, mode=None if self.kernels == "auto" else self.kernels)
-        b = certified.current_mode() if self.bf16_select == "auto" else self.bf16_select
+        k = kernels.resolve(kernels.default_choice() if self.kernels == "auto" else self.kernels, dev, torch.float32)
+        b = certified.default_choice() if self.bf16_select == "auto" else self.bf16_select
         return Backend(k, certified.resolve(b, dev.type))
 
     @property
@@ -55,14 +58,13 @@ class Backend:
         return Backend(recorded.kernels if self.kernels == "auto" else self.kernels,
                        recorded.bf16_select if self.bf16_select == "auto" else self.bf16_select)
 
-    def use(self, device: str, *, run: str = "this run") -> None:
-        """Make this process compute with this (resolved) backend, or a one-line error
-        saying why it cannot here and which option continues on another path."""
+    def check(self, device: str, *, run: str = "this run") -> None:
+        """Nothing if this (resolved) backend runs on ``device``; else a one-line error
+        saying why not and which option continues on another path."""
         if not self.is_resolved:
-            raise ValueError(f"use() needs a resolved backend, got {self}")  # callers resolve first
+            raise ValueError(f"check() needs a resolved backend, got {self}")  # callers resolve first
         try:
-            kernels.set_kernels(self.kernels)
-            runs = kernels.kernels_for(torch.device(device), torch.float32)
+            runs = kernels.check(self.kernels, torch.device(device), torch.float32)
         except SparcError as e:
             runs, why = None, str(e).split(";")[0]
         else:
@@ -72,7 +74,6 @@ class Backend:
             raise SparcError(f"{run} computes with the {self.kernels} kernels, which cannot run here ({why}); "
                              f"pass --kernels {other} to continue on another rounding path (the rest of the run "
                              "will not repeat the uninterrupted one bit for bit)")
-        certified.set_bf16_selection(self.bf16_select)
 
     def describe_change(self, recorded: Backend) -> str | None:
         """A line for a resume that leaves the recorded backend, or None when it keeps it."""

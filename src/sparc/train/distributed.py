@@ -16,7 +16,7 @@ step does across ranks (README.md, "Scaling out", shows the commands):
   the loss of the whole batch, as DDP does (DDP averages over ranks, which equals it only
   when every rank has as many rows; the summed form is exact for the short last batch).
 - **dead-latent counters** — reduced inside the model's forward, before AuxK picks its
-  latents (:meth:`sparc.model.SPARC.share_counters`).
+  latents (the ``reduce_firing`` of :class:`sparc.model.engine.StepEngine`).
 - **the decoder constraint and the optimizer step** — every rank applies them to the
   same summed gradient, so the weights stay identical (bitwise) on every rank; the
   resampling RNG is seeded alike and sees the same counters.

@@ -32,7 +32,8 @@ from torch.autograd.graph import increment_version
 
 from sparc.errors import SparcError
 from sparc.model import SPARC, certified
-from sparc.model import kernels as K
+from sparc.model.engine import StepEngine
+from sparc.model.kernels import TableStep
 
 
 class SPARCAdam(torch.optim.Adam):
@@ -44,30 +45,38 @@ class SPARCAdam(torch.optim.Adam):
         The SPARC model whose parameters are optimised (all of them, one group).
     lr, eps, betas
         As for ``torch.optim.Adam``.
+    engine
+        The model's training engine (:mod:`sparc.model.engine`): the fused step writes the
+        bf16 copy its certified selection reads next, and with ``in_backward`` the
+        engine's backward takes the tables' steps.
     in_backward
         Step ``W_enc`` and ``W_dec`` during the backward pass, where the fused kernels
-        serve them (module docstring).
+        serve them (module docstring); needs the ``engine`` the training forward is given.
     """
 
-    def __init__(self, model: SPARC, *, lr: float, eps: float = 1e-8, betas=(0.9, 0.999), in_backward: bool = False):
+    def __init__(self, model: SPARC, *, lr: float, eps: float = 1e-8, betas=(0.9, 0.999),
+                 engine: StepEngine | None = None, in_backward: bool = False):
+        if in_backward and engine is None:
+            raise ValueError("in_backward=True needs the engine whose training forward takes the steps")
         fused_ok = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64,
                                                                       torch.float16, torch.bfloat16)
                        for p in model.parameters())
         super().__init__(model.parameters(), lr=lr, eps=eps, betas=betas, fused=fused_ok)
-        self.model = model
+        self.model, self.engine = model, engine
         self._stepped: set[str] = set()  # tables stepped in backward since the last step()
-        # This optimizer now drives the model: a hook left by an earlier one is replaced
-        # (held weakly, so the model does not keep the optimizer alive).
-        ref = weakref.WeakMethod(self.table_step)
-        model.step_tables_in_backward((lambda name: (fn := ref()) and fn(name)) if in_backward else None)
+        if engine is not None:
+            # This optimizer now drives the engine: a hook left by an earlier one is
+            # replaced (held weakly, so the engine does not keep the optimizer alive).
+            ref = weakref.WeakMethod(self.table_step)
+            engine.step_tables_in_backward((lambda name: (fn := ref()) and fn(name)) if in_backward else None)
 
     def _fused_tables(self) -> bool:
         m = self.model
         if len(self.param_groups) != 1 or self.param_groups[0].get("amsgrad") or self.param_groups[0].get(
                 "weight_decay") or self.param_groups[0].get("maximize"):
             return False
-        return all(K.kernels_for(p.device, p.dtype) == "fused" and p.dtype == torch.float32
-                   and p.is_contiguous() for p in (m.W_enc, m.W_dec))
+        return m.kernels.steps_tables and all(p.device.type == "cpu" and p.dtype == torch.float32
+                                              and p.is_contiguous() for p in (m.W_enc, m.W_dec))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -93,9 +102,9 @@ class SPARCAdam(torch.optim.Adam):
         for p in tables:
             self._step_table(p, decoder=p is m.W_dec)
 
-    def table_step(self, name: str) -> K.TableStep | None:
+    def table_step(self, name: str) -> TableStep | None:
         """The next Adam step of the model's table ``name`` ("W_enc" or "W_dec"), for the
-        backward pass to take (``in_backward=True``, :meth:`SPARC.step_tables_in_backward`);
+        backward pass to take (``in_backward=True``, :meth:`StepEngine.step_tables_in_backward`);
         None where the fused kernels do not serve it (its gradient then goes to ``.grad``
         and :meth:`step` steps it)."""
         if not self._fused_tables():
@@ -108,7 +117,7 @@ class SPARCAdam(torch.optim.Adam):
         p = getattr(self.model, name)
         return self._prepare_table(p, decoder=p is self.model.W_dec)
 
-    def _prepare_table(self, p: torch.Tensor, *, decoder: bool) -> K.TableStep:
+    def _prepare_table(self, p: torch.Tensor, *, decoder: bool) -> TableStep:
         """Advance ``p``'s step count and give the step's state, scalars and bf16-copy buffers."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
@@ -121,13 +130,13 @@ class SPARCAdam(torch.optim.Adam):
         step = float(state["step"])
         lr = float(group["lr"])
         bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        m = self.model
-        bounds = m._bounds()
+        engine = self.engine
+        bounds = self.model.block_bounds
         f32 = np.float32
         S, (L, D) = len(bounds) - 1, p.shape
         shadow = None
-        if not decoder and certified.enabled_for(p):
-            old = m._shadow  # made from the values this step replaces: its buffers are free
+        if not decoder and engine is not None and engine.certifies:
+            old = engine.shadow  # made from the values this step replaces: its buffers are free
             if old is not None and old.W16.shape == (L, D) and old.wn.shape == (S, L):
                 shadow = (old.W16.view(torch.int16), old.wn, old.dwn)
             else:
@@ -139,11 +148,11 @@ class SPARCAdam(torch.optim.Adam):
             increment_version(p)
             if shadow is not None:
                 W16, wn, dwn = shadow
-                m._shadow = certified.Shadow(certified.shadow_key(p, bounds), W16.view(torch.bfloat16), wn, dwn)
+                engine.shadow = certified.Shadow(certified.shadow_key(p, bounds), W16.view(torch.bfloat16), wn, dwn)
 
         scalars = (f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(lr / bc1), f32(bc2**0.5), f32(group["eps"]),
                    f32(torch.finfo(p.dtype).tiny))
-        return K.TableStep(state["exp_avg"], state["exp_avg_sq"], scalars, bounds, shadow, done)
+        return TableStep(state["exp_avg"], state["exp_avg_sq"], scalars, bounds, shadow, done)
 
     def _step_table(self, p: torch.Tensor, *, decoder: bool) -> None:
-        K.adam_step(p.detach(), p.grad, self._prepare_table(p, decoder=decoder), decoder=decoder)
+        self.model.kernels.adam_step(p.detach(), p.grad, self._prepare_table(p, decoder=decoder), decoder=decoder)

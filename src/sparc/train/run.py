@@ -208,7 +208,7 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
     backend
         When resuming: a kernel path or encoder selection other than the recorded ones
         (each ``auto`` keeps the recorded one); the recorded settings are updated. The
-        process computes with the run's backend from here on (:mod:`sparc.train.backend`).
+        run's model and trainer compute with the run's backend (:mod:`sparc.train.backend`).
     dist
         This process's rank in a data-parallel run. Rank 0 opens the run as above and
         sends it to the others; on the other ranks every other argument is ignored.
@@ -251,7 +251,7 @@ def _join_run(dist: Distributed) -> Run:
         raise SparcError(f"rank {dist.rank}: rank 0 could not open the run ({got['error']})")
     spec = from_json(RunSpec, got["spec"], what="the run sent by rank 0")
     assert spec.backend is not None
-    spec.backend.use(dist.device, run=f"rank {dist.rank}: the run")
+    spec.backend.check(dist.device, run=f"rank {dist.rank}: the run")
     store = FeatureStore.open(spec.store)
     if spec.store_created and store.manifest.created != spec.store_created:
         raise SparcError(f"rank {dist.rank}: {spec.store} on this machine is not the store rank 0 trains on "
@@ -287,7 +287,7 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
             spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, lr=lr))
         was = _recorded_backend(recorded, backend)
         spec = dataclasses.replace(spec, backend=backend.over(was))
-        spec.backend.use(spec.train.device, run=str(run_dir))
+        spec.backend.check(spec.train.device, run=str(run_dir))
         if (change := spec.backend.describe_change(was)) is not None:
             print(f"sparc: {change}", file=sys.stderr)
         if spec != recorded:
@@ -301,7 +301,7 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
             raise ValueError("a fresh run needs its model settings")
         if spec.backend is None or not spec.backend.is_resolved:
             spec = dataclasses.replace(spec, backend=(spec.backend or Backend()).resolved(spec.train.device))
-        spec.backend.use(spec.train.device, run=str(run_dir))
+        spec.backend.check(spec.train.device, run=str(run_dir))
         store = FeatureStore.open(spec.store)
         if spec.store_created and store.manifest.created != spec.store_created:
             raise SparcError(f"{spec.store} changed since this run's settings were made; make them again")
@@ -339,7 +339,7 @@ def _trainer(spec: RunSpec, store: FeatureStore, model: SPARC, run_dir: Path | N
         val = BatchLoader(store, "val", batch_size=max(cfg.batch_size, MIN_VAL_BATCH), streams=streams,
                           shuffle=False, **shard)
     return Trainer(model, cfg, train, val, run_dir=run_dir,
-                   extra_config={**to_json(spec), "stream_dims": dict(model.streams)}, dist=dist)
+                   extra_config={**to_json(spec), "stream_dims": dict(model.streams)}, dist=dist, backend=spec.backend)
 
 
 def _resume_store(run_dir: Path, spec: RunSpec, store: str | Path | None, other_store: bool) -> FeatureStore:

@@ -36,7 +36,9 @@ from sparc.atomic import atomic_path
 from sparc.data import BatchLoader
 from sparc.errors import SparcError, TrainingDiverged
 from sparc.model import SPARC, Losses
+from sparc.model.engine import StepEngine
 from sparc.pickles import load_weights_only
+from sparc.train.backend import Backend
 from sparc.train.config import TrainConfig
 from sparc.train.dead import resample_dead_latents
 from sparc.train.distributed import Distributed
@@ -96,25 +98,36 @@ class Trainer:
         This process's rank in a data-parallel run (None: a single process). Every rank
         gets a trainer; ``train`` and ``val`` yield the rank's slices of the batches, and
         only rank 0 has a ``run_dir``.
+    backend
+        The kernel path and encoder selection to compute with (:mod:`sparc.train.backend`),
+        given to the model and to the training engine this trainer builds; ``auto`` choices
+        are decided for ``cfg.device`` (default: ``SPARC_KERNELS`` / ``SPARC_BF16_SELECT``,
+        else the hardware).
     """
 
     def __init__(self, model: SPARC, cfg: TrainConfig, train: BatchSource,
                  val: BatchSource | None = None, run_dir: str | Path | None = None,
-                 extra_config: dict[str, Any] | None = None, dist: Distributed | None = None):
+                 extra_config: dict[str, Any] | None = None, dist: Distributed | None = None,
+                 backend: Backend | None = None):
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
         self.dist = dist
-        if dist is not None:
-            model.share_counters(dist.all_reduce_)
+        backend = backend or Backend()
+        self.backend = backend if backend.is_resolved else backend.resolved(str(model.W_enc.device))
+        """The resolved backend this trainer computes with."""
+        model.use_kernels(self.backend.kernels)
         # Each step runs backward, the optimizer step and zero_grad(set_to_none=True): the
-        # two [L, D] gradients can live in buffers kept across steps.
-        model.use_gradient_buffers()
+        # two [L, D] gradients can live in buffers kept across steps; in a data-parallel
+        # run the firing counters count every rank's rows.
+        self.engine = StepEngine(model, bf16_select=self.backend.bf16_select, gradient_buffers=True,
+                                 reduce_firing=dist.all_reduce_ if dist is not None else None)
+        """The training step's state (sparc.model.engine), owned here, not by the model."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         # Adam with the decoder constraint in its step (fused with it on the CPU kernels);
         # one process: the two tables are stepped in backward, as their gradients form
         # (data parallel: their gradients are summed over the ranks first).
-        self.optimizer = SPARCAdam(model, lr=cfg.lr, eps=cfg.adam_eps, in_backward=dist is None)
+        self.optimizer = SPARCAdam(model, lr=cfg.lr, eps=cfg.adam_eps, engine=self.engine, in_backward=dist is None)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
         self.validated = 0
@@ -148,7 +161,7 @@ class Trainer:
         model.train()
         device_type = next(model.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
-            out = model(batch)
+            out = model(batch, engine=self.engine)
         if self.dist is not None:
             return self._finish_step(out, self._reduce_step(out, batch))
         loss = out.losses.total.item()
@@ -220,7 +233,7 @@ class Trainer:
         rows = 0
         for batch in self.val_data:
             batch = {s: x.to(self.cfg.device) for s, x in batch.items()}
-            out = self.model(batch)
+            out = self.model(batch, engine=self.engine)  # the training step's selection
             n = next(iter(batch.values())).shape[0]
             names, values = _flat_metrics(out)
             for k, v in zip(names, torch.stack(values).tolist()):

@@ -21,7 +21,7 @@ these included, and a kernel without the option inherits a fast-math caller's).
 ``tests/model/test_certified.py`` checks the bits against a PyTorch evaluation of the
 same order, natively and with the instruction set capped to AVX2 (a NaN's sign and
 payload aside). numba's cache of the kernels that call these is keyed on
-``numba_cpu.py``: after editing this file, touch that one.
+``numba_bf16.py``: after editing this file, touch that one.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ decoder of all streams side by side). The three primitives:
 
 Each costs O(nnz·D) instead of the O(R·L·D) of the dense products they replace. The
 decoder constraint's two row operations (:func:`normalize_rows_`, :func:`remove_parallel_`)
-complete the set.
+complete the set. :class:`PyTorchKernels` offers them as a :class:`~sparc.model.kernels.base.Kernels`.
 """
 
 from __future__ import annotations
@@ -141,3 +141,66 @@ def block_sse(M_rd: Tensor, b_pre: Tensor, X_bd: Tensor, n: int, cols: list[slic
     res = M_rd.view(n, B, D) + b_pre - X_bd
     num = ((res * res).view(n * B, D) @ blocks).view(n, B, len(cols))
     return num, (X_bd * X_bd) @ blocks
+
+
+def block_bounds(cols: list[slice], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """(starts, stops) [T] int64 of the column blocks ``cols``."""
+    return (torch.tensor([c.start for c in cols], dtype=torch.int64, device=device),
+            torch.tensor([c.stop for c in cols], dtype=torch.int64, device=device))
+
+
+def row_mask(lo: Tensor, hi: Tensor, D: int, dtype: torch.dtype) -> Tensor:
+    """[R, D]: 1 in each row's columns ``lo[r]:hi[r]``, else 0."""
+    c = torch.arange(D, device=lo.device)
+    return ((c >= lo[:, None]) & (c < hi[:, None])).to(dtype)
+
+
+class PyTorchKernels:
+    """The PyTorch path: runs on every device and dtype; the oracle of the others, which
+    subclass it and fall back to it for tensors they do not serve."""
+
+    name = "pytorch"
+    steps_tables = False
+    keeps_grad_buffers = False
+
+    def spmm(self, crow, col, val, W_ld, *, shared=(1, 0), lo=None, hi=None):
+        out = spmm(crow, col, val, W_ld)
+        return out if lo is None else out * row_mask(lo, hi, out.shape[1], out.dtype)
+
+    def sddmm(self, crow, col, A_rd, W_ld, *, shared=(1, 0)):
+        return sddmm(crow, col, A_rd, W_ld)
+
+    def spmm_t(self, crow, col, val, A_rd, n_latents, *, arow=None, lo=None, hi=None, out=None, accumulate=False):
+        res = spmm_t(crow, col, val, A_rd, n_latents, arow, lo, hi)
+        if out is None:
+            return res
+        return out.add_(res) if accumulate else out.copy_(res)
+
+    def spmm_t_sddmm(self, crow, col, val, A_rd, W_ld, *, out=None, accumulate=False, shared=(1, 0), lo=None,
+                     hi=None):
+        if lo is not None:
+            A_rd = A_rd * row_mask(lo, hi, A_rd.shape[1], A_rd.dtype)
+        return (self.spmm_t(crow, col, val, A_rd, W_ld.shape[0], out=out, accumulate=accumulate),
+                self.sddmm(crow, col, A_rd, W_ld, shared=shared))
+
+    def block_row_sum(self, W_ld, coef_sl, cols):
+        return block_row_sum(W_ld.detach(), coef_sl, cols)
+
+    def normalize_rows_(self, W_ld, bounds):
+        normalize_rows_(W_ld, bounds)
+
+    def remove_parallel_(self, W_ld, G_ld, bounds):
+        remove_parallel_(W_ld, G_ld, bounds)
+
+    def bf16_shadow(self, W_ld, bounds):
+        return bf16_shadow(W_ld.detach(), bounds)
+
+    def stream_dots(self, idx_bm, U_bd, W_ld, bounds, bias_sl=None):
+        out = stream_dots(idx_bm, U_bd, W_ld.detach(), bounds)
+        return out if bias_sl is None else out + bias_sl.detach()[:, idx_bm]
+
+    def top_candidates(self, Z16_bl, bias_l, n):
+        return top_candidates(Z16_bl, bias_l, n)
+
+    def block_sse(self, M_rd, b_pre, X_bd, n, cols):
+        return block_sse(M_rd, b_pre, X_bd, n, cols)

@@ -1,0 +1,90 @@
+"""What a method minimises: its loss terms and how they add up (docs/method.md §2).
+
+:func:`reconstruction_losses` turns the decoded rows of a training forward into every
+(source, target) NMSE — a source's code decoded into each stream — and the AuxK terms;
+:func:`total_loss` weighs them into the one number the optimizer sees. A method with
+other terms (nested prefixes, sampled sources) adds them here, beside these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from sparc.model.config import SPARCConfig
+from sparc.model.outputs import ForwardOutput, Losses, OnAccess, SparseCode, zero_like_loss
+
+if TYPE_CHECKING:
+    from sparc.model.sparc import SPARC
+
+
+def total_loss(self_nmse: dict[str, Tensor], cross_nmse: dict[tuple[str, str], Tensor],
+               auxk: dict[str, Tensor], cfg: SPARCConfig) -> Tensor:
+    """SPARC's objective: the mean self-reconstruction NMSE, plus ``auxk_coef`` times the
+    mean AuxK term and ``cross_coef`` times the mean cross-reconstruction NMSE."""
+    total = torch.stack(list(self_nmse.values())).mean()
+    if cfg.auxk_coef and cfg.auxk:
+        total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
+    if cross_nmse and cfg.cross_coef:
+        total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
+    return total
+
+
+def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor, main_rd: Tensor,
+                          aux_rd: Tensor, x_bd: Tensor, aux) -> ForwardOutput:
+    """The forward's output from its decoded rows: ``main_rd`` [n·B, D] (source a's code
+    decoded into every stream's columns, row block a), ``aux_rd`` (the AuxK codes, each in
+    its own stream's columns), the inputs ``x_bd`` [B, D] and ``aux`` (the AuxK selection
+    or None; :meth:`sparc.model.SPARC.forward`)."""
+    n, B, _ = idx_sbk.shape
+    D = model.W_dec.shape[1]
+    names = [model.names[i] for i in ids]
+    # Every (source, target) pair's NMSE at once: the residual of each source's decode in
+    # all columns, its squares summed per stream block (docs/method.md §2.1); absent
+    # streams' columns weigh 0.
+    num_abt, den_bt = model.kernels.block_sse(main_rd, model.b_pre, x_bd, n, [model.cols[i] for i in ids])
+    pair_at = num_abt.div(den_bt).mean(1)                                  # [source, target]
+    main_abd = main_rd.view(n, B, D)                                        # source a → all streams
+    # Made on access (OnAccess), as this forward would have made them: the pre-bias as it
+    # is now (an optimizer step may follow), the same grad mode, no autocast.
+    b_pre, grad, device = model.b_pre.clone(), torch.is_grad_enabled(), x_bd.device.type
+
+    def recon(a: int, col: slice) -> Callable[[], Tensor]:
+        def make() -> Tensor:
+            with torch.set_grad_enabled(grad), torch.autocast(device, enabled=False):
+                return main_abd[a, :, col] + b_pre[col]
+        return make
+
+    recons: dict[str, Callable[[], Tensor]] = {}
+    cross: dict[tuple[str, str], Callable[[], Tensor]] = {}
+    self_nmse: dict[str, Tensor] = {}
+    cross_nmse: dict[tuple[str, str], Tensor] = {}
+    for a, t in enumerate(ids):
+        col_t = model.cols[t]
+        for b, s in enumerate(ids):
+            if a == b:
+                recons[model.names[t]] = recon(b, col_t)
+                self_nmse[model.names[t]] = pair_at[b, a]
+            else:
+                cross[(model.names[t], model.names[s])] = recon(b, col_t)
+                cross_nmse[(model.names[t], model.names[s])] = pair_at[b, a]
+
+    auxk = {s: zero_like_loss(x_bd) for s in names}
+    if aux is not None:
+        has_dead = aux[3]
+        # Stream a's AuxK code reconstructs what its own code left, x_a − decode_a (the
+        # decode without gradient; also the NMSE's norm), in a's columns. Only those
+        # columns are computed: the pieces are cut by one unbind.
+        main_const = main_abd.detach()
+        for a, (s, aux_bd) in enumerate(zip(names, aux_rd.view(n, B, D).unbind(0))):
+            if has_dead[a]:
+                col = model.cols[ids[a]]
+                target = x_bd[:, col] - main_const[a, :, col]
+                res = aux_bd[:, col] + model.b_pre[col] - target
+                auxk[s] = ((res * res).sum(1) / (target * target).sum(1)).mean()
+    total = total_loss(self_nmse, cross_nmse, auxk, model.cfg)
+    codes = {s: SparseCode(idx_sbk[j], val_sbk[j], model.n_latents) for j, s in enumerate(names)}
+    return ForwardOutput(codes, OnAccess(recons), OnAccess(cross), Losses(total, self_nmse, cross_nmse, auxk))
