@@ -38,7 +38,7 @@ def stop_after(trainer, n):
     def wrapped(batch):
         out = step(batch)
         if trainer.step_count == n:
-            trainer._request_stop(None, None)
+            trainer.request_stop()
         return out
 
     trainer.step = wrapped

@@ -1,5 +1,6 @@
 """What a method minimises: its loss terms and how they add up (docs/method.md §2).
 
+:func:`auxk_selection` picks each stream's AuxK latents among its dead ones;
 :func:`reconstruction_losses` turns the decoded rows of a training forward into every
 (source, target) NMSE — a source's code decoded into each stream — and the AuxK terms;
 :func:`total_loss` weighs them into the one number the optimizer sees. A method with
@@ -31,6 +32,40 @@ def total_loss(self_nmse: dict[str, Tensor], cross_nmse: dict[tuple[str, str], T
     if cross_nmse and cfg.cross_coef:
         total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
     return total
+
+
+@torch.no_grad()
+def auxk_selection(model: SPARC, ids: list[int], logits_at: Callable[[int, Tensor], Tensor], B: int):
+    """The AuxK latents of each stream: its top-k_aux dead latents by logit (docs/method.md §2).
+    ``logits_at(a, latents)`` gives the logits [B, m] of the a-th stream given at ``latents``.
+
+    Returns None when AuxK is off or no stream has a dead latent; else (idx [S', B,
+    ka], pre [S', B, ka] (their logits), keep [S', B, ka] (0 where a stream has fewer
+    than ka dead latents: padding), has_dead [S'] bool) with ka = min(k_aux, most
+    dead latents of any stream).
+    """
+    if model.cfg.auxk == 0:
+        return None
+    dead = model.dead_mask()[ids]
+    n_dead = dead.sum(1)
+    if int(n_dead.max()) == 0:
+        return None
+    n, device, dtype = len(ids), model.W_enc.device, model.W_enc.dtype
+    ka = min(model.cfg.auxk, int(n_dead.max()))
+    idx = torch.zeros(n, B, ka, dtype=torch.long, device=device)
+    pre = torch.zeros(n, B, ka, dtype=dtype, device=device)
+    keep = torch.zeros(n, B, ka, dtype=dtype, device=device)
+    for a in range(n):
+        dead_l = dead[a].nonzero().squeeze(1)
+        m = min(ka, dead_l.numel())
+        if m:
+            top = logits_at(a, dead_l).topk(m, dim=1)
+            idx[a, :, :m] = dead_l[top.indices]
+            pre[a, :, :m] = top.values
+            idx[a, :, m:] = idx[a, :, :1]  # padding, zeroed by keep
+            pre[a, :, m:] = pre[a, :, :1]
+            keep[a, :, :m] = 1
+    return idx, pre, keep, n_dead > 0
 
 
 def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor, main_rd: Tensor,

@@ -32,7 +32,7 @@ from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
 from sparc.model.kernels import Kernels, uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
-from sparc.model.objective import reconstruction_losses
+from sparc.model.objective import auxk_selection, reconstruction_losses
 from sparc.model.outputs import ForwardOutput, SparseCode, StreamLogits
 from sparc.model.selection import selection_rule
 
@@ -334,7 +334,7 @@ class SPARC(nn.Module):
             with torch.no_grad():
                 self._count_firing(ids, idx_sbk, torch.relu(pre_sbk),
                                    None if engine is None else engine.reduce_firing)
-        aux = self._auxk_selection(ids, logits_at, B)
+        aux = auxk_selection(self, ids, logits_at, B)
         # One encoder call and one decoder call serve the codes and the AuxK codes, so
         # each weight gets a single gradient tensor.
         if aux is None:
@@ -426,38 +426,6 @@ class SPARC(nn.Module):
                 raise SparcError(f"pre-bias of stream {name!r} must have shape [{col.stop - col.start}], "
                                  f"got {list(v.shape)}")
             self.b_pre[col] = v.to(self.b_pre.dtype)
-
-    @torch.no_grad()
-    def _auxk_selection(self, ids: list[int], logits_at: Callable[[int, Tensor], Tensor], B: int):
-        """The AuxK latents of each stream: its top-k_aux dead latents by logit.
-
-        Returns None when AuxK is off or no stream has a dead latent; else (idx [S', B,
-        ka], pre [S', B, ka] (their logits), keep [S', B, ka] (0 where a stream has fewer
-        than ka dead latents: padding), has_dead [S'] bool) with ka = min(k_aux, most
-        dead latents of any stream).
-        """
-        if self.cfg.auxk == 0:
-            return None
-        dead = self.dead_mask()[ids]
-        n_dead = dead.sum(1)
-        if int(n_dead.max()) == 0:
-            return None
-        n, device, dtype = len(ids), self.W_enc.device, self.W_enc.dtype
-        ka = min(self.cfg.auxk, int(n_dead.max()))
-        idx = torch.zeros(n, B, ka, dtype=torch.long, device=device)
-        pre = torch.zeros(n, B, ka, dtype=dtype, device=device)
-        keep = torch.zeros(n, B, ka, dtype=dtype, device=device)
-        for a in range(n):
-            dead_l = dead[a].nonzero().squeeze(1)
-            m = min(ka, dead_l.numel())
-            if m:
-                top = logits_at(a, dead_l).topk(m, dim=1)
-                idx[a, :, :m] = dead_l[top.indices]
-                pre[a, :, :m] = top.values
-                idx[a, :, m:] = idx[a, :, :1]  # padding, zeroed by keep
-                pre[a, :, m:] = pre[a, :, :1]
-                keep[a, :, :m] = 1
-        return idx, pre, keep, n_dead > 0
 
     # ------------------------------------------------------------------ decoder constraint
 

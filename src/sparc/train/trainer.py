@@ -370,6 +370,11 @@ class Trainer:
                                 step=step, checkpoint_step=self.checkpoint_step)
 
     def _request_stop(self, signum, frame) -> None:
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Stop after the current step with a checkpoint, as a first Ctrl-C does; a second
+        request stops at once (KeyboardInterrupt)."""
         if self._stop_requested:  # a second Ctrl-C stops at once
             # ...except the echo under torchrun, which passes the terminal's Ctrl-C on to
             # workers that got it already: all ranks must stop at the agreed step.
