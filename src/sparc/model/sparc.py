@@ -636,15 +636,15 @@ class SPARC(nn.Module):
                         cache_dir: str | Path | None = None, token: str | bool | None = None) -> SPARC:
         """A model from a local folder, or from the Hugging Face Hub repository ``org/name``
         (downloaded into its cache; read from the cache alone with ``HF_HUB_OFFLINE=1``);
-        see :mod:`sparc.hub`."""
-        from sparc.hub import from_pretrained
+        see :mod:`sparc.model.hub`."""
+        from sparc.model.hub import from_pretrained
 
         return from_pretrained(name, revision=revision, device=str(device), cache_dir=cache_dir, token=token)
 
     def save_pretrained(self, folder: str | Path, *, card: str | None = None) -> Path:
         """Write the model (config.json, model.safetensors) and, if given, a model card
-        (README.md) into ``folder``, as a Hub repository holds them (:mod:`sparc.hub`)."""
-        from sparc.hub import save_pretrained
+        (README.md) into ``folder``, as a Hub repository holds them (:mod:`sparc.model.hub`)."""
+        from sparc.model.hub import save_pretrained
 
         return save_pretrained(self, folder, card=card)
 
