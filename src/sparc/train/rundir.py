@@ -56,43 +56,22 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.config_file = self.path / CONFIG_FILE
+        """The final model's config.json."""
+        self.weights_file = self.path / WEIGHTS_FILE
+        """The final model's weights; present only once training finished."""
+        self.model_files = (self.config_file, self.weights_file)
+        """What a model folder (and a Hub repository) holds."""
+        self.spec_file = self.path / SPEC_FILE
+        self.metrics_file = self.path / METRICS_FILE
+        self.checkpoint = self.path / CHECKPOINT_DIR
+        """The checkpoint folder a training writes (swapped in whole each time)."""
+        self.tensorboard = self.path / TENSORBOARD_DIR
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
     # -- paths ------------------------------------------------------------------------------
-
-    @property
-    def config_file(self) -> Path:
-        """The final model's config.json."""
-        return self.path / CONFIG_FILE
-
-    @property
-    def weights_file(self) -> Path:
-        """The final model's weights; present only once training finished."""
-        return self.path / WEIGHTS_FILE
-
-    @property
-    def model_files(self) -> tuple[Path, Path]:
-        """The final model's files: what a model folder (and a Hub repository) holds."""
-        return self.config_file, self.weights_file
-
-    @property
-    def spec_file(self) -> Path:
-        return self.path / SPEC_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def checkpoint(self) -> Path:
-        """The checkpoint folder a training writes (swapped in whole each time)."""
-        return self.path / CHECKPOINT_DIR
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / TENSORBOARD_DIR
 
     def eval_dir(self, split: str) -> Path:
         """Where ``sparc eval`` writes the evaluation of ``split`` by default."""
