@@ -4,7 +4,7 @@ The import graph of ``src/sparc`` is read with :mod:`ast` — imports at module 
 inside functions both count (a lazy import is still a dependency), imports under
 ``if TYPE_CHECKING:`` do not (they never run) — and collapsed to packages: each
 subpackage (``sparc.model``, ``sparc.train``, ...) is one node, each top-level module
-(``sparc.workspace``, ``sparc.hub``, ...) its own node.
+(``sparc.workspace``, ``sparc.publish``, ...) its own node.
 """
 
 from __future__ import annotations
