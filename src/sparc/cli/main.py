@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     # And keep freed blocks in the heap, so a training loop's per-step tensors reuse
     # memory instead of page-faulting fresh pages every step (sparc/process.py).
     keep_freed_memory()
-    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
-    # temporaries on the way out; a training says how to resume.
     args = sys.argv[1:] if argv is None else argv
     if args and not args[0].startswith("-") and args[0] not in COMMANDS:
         # Checked here: with --help after it, the parser would print the main help and succeed.
         print(f"error: unknown command {args[0]!r}; see sparc --help", file=sys.stderr)
         return 2
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
+    # temporaries on the way out; a training says how to resume.
     previous, ours = _on_sigterm_raise()
     try:
         import tyro
