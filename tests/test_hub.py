@@ -1,4 +1,4 @@
-"""sparc.hub: save_pretrained / from_pretrained through a folder and through a
+"""sparc.model.hub and sparc.publish: save_pretrained / from_pretrained through a folder and through a
 pre-filled Hugging Face cache with HF_HUB_OFFLINE=1; the model card; offline errors."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sparc.errors import SparcError
-from sparc.hub import model_card
 from sparc.model import SPARC, SPARCConfig
+from sparc.publish import model_card
 
 pytest.importorskip("huggingface_hub")
 
@@ -125,7 +125,7 @@ def test_model_card_from_a_run(model, tmp_path):
 
 
 def test_push_needs_a_finished_run_and_a_repo_name(model, tmp_path):
-    from sparc.hub import push
+    from sparc.publish import push
 
     with pytest.raises(SparcError, match="not a Hub repository name"):
         push(tmp_path, "no-slash")

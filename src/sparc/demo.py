@@ -182,10 +182,11 @@ def _train(cfg: DemoConfig, store, run_dir: Path, topk: TopK) -> Path:
 def _summarise(cfg: DemoConfig, store, result: DemoResult) -> str:
     """Evaluate each run on the held-out split and line them up (``sparc compare``)."""
     from sparc.eval import EvalSettings, compare, evaluate, render_comparison, write_eval
+    from sparc.train.rundir import RunDir
 
     for name, run in result.runs.items():
         report = evaluate(SPARC.load(run), store, EvalSettings(split="test", progress=cfg.train.progress), run=name)
-        write_eval(report, run / "eval-test", plots=True)
+        write_eval(report, RunDir(run).eval_dir("test"), plots=True)
     table = render_comparison(compare(list(result.runs.values()), split="test"))
     lines = [
         f"# sparc demo — {store.n_rows} OpenMoji emoji, streams "

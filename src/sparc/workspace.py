@@ -58,12 +58,9 @@ class FolderKind:
 
 
 TEMPORARY = (".*.tmp", ".*.old", ".*.lock", MARKER)
-RUN = FolderKind("run directory", "run",
-                 ("config.json", "model.safetensors", "train_config.json", "metrics.jsonl", "checkpoint",
-                  "eval-*", "explore-*", "heatmaps", "localisation*", "tensorboard", "wandb", *TEMPORARY))
-STARTED_RUN = FolderKind("run directory", "run", ("train_config.json", "metrics.jsonl", "tensorboard", "wandb",
-                                                  *TEMPORARY))
-"""What a run holds before its first checkpoint: nothing a restart could lose."""
+"""What sparc may leave in any folder it writes, besides the folder's own entries."""
+# The run directory's kinds are sparc.train.rundir's (RUN, STARTED_RUN), made from the
+# layout it owns; this module stays free of the model and training imports.
 STORE = FolderKind("feature store", "store",
                    ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
 EVAL = FolderKind("evaluation", "evaluation", ("eval.json", "eval.md", "plots", *TEMPORARY))

@@ -79,6 +79,23 @@ def test_missing_store_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["bogus"], ["bogus", "--help"], ["trian", "-h"]])
+def test_an_unknown_command_is_a_one_line_error(args, capsys):
+    code, stdout, err = run(args, capsys)
+    assert code == 2 and stdout == ""
+    assert err == f"error: unknown command {args[0]!r}; see sparc --help\n"
+
+
+def test_every_command_has_its_help(capsys):
+    from sparc.cli.main import COMMANDS
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    usage = "".join(capsys.readouterr().out.split())  # whatever the terminal's width
+    assert "{" + ",".join(COMMANDS) + "}" in usage
+
+
 def test_import_checkpoint_round_trip(tmp_path, capsys):
     torch.manual_seed(0)
     ref = SPARC({"dino": 12, "clip_img": 8, "clip_txt": 8}, SPARCConfig(n_latents=32, k=4, auxk=8))

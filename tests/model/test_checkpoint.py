@@ -60,11 +60,12 @@ def test_save_load_round_trip(tmp_path, dtype):
     assert loaded(x).losses.auxk["a"] > 0  # the counters came back: AuxK is on
 
 
-def test_load_run_directory_with_checkpoint_folder(tmp_path):
-    model = make_model()
-    model.save(tmp_path / "run" / "checkpoint")
-    loaded = SPARC.load(tmp_path / "run")
-    assert torch.equal(loaded.W_dec, model.W_dec)
+def test_load_reads_a_model_folder_only(tmp_path):
+    # A run still training holds its model in checkpoint/: the run's layout is
+    # sparc.train.rundir's, which resolves it (tests/train/test_rundir.py).
+    make_model().save(tmp_path / "run" / "checkpoint")
+    with sparc_error("holds no sparc model.*sparc.train.rundir.load_model"):
+        SPARC.load(tmp_path / "run")
 
 
 def test_save_overwrites_in_place(tmp_path):

@@ -19,6 +19,7 @@ import torch
 from sparc.atomic import old_of
 from sparc.cli.main import main
 from sparc.model import SPARC
+from sparc.train.rundir import load_model
 from tests.synthetic import make_store
 
 # 150 training rows (of 200) at batch 32: 5 steps an epoch (the last one short).
@@ -86,7 +87,7 @@ def test_kill_between_the_two_renames_of_the_checkpoint_swap(store, reference, t
     assert not (out / "checkpoint").exists() and old_of(out / "checkpoint").is_dir()
     # Readers use the previous checkpoint meanwhile; the resumed writer restores it.
     assert main(["info", str(out)]) == 0
-    assert SPARC.load(out) is not None
+    assert load_model(out) is not None
     assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
     assert (out / "checkpoint").is_dir() and not old_of(out / "checkpoint").exists()
     assert_same_weights(out, reference)

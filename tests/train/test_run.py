@@ -11,8 +11,8 @@ import torch
 from sparc.data import FeatureStore
 from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
-from sparc.train import RunSpec, TrainConfig, finished_with, new_spec, open_run
-from sparc.train.run import RUN_SPEC
+from sparc.train import TrainConfig, finished_with, new_spec, open_run
+from sparc.train.rundir import SPEC_FILE, RunDir
 from synthetic import make_store
 
 MODEL = SPARCConfig(n_latents=24, k=3)
@@ -28,7 +28,7 @@ def test_fresh_run_records_its_spec_and_trains(store, tmp_path):
     spec = new_spec(store, MODEL, TRAIN, ["clip_txt", "dino"])
     assert spec.streams == ("clip_txt", "dino") and spec.store == str(store.path.resolve())
     with open_run(tmp_path / "r", spec) as run:
-        assert not run.resumed and RunSpec.read(tmp_path / "r") == spec
+        assert not run.resumed and RunDir(tmp_path / "r").spec() == spec
         assert list(run.trainer.model.streams) == ["clip_txt", "dino"]
         # Validation batches hold at least 1024 rows, whatever the training batch.
         assert run.trainer.val_data.batch_size == 1024
@@ -62,7 +62,7 @@ def test_runs_recorded_without_model_settings_still_resume(store, tmp_path):
     spec = new_spec(store, MODEL, dataclasses.replace(TRAIN, max_steps=1, checkpoint_every=1))
     with open_run(tmp_path / "r", spec) as run:
         run.trainer.fit()
-    path = tmp_path / "r" / RUN_SPEC
+    path = tmp_path / "r" / SPEC_FILE
     old = json.loads(path.read_text())
     path.write_text(json.dumps({"train": old["train"], "store": old["store"], "streams": old["streams"]}))
     with open_run(tmp_path / "r", resume=True) as run:
@@ -71,10 +71,10 @@ def test_runs_recorded_without_model_settings_still_resume(store, tmp_path):
 
 def test_unknown_key_in_the_spec_is_a_one_line_error(store, tmp_path):
     open_run(tmp_path / "r", new_spec(store, MODEL, TRAIN)).close()
-    path = tmp_path / "r" / RUN_SPEC
+    path = tmp_path / "r" / SPEC_FILE
     path.write_text(json.dumps({**json.loads(path.read_text()), "optimizer": "sgd"}))
     with pytest.raises(SparcError, match=r"train_config.json: unknown key 'optimizer'") as e:
-        RunSpec.read(tmp_path / "r")
+        RunDir(tmp_path / "r").spec()
     assert "\n" not in str(e.value)
     assert not finished_with(tmp_path / "r", new_spec(store, MODEL, TRAIN))
     bad = json.loads(path.read_text())
@@ -82,4 +82,4 @@ def test_unknown_key_in_the_spec_is_a_one_line_error(store, tmp_path):
     bad["train"]["lr"] = -1
     path.write_text(json.dumps(bad))
     with pytest.raises(SparcError, match=r"train: lr must be a positive number"):
-        RunSpec.read(tmp_path / "r")
+        RunDir(tmp_path / "r").spec()

@@ -10,49 +10,35 @@ import threading
 from sparc.errors import SparcError
 from sparc.process import keep_freed_memory
 
+COMMANDS = {
+    "demo": ("train", "Demo"),
+    "extract": ("data", "Extract"),
+    "store": ("data", "StoreCommand"),
+    "push": ("share", "Push"),
+    "train": ("train", "Train"),
+    "import-h5": ("data", "ImportH5"),
+    "import-checkpoint": ("train", "ImportCheckpoint"),
+    "info": ("info", "Info"),
+    "eval": ("eval", "Eval"),
+    "compare": ("eval", "Compare"),
+    "stats": ("explore", "Stats"),
+    "names": ("explore", "Names"),
+    "latent": ("explore", "Latent"),
+    "query": ("explore", "Query"),
+    "report": ("explore", "Report"),
+    "heatmap": ("localize", "Heatmap"),
+    "localize": ("localize", "Localize"),
+}
+"""Each subcommand, in the order of the help: its module in sparc.cli and its class."""
+
 
 def commands() -> dict[str, type]:
     """The subcommands. Imported when the command runs, not when this module is, so a
     Ctrl-C during the (slow) imports of PyTorch ends as cleanly as one later on."""
-    from sparc.cli.commands import (
-        Compare,
-        Demo,
-        Eval,
-        Extract,
-        Heatmap,
-        ImportCheckpoint,
-        ImportH5,
-        Info,
-        Latent,
-        Localize,
-        Names,
-        Push,
-        Query,
-        Report,
-        Stats,
-        StoreCommand,
-        Train,
-    )
+    import importlib
 
-    return {
-        "demo": Demo,
-        "extract": Extract,
-        "store": StoreCommand,
-        "push": Push,
-        "train": Train,
-        "import-h5": ImportH5,
-        "import-checkpoint": ImportCheckpoint,
-        "info": Info,
-        "eval": Eval,
-        "compare": Compare,
-        "stats": Stats,
-        "names": Names,
-        "latent": Latent,
-        "query": Query,
-        "report": Report,
-        "heatmap": Heatmap,
-        "localize": Localize,
-    }
+    return {name: getattr(importlib.import_module(f"sparc.cli.{module}"), cls)
+            for name, (module, cls) in COMMANDS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     # And keep freed blocks in the heap, so a training loop's per-step tensors reuse
     # memory instead of page-faulting fresh pages every step (sparc/process.py).
     keep_freed_memory()
+    args = sys.argv[1:] if argv is None else argv
+    if args and not args[0].startswith("-") and args[0] not in COMMANDS:
+        # Checked here: with --help after it, the parser would print the main help and succeed.
+        print(f"error: unknown command {args[0]!r}; see sparc --help", file=sys.stderr)
+        return 2
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
     # temporaries on the way out; a training says how to resume.
     previous, ours = _on_sigterm_raise()
@@ -72,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         import tyro
 
         command = tyro.extras.subcommand_cli_from_dict(
-            commands(), args=argv, prog="sparc",
+            commands(), args=args, prog="sparc",
             description="sparc: concept-aligned sparse autoencoders (SPARC) across models and modalities.",
         )
         command.run()

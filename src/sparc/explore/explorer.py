@@ -39,15 +39,7 @@ from sparc.explore.naming import Names, NamingSettings, names_for_run
 from sparc.explore.sources import backbone_for, encode_with, read_image, stream_modality, streams_of
 from sparc.explore.stats import LatentStats, StatsSettings, stats_for_run
 from sparc.model import SPARC, SparseCode
-
-
-def trained_store(run: Path) -> Path:
-    """The store recorded in the run's spec (RUN/train_config.json)."""
-    from sparc.train.run import RUN_SPEC, RunSpec
-
-    if not (Path(run) / RUN_SPEC).exists():
-        raise SparcError(f"{run} does not record the store it was trained on; pass --store")
-    return Path(RunSpec.read(Path(run)).store)
+from sparc.train.rundir import RunDir, load_model
 
 
 def check_store_belongs(run: Path | None, model: SPARC, store: FeatureStore) -> None:
@@ -57,7 +49,7 @@ def check_store_belongs(run: Path | None, model: SPARC, store: FeatureStore) -> 
     if run is None:
         return
     try:
-        trained = FeatureStore.open(trained_store(run))
+        trained = FeatureStore.open(RunDir(run).trained_store())
     except SparcError:
         return  # nothing recorded, or the training store is gone: the widths were checked
     if trained.path.resolve() == store.path.resolve():
@@ -120,8 +112,8 @@ class Explorer:
         statistics and names (computed and saved on first use; ``reuse_any``: the saved
         ones of the split whatever their settings). ``naming=None`` skips the names."""
         run = Path(run)
-        model = SPARC.load(run)
-        store = FeatureStore.open(store if store is not None else trained_store(run))
+        model = load_model(run)
+        store = FeatureStore.open(store if store is not None else RunDir(run).trained_store())
         check_store_belongs(run, model, store)
         stats = stats_for_run(run, model, store, stats_settings, recompute=recompute, reuse_any=reuse_any, log=log)
         names = None

@@ -11,7 +11,7 @@ from sparc.errors import SparcError
 
 
 def heatmap(cmd) -> None:
-    """``sparc heatmap`` (see :class:`sparc.cli.commands.Heatmap`)."""
+    """``sparc heatmap`` (see :class:`sparc.cli.localize.Heatmap`)."""
     if cmd.for_report:
         return _for_report(cmd)
     if cmd.out is None:
@@ -23,13 +23,13 @@ def heatmap(cmd) -> None:
 
 def _open(cmd):
     from sparc.data import FeatureStore
-    from sparc.explore.explorer import check_store_belongs, trained_store
+    from sparc.explore.explorer import check_store_belongs
     from sparc.localize.runs import Backbones, backbone_specs
-    from sparc.model import SPARC
+    from sparc.train.rundir import RunDir, load_model
 
     specs = backbone_specs(cmd.backbone)
-    model = SPARC.load(cmd.run_dir)
-    store = FeatureStore.open(cmd.store if cmd.store is not None else trained_store(cmd.run_dir))
+    model = load_model(cmd.run_dir)
+    store = FeatureStore.open(cmd.store if cmd.store is not None else RunDir(cmd.run_dir).trained_store())
     check_store_belongs(cmd.run_dir, model, store)
     return model, store, Backbones(store, cmd.device, specs)
 
@@ -136,7 +136,7 @@ def _for_report(cmd) -> None:
 
 
 def localize(cmd) -> None:
-    """``sparc localize`` (see :class:`sparc.cli.commands.Localize`)."""
+    """``sparc localize`` (see :class:`sparc.cli.localize.Localize`)."""
     from sparc.workspace import LOCALISATION, check_replaceable, mark, writing
 
     with writing(cmd.out, "sparc localize"):

@@ -11,10 +11,11 @@ import torch
 from sparc.data import FeatureStore
 from sparc.data.normalize import l2_normalize
 from sparc.errors import SparcError
-from sparc.explore.explorer import check_store_belongs, trained_store
+from sparc.explore.explorer import check_store_belongs
 from sparc.explore.sources import backbone_for, encode_with, stream_modality
 from sparc.model import SPARC
 from sparc.options import named_values
+from sparc.train.rundir import RunDir, load_model
 
 
 @dataclass
@@ -35,13 +36,13 @@ def open_runs(paths: list[Path], store: Path | None = None) -> tuple[list[Run], 
     names: set[str] = set()
     for p in paths:
         p = Path(p)
-        model = SPARC.load(p)
+        model = load_model(p)
         name = p.resolve().name
         while name in names:
             name = f"{p.resolve().parent.name}/{name}"
         names.add(name)
         runs.append(Run(p, model, name))
-    fs = FeatureStore.open(store if store is not None else trained_store(runs[0].path))
+    fs = FeatureStore.open(store if store is not None else RunDir(runs[0].path).trained_store())
     for r in runs:
         check_store_belongs(r.path, r.model, fs)
     return runs, fs

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparc.atomic import atomic_path, current_dir, write_json
+from sparc.atomic import atomic_path, write_json
 from sparc.errors import SparcError
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
@@ -473,16 +473,15 @@ class SPARC(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> SPARC:
-        """Load a model saved by :meth:`save` (a run directory works too)."""
+        """Load a model saved by :meth:`save` from its folder (a finished run is one; a
+        run still training: :func:`sparc.train.rundir.load_model`)."""
         path = Path(path)
-        if path.is_dir() and not (path / WEIGHTS_FILE).exists() and current_dir(path / "checkpoint").is_dir():
-            # A run still training (or cut between the renames of a checkpoint swap).
-            path = current_dir(path / "checkpoint")
         cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not cfg_file.exists() or not weights.exists():
             raise SparcError(
                 f"{path} holds no sparc model (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                "pass a run directory written by 'sparc train' or 'sparc import-checkpoint'"
+                "pass a run directory written by 'sparc train' or 'sparc import-checkpoint' "
+                "(a run still training: sparc.train.rundir.load_model reads its checkpoint)"
             )
         try:
             meta = json.loads(cfg_file.read_text())
@@ -510,15 +509,15 @@ class SPARC(nn.Module):
                         cache_dir: str | Path | None = None, token: str | bool | None = None) -> SPARC:
         """A model from a local folder, or from the Hugging Face Hub repository ``org/name``
         (downloaded into its cache; read from the cache alone with ``HF_HUB_OFFLINE=1``);
-        see :mod:`sparc.hub`."""
-        from sparc.hub import from_pretrained
+        see :mod:`sparc.model.hub`."""
+        from sparc.model.hub import from_pretrained
 
         return from_pretrained(name, revision=revision, device=str(device), cache_dir=cache_dir, token=token)
 
     def save_pretrained(self, folder: str | Path, *, card: str | None = None) -> Path:
         """Write the model (config.json, model.safetensors) and, if given, a model card
-        (README.md) into ``folder``, as a Hub repository holds them (:mod:`sparc.hub`)."""
-        from sparc.hub import save_pretrained
+        (README.md) into ``folder``, as a Hub repository holds them (:mod:`sparc.model.hub`)."""
+        from sparc.model.hub import save_pretrained
 
         return save_pretrained(self, folder, card=card)
 

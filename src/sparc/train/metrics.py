@@ -9,6 +9,7 @@ from typing import Any
 
 from sparc.atomic import write_error, write_text
 from sparc.errors import SparcError
+from sparc.train.rundir import RunDir
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -38,14 +39,15 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, *, tensorboard: bool = False, wandb_project: str | None = None,
                  run_config: dict[str, Any] | None = None):
-        self.path = run_dir / "metrics.jsonl"
+        rd = RunDir(run_dir)
+        self.path = rd.metrics_file
         self._tb = self._wandb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise SparcError("--tensorboard needs the tensorboard package: pip install 'sparc-sae[tensorboard]'") from None
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self._tb = SummaryWriter(str(rd.tensorboard))
         if wandb_project:
             try:
                 import wandb

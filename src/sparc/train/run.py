@@ -1,9 +1,8 @@
 """The one run workflow: a run directory, its recorded settings, model, loaders and
 trainer — shared by ``sparc train``, ``sparc demo`` and the experiments.
 
-A run directory holds (see :mod:`sparc.train.trainer` for the rest)::
-
-    RUN/train_config.json    the RunSpec: store, streams, model and training settings
+A run directory's layout is :mod:`sparc.train.rundir`'s; its ``train_config.json`` holds
+the :class:`RunSpec`: store, streams, model and training settings.
 
 :func:`open_run` starts a fresh run or resumes one and returns a :class:`Run` whose
 trainer only needs ``fit()``; :func:`finished_with` tells whether a directory already
@@ -24,29 +23,18 @@ from pathlib import Path
 
 import torch
 
-from sparc.atomic import old_of, write_json
 from sparc.data import BatchLoader, FeatureStore
 from sparc.device import check_device
 from sparc.errors import SparcError
-from sparc.jsonio import from_json, read_json, to_json
+from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SPARCConfig
-from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
 from sparc.train.backend import Backend
 from sparc.train.config import TrainConfig
 from sparc.train.distributed import Distributed, to_cpu
-from sparc.train.trainer import CHECKPOINT_DIR, Trainer
-from sparc.workspace import (
-    RUN,
-    STARTED_RUN,
-    check_not_input,
-    clean_stale,
-    exclusive_lock,
-    foreign_entry,
-    mark,
-    remove_owned,
-)
+from sparc.train.rundir import RUN, STARTED_RUN, RunDir
+from sparc.train.trainer import Trainer
+from sparc.workspace import check_not_input, clean_stale, exclusive_lock, foreign_entry, mark, remove_owned
 
-RUN_SPEC = "train_config.json"
 MIN_VAL_BATCH = 1024
 """Validation batches hold at least this many rows: no gradients, so larger batches only
 save time."""
@@ -70,10 +58,6 @@ class RunSpec:
     backend: Backend | None = None
     """The kernel path and encoder selection the run computes with, resolved (absent from
     runs recorded before it was written here: a resume records what it decides)."""
-
-    @classmethod
-    def read(cls, run_dir: Path) -> RunSpec:
-        return read_json(run_dir / RUN_SPEC, cls, what=str(run_dir / RUN_SPEC))
 
     def same_run(self, other: RunSpec) -> bool:
         """Equal up to settings that do not change the result (the progress bar), and
@@ -112,12 +96,6 @@ class Run:
         self.close()
 
 
-def run_exists(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run or a model (finished or not)."""
-    return (run_dir / CHECKPOINT_DIR).is_dir() or (run_dir / CONFIG_FILE).exists() or old_of(
-        run_dir / CHECKPOINT_DIR).is_dir()
-
-
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
     """Make ``run_dir`` ready for a fresh run, or check that it holds one to resume;
     whether to load its checkpoint. A run that sparc started but that stopped before
@@ -127,7 +105,7 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
     Call with the run directory's lock held."""
     if run_dir.is_dir():
         clean_stale(run_dir)
-    if run_exists(run_dir):
+    if RunDir(run_dir).holds_run():
         if resume:
             return True
         if not overwrite:
@@ -135,7 +113,7 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
                              "or --overwrite to replace it")
         remove_owned(run_dir, RUN)
     elif started_only(run_dir):
-        if resume and not (run_dir / RUN_SPEC).is_file():
+        if resume and not RunDir(run_dir).spec_file.is_file():
             raise SparcError(f"{run_dir} holds no run to resume (it stopped before recording its settings); "
                              "drop --resume to start one")
         print(f"sparc: {run_dir} stopped before its first checkpoint; starting it again from step 0", file=sys.stderr)
@@ -171,10 +149,11 @@ def new_spec(store: FeatureStore, model: SPARCConfig, train: TrainConfig,
 
 def finished_with(run_dir: Path, spec: RunSpec) -> bool:
     """Whether ``run_dir`` holds a finished model trained with exactly ``spec``."""
-    if not (run_dir / WEIGHTS_FILE).exists() or not (run_dir / RUN_SPEC).exists():
+    rd = RunDir(run_dir)
+    if not rd.is_finished() or not rd.spec_file.exists():
         return False
     try:
-        return RunSpec.read(run_dir).same_run(spec)
+        return rd.spec().same_run(spec)
     except SparcError:  # written by another version: not the same run
         return False
 
@@ -268,19 +247,20 @@ def _join_run(dist: Distributed) -> Run:
 def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack, *, resume: bool,
                  overwrite: bool, store: str | Path | None, lr: float | None, other_store: bool,
                  backend: Backend, dist: Distributed | None) -> Run:
+    rd = RunDir(run_dir)
     from_checkpoint = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     restart = resume and not from_checkpoint
     if restart:
         # Stopped before its first checkpoint: the recorded settings, from step 0 (the
         # folder is replaced below, once they have passed their checks).
-        recorded = RunSpec.read(run_dir)
+        recorded = rd.spec()
         data = _resume_store(run_dir, recorded, store, other_store)
         train = recorded.train if lr is None else dataclasses.replace(recorded.train, lr=lr)
         resume, spec = False, dataclasses.replace(
             recorded, train=train, backend=backend.over(_recorded_backend(recorded, backend)),
             store=str(data.path.resolve()), store_created=data.manifest.created)
     if resume:
-        recorded = RunSpec.read(run_dir)
+        recorded = rd.spec()
         data = _resume_store(run_dir, recorded, store, other_store)
         spec = dataclasses.replace(recorded, store=str(data.path.resolve()), store_created=data.manifest.created)
         if lr is not None:
@@ -291,8 +271,8 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         if (change := spec.backend.describe_change(was)) is not None:
             print(f"sparc: {change}", file=sys.stderr)
         if spec != recorded:
-            write_json(run_dir / RUN_SPEC, to_json(spec))
-        model = SPARC.load(run_dir / CHECKPOINT_DIR, device=dist.use_device(spec.train.device)
+            rd.write_spec(spec)
+        model = SPARC.load(rd.checkpoint, device=dist.use_device(spec.train.device)
                            if dist is not None else check_device(spec.train.device))
         store = data
     else:
@@ -312,10 +292,10 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
         torch.manual_seed(spec.train.seed)
         model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model,
                       device=dist.use_device(spec.train.device) if dist is not None else spec.train.device)
-        write_json(run_dir / RUN_SPEC, to_json(spec))
+        rd.write_spec(spec)
     trainer = _trainer(spec, store, model, run_dir, dist)
     if resume:
-        trainer.load_checkpoint(run_dir / CHECKPOINT_DIR)
+        trainer.load_checkpoint(rd.checkpoint)
     return Run(spec, trainer, resume, lock)
 
 

@@ -1,12 +1,8 @@
 """The training loop: steps, validation, checkpoints and exact resume.
 
-A run directory holds::
-
-    RUN/config.json, RUN/model.safetensors     the final model (SPARC.load(RUN))
-    RUN/train_config.json                      how the run was made (:mod:`sparc.train.run`)
-    RUN/metrics.jsonl                          one JSON record per logged step / validation
-    RUN/checkpoint/                            the latest resumable state: the model,
-                                               trainer.pt (optimizer, RNG, data position)
+The trainer writes into its run directory (:mod:`sparc.train.rundir`) the metrics, the
+final model and the checkpoint: the latest resumable state, the model and trainer.pt
+(optimizer, RNG, data position).
 
 Resuming restores the model (dead counters included), the Adam moments, the resampling
 RNG and the position in the batch stream, so an interrupted run ends with the same
@@ -45,8 +41,8 @@ from sparc.train.distributed import Distributed
 from sparc.train.metrics import MetricsLog
 from sparc.train.optim import SPARCAdam
 from sparc.train.pre_bias import init_pre_bias_
+from sparc.train.rundir import RunDir
 
-CHECKPOINT_DIR = "checkpoint"
 STOP_GRACE_S = 5.0
 """Distributed: a second stop signal within this many seconds of the first is the same
 request (torchrun forwards the terminal's Ctrl-C to workers that received it)."""
@@ -401,7 +397,7 @@ class Trainer:
         """Write RUN/checkpoint atomically (model + trainer state)."""
         assert self.run_dir is not None
         self.check_finite()
-        target = self.run_dir / CHECKPOINT_DIR
+        target = RunDir(self.run_dir).checkpoint
         with atomic_path(target, is_dir=True) as tmp:
             self.model.save(tmp)
             torch.save(self.state_dict(), tmp / TRAINER_STATE)

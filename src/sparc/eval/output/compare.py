@@ -20,6 +20,7 @@ from sparc.errors import SparcError
 from sparc.eval.output.markdown import fmt, table
 from sparc.eval.results import EvalReport
 from sparc.jsonio import to_json
+from sparc.train.rundir import EVAL_PREFIX, RunDir
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,13 @@ def find_eval(path: str | Path, split: str = "test") -> Path:
         return p
     if (p / "eval.json").is_file():
         return p / "eval.json"
-    if (p / f"eval-{split}" / "eval.json").is_file():
-        return p / f"eval-{split}" / "eval.json"
+    run = RunDir(p)
+    if (run.eval_dir(split) / "eval.json").is_file():
+        return run.eval_dir(split) / "eval.json"
     if p.is_dir():
-        found = sorted(p.glob("eval-*/eval.json"))
-        hint = f" (it has {', '.join(str(f.parent.name) for f in found)}; pass one of them)" if found else ""
-        raise SparcError(f"{p} holds no eval-{split}/eval.json{hint}; run 'sparc eval {p}' first")
+        found = [d for d in run.eval_dirs() if (d / "eval.json").is_file()]
+        hint = f" (it has {', '.join(d.name for d in found)}; pass one of them)" if found else ""
+        raise SparcError(f"{p} holds no {run.eval_dir(split).name}/eval.json{hint}; run 'sparc eval {p}' first")
     raise SparcError(f"{p} does not exist")
 
 
@@ -142,7 +144,7 @@ def row_of(report: EvalReport, path: Path) -> ComparisonRow:
     cj, ci = joint.concept(None), indep.concept(None)
     rv, pr = report.retrieval, report.probes
     nan = math.nan
-    name = report.run or (path.parent.parent.name if path.parent.name.startswith("eval-") else path.parent.name)
+    name = report.run or (path.parent.parent.name if path.parent.name.startswith(EVAL_PREFIX) else path.parent.name)
     return ComparisonRow(
         name=name, path=str(path), model=model_kind(report), n_latents=report.model.n_latents,
         k=report.model.k, split=report.split, n_rows=report.n_rows,

@@ -21,6 +21,7 @@ from sparc.explore.neighbours import ALL, nearest_latents
 from sparc.explore.sources import RowImages, stream_modality
 from sparc.explore.stats import HIST_EDGES, Encoding
 from sparc.jsonio import to_json
+from sparc.train.rundir import RunDir
 from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark, writing
 
 REPORT_JSON = "report.json"
@@ -288,11 +289,13 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
         "training": None, "evaluations": [], "localisation": [],
         "naming": None,
     }
-    if ex.run is not None and (ex.run / "train_config.json").is_file():
+    run = RunDir(ex.run) if ex.run is not None else None
+    if run is not None and run.spec_file.is_file():
+        inside(run.path, run.spec_file.relative_to(run.path), f"the run {run.path}")
         try:
-            info["training"] = json.loads(inside(ex.run, "train_config.json", f"the run {ex.run}").read_text())
-        except (OSError, ValueError):
-            pass
+            info["training"] = to_json(run.spec())
+        except SparcError:
+            pass  # recorded by another version: the report shows no training settings
     if names is not None:
         from sparc.explore.naming import render_evaluation
 
@@ -300,7 +303,7 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
                           "vocabulary": len(names.vocabulary), "evaluation": render_evaluation(names),
                           "notes": names.notes}
     if ex.run is not None:
-        for d in sorted(ex.run.glob("eval-*")):
+        for d in RunDir(ex.run).eval_dirs():
             if not (d / "eval.md").is_file():
                 continue
             plots = []
