@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparc.errors import SparcError
-from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
+from sparc.model.files import CONFIG_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from types import ModuleType

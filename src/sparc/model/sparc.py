@@ -15,18 +15,15 @@ Conventions
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparc.atomic import atomic_path, write_json
 from sparc.errors import SparcError
+from sparc.model import files
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
@@ -35,12 +32,6 @@ from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
 from sparc.model.objective import auxk_selection, reconstruction_losses
 from sparc.model.outputs import ForwardOutput, SparseCode, StreamLogits
 from sparc.model.selection import selection_rule
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 2
-"""config.json versions: 1 kept the streams as a name → dim object (order = key order);
-2 keeps them as a list with each stream's column range."""
 
 
 class SPARC(nn.Module):
@@ -444,65 +435,18 @@ class SPARC(nn.Module):
     # ------------------------------------------------------------------ save / load
 
     def config_dict(self) -> dict:
-        """What ``config.json`` holds. The streams are a list, so their order (which
-        fixes the weights' column ranges) never depends on how a JSON tool orders keys."""
-        return {
-            "format": "sparc-model",
-            "version": FORMAT_VERSION,
-            "streams": [{"name": s, "dim": d, "columns": [c.start, c.stop]}
-                        for (s, d), c in zip(self.streams.items(), self.cols)],
-            "config": self.cfg.to_dict(),
-            "layout": {
-                "W_enc": "[n_latents, sum(dims)]; stream s owns the columns 'streams[s].columns'",
-                "W_dec": "[n_latents, sum(dims)]; unit-norm rows within each stream's columns",
-                "b_pre": "[sum(dims)]",
-                "b_lat": "[n_streams, n_latents]",
-                "samples_since_fired": "[n_streams, n_latents] int64",
-            },
-        }
+        """What ``config.json`` holds (:mod:`sparc.model.files`)."""
+        return files.config_dict(self)
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
-        with atomic_path(path / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "sparc-model"})
-        write_json(path / CONFIG_FILE, self.config_dict())
-        return path
+        return files.save(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> SPARC:
         """Load a model saved by :meth:`save` from its folder (a finished run is one; a
         run still training: :func:`sparc.train.rundir.load_model`)."""
-        path = Path(path)
-        cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-        if not cfg_file.exists() or not weights.exists():
-            raise SparcError(
-                f"{path} holds no sparc model (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                "pass a run directory written by 'sparc train' or 'sparc import-checkpoint' "
-                "(a run still training: sparc.train.rundir.load_model reads its checkpoint)"
-            )
-        try:
-            meta = json.loads(cfg_file.read_text())
-            streams = _streams_of_config(meta)
-            cfg = SPARCConfig.from_dict(meta["config"], what=f"{cfg_file}: config")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise SparcError(f"{cfg_file} is not a valid sparc config ({e}); re-save the model") from None
-        try:
-            state = load_file(str(weights), device=str(device))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise SparcError(
-                f"{weights} is truncated or corrupt ({e}); restore it from a checkpoint or retrain"
-            ) from None
-        dtype = state.get("W_enc", torch.empty(0)).dtype
-        # The config's sizes are checked against the weights' shapes on the meta device
-        # first, so an untrusted config.json cannot make sparc allocate what the weights
-        # do not hold.
-        cls(streams, cfg, device="meta", dtype=dtype).check_state(state, source=str(weights))
-        model = cls(streams, cfg, device=device, dtype=dtype)
-        model.load_state_dict_checked(state, source=str(weights))
-        return model
+        return files.load(cls, path, device)
 
     @classmethod
     def from_pretrained(cls, name: str | Path, *, revision: str | None = None, device: str | torch.device = "cpu",
@@ -547,28 +491,3 @@ class SPARC(nn.Module):
         self.check_state(state, source=source)
         self.load_state_dict({name: state[name] for name in self.state_dict()})
 
-
-def _streams_of_config(meta: dict) -> dict[str, int]:
-    """Stream name → dim, in the model's order, from a config.json of any version."""
-    version, streams = meta.get("version"), meta["streams"]
-    if version == 1:
-        # Order = JSON key order: right for files as sparc wrote them.
-        if not isinstance(streams, dict) or not all(isinstance(d, int) for d in streams.values()):
-            raise TypeError("'streams' must map names to dimensions")
-        return dict(streams)
-    if version != FORMAT_VERSION:
-        raise ValueError(f"version {version!r} is not one this sparc reads (1, {FORMAT_VERSION})")
-    if not isinstance(streams, list) or not streams:
-        raise TypeError("'streams' must be a non-empty list")
-    out: dict[str, int] = {}
-    offset = 0
-    for entry in streams:
-        name, dim, cols = entry["name"], entry["dim"], entry["columns"]
-        if not isinstance(name, str) or not isinstance(dim, int) or isinstance(dim, bool) or name in out:
-            raise TypeError(f"stream entry {entry!r} needs a new name and an integer dim")
-        if list(cols) != [offset, offset + dim]:
-            raise ValueError(f"stream {name!r} claims columns {cols}, but its place in the list gives "
-                             f"[{offset}, {offset + dim}]")
-        out[name] = dim
-        offset += dim
-    return out

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparc.atomic import current_dir, old_of, write_json
 from sparc.errors import SparcError
-from sparc.model.sparc import CONFIG_FILE, WEIGHTS_FILE
+from sparc.model.files import CONFIG_FILE, WEIGHTS_FILE
 from sparc.workspace import TEMPORARY, FolderKind
 
 if TYPE_CHECKING:
