@@ -189,6 +189,7 @@ def test_exact_text_accepted(tp, text, want):
         (bool, " true", "true or false"),
         (bool, "1", "true or false"),
         (int, " 3", "an integer"),
+        (float, "0.5 ", "a number"),
         (Literal["auto", "pytorch"], "PyTorch", "one of auto, pytorch"),
         (int | None, "null", "an integer or none"),
         (int | None, "", "an integer or none"),
@@ -246,6 +247,8 @@ class Outer:
         ({"inner": {"k": 1}, "extra": {"k": 0}}, "f.json: extra: k must be >= 1, got 0"),
         ({"inner": {"k": 1}, "names": "a"}, "f.json: names: expected a list, got 'a'"),
         ([], "f.json: expected an object, got []"),
+        ({"inner": {"k": 1}, "names": ["x" * 50, 3]}, "f.json: names[1]: expected text, got 3"),
+        ({"inner": {"k": 1}, "extra": ["x" * 100]}, "f.json: extra: expected an object or none, got ['" + "x" * 75 + "..."),
     ],
 )
 def test_json_files_follow_the_same_rule_with_one_line_errors(data, message):

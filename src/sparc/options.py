@@ -90,8 +90,14 @@ class BadValue(ValueError):
         self.expected, self.where = expected, where
         self.found_inside = why is not None
         """The value had the right form and something inside it is wrong (``why`` says what)."""
-        message = why if why is not None else f"expected {expected}, got {value!r}"
+        message = why if why is not None else f"expected {expected}, got {_shown(value)}"
         super().__init__(f"{where}: {message}" if where and why is None else message)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a whole file's object is too long for one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,7 +328,9 @@ def _read_text(tp: Any, text: str, spelling: Spelling, where: str) -> Any:
         raise BadValue("an integer", text, where)
     if tp is float:
         try:
-            return float(text)
+            if word != word.strip():
+                raise ValueError(word)
+            return float(word)
         except ValueError:
             raise BadValue("a number", text, where) from None
     if tp is Path:

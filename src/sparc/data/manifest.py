@@ -25,7 +25,7 @@ DTYPES = ("float32", "float16")
 EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows", "shard")
 """Optional top-level keys: the dataset's description, its label hierarchy, the rows
 the extractor left out, and which shard of an extraction the store is (``sparc extract
---shard``). Any other unknown key is refused (the rule of :mod:`sparc.jsonio`)."""
+--shard``). Any other unknown key is refused (the reading rule of :mod:`sparc.options`)."""
 
 
 @dataclass(frozen=True)
