@@ -235,7 +235,7 @@ def valid_keys(cls: type) -> str:
     return ", ".join(f"{f.name} ({f.type_name})" for f in fields(cls))
 
 
-# --------------------------------------------------------------------------- coercion
+# --------------------------------------------------------------------------- reading values
 def read_value(tp: Any, value: Any, *, text: Spelling | None = None, where: str = "") -> Any:
     """``value`` as type ``tp`` by the rule of this module; text (a ``str``) for a field
     that is not text is read by ``text`` (None: text only where the field is text).
