@@ -1,8 +1,10 @@
-"""The option parser: coercion of text and Python values, spec syntax, errors, round trip."""
+"""The rule for typed values (options, environment variables, JSON), the option spec
+syntax, errors, round trip."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -16,15 +18,19 @@ from hypothesis import strategies as st
 from sparc.errors import SparcError
 from sparc.extract.backbones import BACKBONES
 from sparc.extract.datasets import DATASETS
+from sparc.jsonio import from_json
 from sparc.options import (
+    EXACT,
+    OPTION_TEXT,
     BadValue,
     OptionError,
     coerce,
-    coerce_value,
+    env_value,
     fields,
     format_options,
     named_values,
     parse_spec,
+    read_value,
     split_spec,
 )
 
@@ -48,7 +54,6 @@ ENTRIES = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.name
         (int, "-3", -3),
         (int, "+5", 5),
         (int, 224, 224),
-        (int, 224.0, 224),
         (float, "0.5", 0.5),
         (float, "1e-3", 0.001),
         (float, 2, 2.0),
@@ -56,7 +61,6 @@ ENTRIES = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.name
         (str, "none", "none"),
         (str, "", ""),
         (str, Path("a/b"), "a/b"),
-        (str, 1234, "1234"),
         (Path, "a/b", Path("a/b")),
         (Path, Path("~/x"), Path("~/x")),
         (Literal["image", "text"], "image", "image"),
@@ -78,8 +82,8 @@ ENTRIES = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.name
         (tuple[str, ...], Path("p.jsonl"), ("p.jsonl",)),
     ],
 )
-def test_coercion(tp, value, want):
-    out = coerce_value(tp, value)
+def test_option_text_and_python_values(tp, value, want):
+    out = read_value(tp, value, text=OPTION_TEXT)
     assert out == want and type(out) is type(want)
 
 
@@ -91,6 +95,7 @@ def test_coercion(tp, value, want):
         (bool, "", "true or false"),
         (int, True, "an integer"),
         (int, 2.5, "an integer"),
+        (int, 224.0, "an integer"),
         (int, "2x", "an integer"),
         (int, "", "an integer"),
         (int, None, "an integer"),
@@ -98,19 +103,159 @@ def test_coercion(tp, value, want):
         (float, True, "a number"),
         (str, None, "text"),
         (str, True, "text"),
+        (str, 1234, "text"),
         (Path, "", "a path"),
         (Path, None, "a path"),
         (Path, 3, "a path"),
         (Literal["image", "text"], "audio", "one of image, text"),
         (tuple[str, ...], 3, "a list of text (a|b)"),
-        (tuple[str, ...], [1], "a list of text (a|b)"),
         (int | None, "x", "an integer or none"),
     ],
 )
-def test_coercion_rejects(tp, value, expected):
+def test_option_values_rejected(tp, value, expected):
     with pytest.raises(BadValue) as e:
-        coerce_value(tp, value)
-    assert e.value.args[0] == expected
+        read_value(tp, value, text=OPTION_TEXT)
+    assert e.value.expected == expected and str(e.value) == f"expected {expected}, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("tp", "value", "want"),
+    [
+        (bool, False, False),
+        (int, -3, -3),
+        (float, 2, 2.0),
+        (float, None, math.nan),  # to_json writes NaN as null
+        (str, "Yes", "Yes"),
+        (str, Path("a/b"), "a/b"),
+        (Path, "a", Path("a")),
+        (Literal["image", "text"], "text", "text"),
+        (int | None, None, None),
+        (list[int], [1, 2], [1, 2]),
+        (tuple[float, float], [1, 0.5], (1.0, 0.5)),
+        (tuple[str, ...], ["a", "b"], ("a", "b")),
+        (dict[str, int], {"a": 1}, {"a": 1}),
+    ],
+)
+def test_strict_values_accepted(tp, value, want):
+    out = read_value(tp, value)
+    assert type(out) is type(want) and (out == want or (out != out and want != want))
+
+
+@pytest.mark.parametrize(
+    ("tp", "value", "message"),
+    [
+        (bool, "true", "expected true or false, got 'true'"),
+        (bool, 1, "expected true or false, got 1"),
+        (int, "3", "expected an integer, got '3'"),
+        (int, 3.0, "expected an integer, got 3.0"),
+        (float, "0.5", "expected a number, got '0.5'"),
+        (str, 3, "expected text, got 3"),
+        (Literal["image", "text"], "TEXT", "expected one of image, text, got 'TEXT'"),
+        (int | None, "none", "expected an integer or none, got 'none'"),
+        (tuple[float, float], [1.0], "expected a list of 2, got [1.0]"),
+        (tuple[str, ...], "a|b", "expected a list of text (a|b), got 'a|b'"),
+        (list[int], [1, "2"], "[1]: expected an integer, got '2'"),
+        (dict[str, bool], {"a": "yes"}, "a: expected true or false, got 'yes'"),
+    ],
+)
+def test_strict_values_rejected(tp, value, message):
+    with pytest.raises(BadValue) as e:
+        read_value(tp, value)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize(
+    ("tp", "text", "want"),
+    [
+        (bool, "true", True),
+        (bool, "false", False),
+        (int, "-3", -3),
+        (float, "1e-3", 0.001),
+        (Literal["auto", "pytorch"], "pytorch", "pytorch"),
+        (int | None, "none", None),
+        (tuple[str, ...], "a|b", ("a", "b")),
+        (str, " Yes ", " Yes "),
+    ],
+)
+def test_exact_text_accepted(tp, text, want):
+    assert read_value(tp, text, text=EXACT) == want
+
+
+@pytest.mark.parametrize(
+    ("tp", "text", "expected"),
+    [
+        (bool, "yes", "true or false"),
+        (bool, "True", "true or false"),
+        (bool, " true", "true or false"),
+        (bool, "1", "true or false"),
+        (int, " 3", "an integer"),
+        (float, "0.5 ", "a number"),
+        (Literal["auto", "pytorch"], "PyTorch", "one of auto, pytorch"),
+        (int | None, "null", "an integer or none"),
+        (int | None, "", "an integer or none"),
+    ],
+)
+def test_exact_text_rejects_the_option_spellings(tp, text, expected):
+    with pytest.raises(BadValue) as e:
+        read_value(tp, text, text=EXACT)
+    assert e.value.expected == expected
+    read_value(tp, text, text=OPTION_TEXT)  # the one exception takes them
+
+
+def test_environment_variables_are_exact(monkeypatch):
+    modes = Literal["auto", "pytorch", "fused"]
+    monkeypatch.delenv("SPARC_TEST_MODE", raising=False)
+    assert env_value("SPARC_TEST_MODE", modes, "auto") == "auto"
+    monkeypatch.setenv("SPARC_TEST_MODE", "")
+    assert env_value("SPARC_TEST_MODE", modes, "auto") == "auto"
+    monkeypatch.setenv("SPARC_TEST_MODE", "fused")
+    assert env_value("SPARC_TEST_MODE", modes, "auto") == "fused"
+    monkeypatch.setenv("SPARC_TEST_MODE", "Fused")
+    with pytest.raises(SparcError) as e:
+        env_value("SPARC_TEST_MODE", modes, "auto")
+    assert str(e.value) == "SPARC_TEST_MODE must be one of auto, pytorch, fused, got 'Fused'"
+    monkeypatch.setenv("SPARC_TEST_MODE", "yes")
+    with pytest.raises(SparcError, match="^SPARC_TEST_MODE must be true or false, got 'yes'$"):
+        env_value("SPARC_TEST_MODE", bool, False)
+
+
+@dataclass(frozen=True)
+class Inner:
+    k: int
+    mode: Literal["a", "b"] = "a"
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise SparcError(f"k must be >= 1, got {self.k}")
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner
+    names: list[str] = dataclasses.field(default_factory=list)
+    extra: Inner | None = None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"inner": {"k": 2, "topx": 1}}, "f.json: unknown key 'inner.topx' (written by a newer sparc, or not this kind of file)"),
+        ({"inner": {"k": 2}, "a": 1, "b": 2}, "f.json: unknown keys 'a', 'b' (written by a newer sparc, or not this kind of file)"),
+        ({"inner": {"k": "2"}}, "f.json: inner.k: expected an integer, got '2'"),
+        ({"inner": {"k": 2, "mode": "A"}}, "f.json: inner.mode: expected one of a, b, got 'A'"),
+        ({"inner": {"k": 0}}, "f.json: inner: k must be >= 1, got 0"),
+        ({"inner": {"k": 1}, "extra": {"k": 0}}, "f.json: extra: k must be >= 1, got 0"),
+        ({"inner": {"k": 1}, "names": "a"}, "f.json: names: expected a list, got 'a'"),
+        ([], "f.json: expected an object, got []"),
+        ({"inner": {"k": 1}, "names": ["x" * 50, 3]}, "f.json: names[1]: expected text, got 3"),
+        ({"inner": {"k": 1}, "extra": ["x" * 100]}, "f.json: extra: expected an object or none, got ['" + "x" * 75 + "..."),
+    ],
+)
+def test_json_files_follow_the_same_rule_with_one_line_errors(data, message):
+    assert from_json(Outer, {"inner": {"k": 3}, "extra": None}) == Outer(Inner(3))
+    with pytest.raises(SparcError) as e:
+        from_json(Outer, data, what="f.json")
+    assert str(e.value) == message
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -307,7 +307,10 @@ def test_the_pixel_limit_is_configurable_and_checked(tmp_path, monkeypatch):
     with pytest.raises(SparcError, match="over the limit of 0.05 Mpx"):
         read_image(small)
     monkeypatch.setenv("SPARC_MAX_IMAGE_PIXELS", "lots")
-    with pytest.raises(SparcError, match="SPARC_MAX_IMAGE_PIXELS must be a positive number"):
+    with pytest.raises(SparcError, match="^SPARC_MAX_IMAGE_PIXELS must be an integer, got 'lots'$"):
+        read_image(small)
+    monkeypatch.setenv("SPARC_MAX_IMAGE_PIXELS", "0")
+    with pytest.raises(SparcError, match="^SPARC_MAX_IMAGE_PIXELS must be a positive number of pixels, got 0$"):
         read_image(small)
     monkeypatch.delenv("SPARC_MAX_IMAGE_PIXELS")
     assert read_image(small).size == (300, 200) and read_image(small, max_side=100).size == (100, 67)

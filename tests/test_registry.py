@@ -40,7 +40,7 @@ class A(B):
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    reg: Registry = Registry("thing", ["sparc_test_things"])
+    reg: Registry = Registry("thing", ["sparc_test_things"], name_attribute="name")
     (tmp_path / "sparc_test_things.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "sparc_test_holder", types.SimpleNamespace(REG=reg, ThingOptions=ThingOptions))
@@ -57,6 +57,7 @@ def test_modules_are_imported_on_first_use_only(registry):
 def test_get_and_options(registry):
     cls = registry.get("a-thing")
     assert cls.__name__ == "A"
+    assert (cls.name, registry.get("b-thing").name) == ("a-thing", "b-thing")  # set by register, per class
     assert registry.options("a-thing", size="5") == ThingOptions(size=5)
     assert cls(registry.options("a-thing")).options == ThingOptions()
 

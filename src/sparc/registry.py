@@ -2,7 +2,8 @@
 
 A :class:`Registry` maps a name to a class whose ``Options`` attribute is its typed,
 frozen options dataclass (see :mod:`sparc.options`). Classes register with the
-:meth:`Registry.register` decorator when their module is imported; the registry is
+:meth:`Registry.register` decorator when their module is imported, which also gives
+the class its name (so it is written once); the registry is
 given those modules' names and imports them on first use, so importing a registry is
 cheap (each module imports its heavy packages only when it is used).
 """
@@ -23,15 +24,17 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Name → class, for one kind of thing (``dataset``, ``backbone``)."""
 
-    def __init__(self, kind: str, modules: Iterable[str]):
+    def __init__(self, kind: str, modules: Iterable[str], *, name_attribute: str):
         self.kind = kind
         """What the entries are, in messages: ``unknown dataset 'x'``."""
+        self.name_attribute = name_attribute
+        """The class attribute that :meth:`register` sets to the registered name (``name``, ``family``)."""
         self._modules = tuple(modules)
         self._classes: dict[str, type[T]] = {}
         self._imported = False
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        """Class decorator: register the class under ``name``."""
+        """Class decorator: register the class under ``name``, and set its name attribute to it."""
 
         def deco(cls: type[T]) -> type[T]:
             if name in self._classes:
@@ -39,6 +42,7 @@ class Registry(Generic[T]):
             options = getattr(cls, "Options", None)
             if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
                 raise TypeError(f"{self.kind} {name!r}: {cls.__name__}.Options must be an options dataclass")
+            setattr(cls, self.name_attribute, name)
             self._classes[name] = cls
             return cls
 

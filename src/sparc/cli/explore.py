@@ -11,6 +11,7 @@ import tyro
 from sparc.cli.common import Flat
 from sparc.errors import SparcError
 from sparc.explore.naming import NamingSettings
+from sparc.explore.report.settings import ReportSettings
 from sparc.explore.stats import StatsSettings
 
 
@@ -222,35 +223,17 @@ class Report:
     split: str = "test"
     """Split whose statistics the report shows (computed on first use)."""
 
-    encoding: Literal["joint", "independent"] = "joint"
-    """Show the statistics of the joint codes (all streams together) or of the independent ones (each stream alone)."""
-
-    top_rows: int = 10
-    """Top activating rows shown per latent and stream."""
-
-    bin_rows: int = 1
-    """Rows shown per activation quantile bin."""
-
-    query_rows: int = 5000
-    """Rows of the split the offline query box searches and ranks (seeded sample; 0 = all)."""
-
-    thumb_px: int = 96
-    """Thumbnail size in pixels."""
+    settings: Annotated[ReportSettings, Flat] = field(default_factory=ReportSettings)
 
     device: str = "cpu"
     """Torch device of the model and backbones."""
 
-    progress: bool = True
-    """Show progress bars."""
-
     def run(self) -> None:
-        from sparc.explore.report import ReportSettings, write_report
+        from sparc.explore.report import write_report
 
-        settings = ReportSettings(encoding=self.encoding, top_rows=self.top_rows, bin_rows=self.bin_rows,
-                                  query_rows=self.query_rows, thumb_px=self.thumb_px, progress=self.progress)
-        ex = _explorer(self.run_dir, self.store, self.split, device=self.device, progress=self.progress,
+        ex = _explorer(self.run_dir, self.store, self.split, device=self.device, progress=self.settings.progress,
                        backbone_device=self.device)
-        info = write_report(ex, self.out, settings)
+        info = write_report(ex, self.out, self.settings)
         for note in info.notes:
             print(f"note: {note}")
         print(info.summary())

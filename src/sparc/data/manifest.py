@@ -1,4 +1,5 @@
-"""``manifest.json``: what a store holds, read and written as dataclasses."""
+"""``manifest.json``: what a store holds, read and written as dataclasses; its values
+are read by the rule of :mod:`sparc.options`, with the store's own checks on top."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparc.errors import SparcError
+from sparc.options import read_value
 
 FORMAT = "sparc-store"
 VERSION = 1
@@ -23,7 +25,7 @@ DTYPES = ("float32", "float16")
 EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows", "shard")
 """Optional top-level keys: the dataset's description, its label hierarchy, the rows
 the extractor left out, and which shard of an extraction the store is (``sparc extract
---shard``). Any other unknown key is refused (the rule of :mod:`sparc.jsonio`)."""
+--shard``). Any other unknown key is refused (the reading rule of :mod:`sparc.options`)."""
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,11 @@ def _parse(obj: Any) -> Manifest:
     return Manifest(
         n_rows=n_rows,
         streams=streams,
-        normalized=bool(obj["normalized"]),
-        split_seed=int(splits["seed"]),
-        split_fractions=(float(fr["train"]), float(fr["val"]), float(fr["test"])),
-        dropped_nonfinite=int(obj.get("dropped_nonfinite", 0)),
-        created=str(obj.get("created", "")),
+        normalized=read_value(bool, obj["normalized"], where="normalized"),
+        split_seed=read_value(int, splits["seed"], where="splits.seed"),
+        split_fractions=tuple(read_value(float, fr[k], where=f"splits.fractions.{k}") for k in ("train", "val", "test")),
+        dropped_nonfinite=read_value(int, obj.get("dropped_nonfinite", 0), where="dropped_nonfinite"),
+        created=read_value(str, obj.get("created", ""), where="created"),
         extra={k: v for k, v in obj.items() if k not in known},
         parts=_parse_parts(obj, n_rows),
     )

@@ -16,14 +16,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from sparc.data import FeatureStore
 from sparc.data.splits import Split
 from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable, SharedFiring
-from sparc.eval.features import model_inputs
+from sparc.eval.features import encode_in_chunks
 from sparc.eval.labels import label_matrix, max_depth
 from sparc.eval.metrics.active_sets import ActiveSetAccumulator
 from sparc.eval.metrics.concept_jaccard import ConceptCounter
@@ -60,6 +59,14 @@ def check_streams(model: SPARC, store: FeatureStore) -> list[str]:
             raise SparcError(f"stream {s!r} is {store.streams[s]}-d in the store but {d}-d in the model; "
                              "use features from the same backbone")
     return list(model.names)
+
+
+def rows_of_split(store: FeatureStore, split: Split) -> np.ndarray:
+    """The sorted store rows of ``split``; a SparcError when it has none."""
+    rows = store.split_rows(split)
+    if len(rows) == 0:
+        raise SparcError(f"split '{split}' of store '{store.path}' has no rows; choose another split (--split)")
+    return rows
 
 
 def label_depths(settings: EvalSettings, hierarchy, labels: Sequence[Sequence[str]], notes: list[str]) -> list[int | None]:
@@ -136,10 +143,8 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     notes: list[str] = []
     streams = check_streams(model, store)
     split = Split.parse(settings.split)
-    rows = store.split_rows(split)
+    rows = rows_of_split(store, split)
     N = len(rows)
-    if N == 0:
-        raise SparcError(f"split '{split}' of store '{store.path}' has no rows; evaluate another split (--split)")
     device = torch.device(check_device(settings.device))
     for name, p in model.named_parameters():
         if not bool(torch.isfinite(p).all()):
@@ -166,22 +171,14 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     features = {s: store.features(s) for s in streams}
 
     t0 = time.perf_counter()
-    with tqdm(total=N, disable=not settings.progress, desc="encode", unit="row", unit_scale=True,
-              dynamic_ncols=True) as bar:
-        for a in range(0, N, settings.chunk_rows):
-            b = min(a + settings.chunk_rows, N)
-            x = {s: model_inputs(store, s, rows[a:b]).to(device) for s in streams}
-            # One encoder pass serves both encodings (docs/method.md §5).
-            logits = model.logits(x)
-            independent = model.select(logits, "local")
-            joint = independent if local else model.select(logits)
-            states["joint"].update(model, a, x, joint)
-            if not local:
-                states["independent"].update(model, a, x, independent)
-                joint_firing.put(a, joint)
-            for s in streams:
-                codes[s].put(a, independent[s])
-            bar.update(b - a)
+    for chunk in encode_in_chunks(model, store, streams, rows, settings.chunk_rows, device,
+                                  progress=settings.progress, desc="encode"):
+        states["joint"].update(model, chunk.start, chunk.inputs, chunk.joint)
+        if not local:
+            states["independent"].update(model, chunk.start, chunk.inputs, chunk.independent)
+            joint_firing.put(chunk.start, chunk.joint)
+        for s in streams:
+            codes[s].put(chunk.start, chunk.independent[s])
     seconds["encode"] = time.perf_counter() - t0
     if local:
         notes.append("local TopK: the joint and independent encodings are the same")

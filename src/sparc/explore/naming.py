@@ -45,7 +45,7 @@ from sparc.errors import SparcError
 from sparc.eval.features import model_inputs
 from sparc.eval.labels import ancestors, depth_of
 from sparc.explore.sources import backbone_for, encode_with, streams_of
-from sparc.explore.stats import Encoding, LatentStats, explore_dir
+from sparc.explore.stats import Encoding, LatentStats, explore_dir, load_if_current
 from sparc.explore.topn import TopN
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC
@@ -449,15 +449,15 @@ def names_for_run(run: str | Path, model: SPARC, store: FeatureStore, stats: Lat
     the statistics."""
     directory = explore_dir(run, stats.settings.split)
     wanted = {"stats": stats.source, "stats_settings": stats.settings.identity()}
-    if not recompute and (directory / NAMES_JSON).exists():
-        try:
-            names = Names.load(directory)
-        except SparcError as e:
-            log(f"renaming the latents: {e}")
-        else:
-            same = reuse_any or names.settings.identity() == settings.identity()
-            if names.source == json.loads(json.dumps(wanted)) and same:
-                return names
+
+    def current(saved: Names) -> bool:
+        same = reuse_any or saved.settings.identity() == settings.identity()
+        return saved.source == json.loads(json.dumps(wanted)) and same
+
+    saved = None if recompute else load_if_current(directory / NAMES_JSON, lambda: Names.load(directory), current,
+                                                   log, redo="renaming the latents")
+    if saved is not None:
+        return saved
     names = name_latents(model, store, stats, settings, log=log)
     names.save(directory)
     return names

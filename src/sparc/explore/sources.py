@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from PIL import Image
 
 from sparc.data import FeatureStore, RowMeta
 from sparc.errors import SparcError
+from sparc.options import env_value
 
 
 def stream_modality(store: FeatureStore, stream: str) -> str | None:
@@ -136,16 +136,11 @@ backbone's resolution anyway, and the overlays need no more."""
 
 
 def max_image_pixels() -> int:
-    """The pixel limit in force: ``SPARC_MAX_IMAGE_PIXELS`` or :data:`MAX_IMAGE_PIXELS`."""
-    raw = os.environ.get("SPARC_MAX_IMAGE_PIXELS", "").strip()
-    if not raw:
-        return MAX_IMAGE_PIXELS
-    try:
-        value = int(float(raw))
-    except (ValueError, OverflowError):  # "lots", "inf"
-        value = 0
+    """The pixel limit in force: ``SPARC_MAX_IMAGE_PIXELS`` (an integer, by the rule of
+    :mod:`sparc.options`) or :data:`MAX_IMAGE_PIXELS`."""
+    value = env_value("SPARC_MAX_IMAGE_PIXELS", int, MAX_IMAGE_PIXELS)
     if value < 1:
-        raise SparcError(f"SPARC_MAX_IMAGE_PIXELS must be a positive number of pixels, got {raw!r}")
+        raise SparcError(f"SPARC_MAX_IMAGE_PIXELS must be a positive number of pixels, got {value}")
     return value
 
 

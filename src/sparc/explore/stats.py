@@ -32,15 +32,15 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
-from tqdm.auto import tqdm
 
 from sparc.atomic import atomic_path, write_json
 from sparc.data import FeatureStore
@@ -48,14 +48,16 @@ from sparc.data.splits import Split
 from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable
-from sparc.eval.features import model_inputs
+from sparc.eval.features import encode_in_chunks
 from sparc.eval.labels import label_matrix
 from sparc.eval.metrics.concept_jaccard import ConceptCounter, concept_jaccard
-from sparc.eval.streaming import check_streams
+from sparc.eval.streaming import check_streams, rows_of_split
 from sparc.explore.topn import TopN, hash_keys
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SparseCode
 from sparc.workspace import STATS, mark, writing
+
+T = TypeVar("T")
 
 Encoding = Literal["joint", "independent"]
 ENCODINGS: tuple[Encoding, ...] = ("joint", "independent")
@@ -355,37 +357,45 @@ def compute_stats(model: SPARC, store: FeatureStore, settings: StatsSettings = S
     """
     t0 = time.perf_counter()
     streams = check_streams(model, store)
-    split = Split.parse(settings.split)
-    rows = store.split_rows(split)
+    rows = rows_of_split(store, Split.parse(settings.split))
     N = len(rows)
-    if N == 0:
-        raise SparcError(f"split '{split}' of store '{store.path}' has no rows; choose another split (--split)")
     device = torch.device(check_device(settings.device))
     model = model.to(device).eval()
     labels = [store.rows()[r].labels for r in rows]
     label_sets = [(None, label_matrix(labels))] if any(labels) else []
     acc = _Accumulator(streams, model.n_latents, settings, label_sets)
     codes = {s: CodeTable(N, model.cfg.k, model.n_latents) for s in streams}
-    local = model.cfg.topk == "local"
-    with tqdm(total=N, disable=not settings.progress, desc="latent stats", unit="row", unit_scale=True,
-              dynamic_ncols=True) as bar:
-        for a in range(0, N, settings.chunk_rows):
-            b = min(a + settings.chunk_rows, N)
-            x = {s: model_inputs(store, s, rows[a:b]).to(device) for s in streams}
-            logits = model.logits(x)
-            independent = model.select(logits, "local")
-            joint = independent if local else model.select(logits)
-            acc.update(0, a, rows[a:b], joint)
-            acc.update(1, a, rows[a:b], independent)
-            for s in streams:
-                codes[s].put(a, independent[s])
-            bar.update(b - a)
+    for chunk in encode_in_chunks(model, store, streams, rows, settings.chunk_rows, device,
+                                  progress=settings.progress, desc="latent stats"):
+        acc.update(0, chunk.start, rows[chunk.start:chunk.stop], chunk.joint)
+        acc.update(1, chunk.start, rows[chunk.start:chunk.stop], chunk.independent)
+        for s in streams:
+            codes[s].put(chunk.start, chunk.independent[s])
     arrays = acc.finish()
     return LatentStats(
         settings=settings, streams=streams, n_latents=model.n_latents, k=model.cfg.k, rows=np.asarray(rows),
         codes_idx=np.stack([codes[s].indices for s in streams]), codes_val=np.stack([codes[s].values for s in streams]),
         source={"model": model_digest(model), "store": store_identity(store)},
         seconds=time.perf_counter() - t0, **arrays)
+
+
+def load_if_current(path: Path, load: Callable[[], T], current: Callable[[T], bool], log: Callable[[str], Any], *,
+                    redo: str, stale: str | None = None) -> T | None:
+    """What ``load`` reads from the saved ``path`` when it is there, readable and
+    ``current``; else None, having logged ``redo`` (what happens instead) and why — a
+    file that does not load, or (when ``stale`` says how) one that is out of date."""
+    if not path.exists():
+        return None
+    try:
+        saved = load()
+    except SparcError as e:
+        log(f"{redo}: {e}")
+        return None
+    if current(saved):
+        return saved
+    if stale is not None:
+        log(f"{redo} in {path.parent}: {stale}")
+    return None
 
 
 def stats_for_run(run: str | Path, model: SPARC, store: FeatureStore, settings: StatsSettings = StatsSettings(), *,
@@ -395,17 +405,17 @@ def stats_for_run(run: str | Path, model: SPARC, store: FeatureStore, settings: 
     compute and save them."""
     directory = explore_dir(run, settings.split)
     wanted = {"model": model_digest(model), "store": store_identity(store)}
-    if not recompute and (directory / STATS_JSON).exists():
-        try:
-            stats = LatentStats.load(directory)
-        except SparcError as e:
-            log(f"recomputing the latent statistics: {e}")
-        else:
-            same = stats.settings.identity() == settings.identity() or (
-                reuse_any and stats.settings.identity()["split"] == settings.identity()["split"])
-            if stats.source == wanted and same:
-                return stats
-            log(f"recomputing the latent statistics in {directory}: the model, the store or the settings changed")
+
+    def current(saved: LatentStats) -> bool:
+        same = saved.settings.identity() == settings.identity() or (
+            reuse_any and saved.settings.identity()["split"] == settings.identity()["split"])
+        return saved.source == wanted and same
+
+    saved = None if recompute else load_if_current(
+        directory / STATS_JSON, lambda: LatentStats.load(directory), current, log,
+        redo="recomputing the latent statistics", stale="the model, the store or the settings changed")
+    if saved is not None:
+        return saved
     stats = compute_stats(model, store, settings)
     stats.save(directory)
     return stats

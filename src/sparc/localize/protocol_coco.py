@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +34,10 @@ from PIL import Image
 
 from sparc.atomic import write_text
 from sparc.errors import SparcError
+from sparc.eval.output.markdown import table
 from sparc.localize.heatmap import ImageMapper, to_image, unit
 from sparc.localize.runs import Backbones, clip_pair, image_streams, logit_scale, open_runs, text_streams
-from sparc.localize.scoring import Scorer
+from sparc.localize.scoring import ProtocolResult, Scorer
 from sparc.localize.spatial import spatial_for
 from sparc.localize.targets import Query
 
@@ -121,12 +122,9 @@ def union_mask(coco, img_id: int, cid: int) -> np.ndarray:
 
 
 @dataclass
-class CocoResult:
-    rows: list[dict] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
+class CocoResult(ProtocolResult):
     n_pairs: int = 0
     n_images: int = 0
-    seconds: dict = field(default_factory=dict)
 
 
 def _class_latents(run, fs, bbs, coco, pairs, images_dir, imgs, texts, feats, settings) -> dict[int, tuple[int, ...]]:
@@ -236,9 +234,7 @@ def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | Non
                 h = to_image(got.maps[p], gts[cid].shape)
                 sc.add_map(img_id, coco.cats[cid]["name"], gts[cid], h, flat=bool(got.flat[p]))
     result = CocoResult(n_pairs=len(pairs), n_images=len(by_image))
-    for (model, image, text, target), sc in scorers.items():
-        result.rows.append({"model": model, "image_stream": image, "text_stream": text, "target": target,
-                            **sc.summary()})
+    result.add_scores(scorers)
     result.settings = {**dataclasses.asdict(settings), "runs": [str(r.path) for r in runs], "store": str(fs.path),
                        "methods": {s: mappers[(runs[0].name, s)].describe() for s in imgs}}
     result.seconds = {"total": round(time.perf_counter() - t0, 2)}
@@ -255,12 +251,10 @@ def render_coco(result: CocoResult) -> str:
         + "; ".join(f"`{k}` {v}" for k, v in (s.get("methods") or {}).items())
         + ". mAP@0.2: COCOeval segm; mIoU over all pairs (misses 0).",
         "",
-        "| model | image stream | text stream | target | mAP@0.2 | mIoU | pointing | predictions |",
-        "|---|---|---|---|---|---|---|---|",
+        table(["model", "image stream", "text stream", "target", "mAP@0.2", "mIoU", "pointing", "predictions"],
+              [[r["model"], r["image_stream"], r["text_stream"], r["target"], f"{r['map@0.2']:.3f}", f"{r['miou']:.3f}",
+                f"{r['pointing']:.3f}", f"{r['predictions']} / {r['pairs']}"] for r in result.rows]),
     ]
-    for r in result.rows:
-        lines.append(f"| {r['model']} | {r['image_stream']} | {r['text_stream']} | {r['target']} | "
-                     f"{r['map@0.2']:.3f} | {r['miou']:.3f} | {r['pointing']:.3f} | {r['predictions']} / {r['pairs']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,10 @@ from PIL import Image
 
 from sparc.atomic import write_text
 from sparc.errors import SparcError
+from sparc.eval.output.markdown import table
 from sparc.localize.heatmap import ImageMapper, to_image
 from sparc.localize.runs import Backbones, image_streams, open_runs, text_streams
-from sparc.localize.scoring import Scorer
+from sparc.localize.scoring import ProtocolResult, Scorer
 from sparc.localize.targets import Query
 
 OUT_DIR = "localisation-mosaics"
@@ -155,13 +156,9 @@ def make_mosaics(store, settings: MosaicSettings, size: int) -> list[Mosaic]:
 
 
 @dataclass
-class MosaicResult:
-    rows: list[dict] = field(default_factory=list)
-    """One per (model, image stream, text stream, target) and per baseline."""
-    settings: dict = field(default_factory=dict)
+class MosaicResult(ProtocolResult):
     n_mosaics: int = 0
     n_pairs: int = 0
-    seconds: dict = field(default_factory=dict)
 
 
 def _gaussian(size: int) -> np.ndarray:
@@ -250,9 +247,7 @@ def run_mosaics(run_paths: list[Path], settings: MosaicSettings = MosaicSettings
     t = time.perf_counter()
     result = MosaicResult(settings=dataclasses.asdict(settings), n_mosaics=len(mosaics),
                           n_pairs=sum(len(m.names) for m in mosaics))
-    for (model, image, text, target), sc in scorers.items():
-        result.rows.append({"model": model, "image_stream": image, "text_stream": text, "target": target,
-                            **sc.summary()})
+    result.add_scores(scorers)
     seconds["scores"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     result.seconds = {k: round(v, 2) for k, v in seconds.items()}
@@ -274,13 +269,13 @@ def render_table(result: MosaicResult) -> str:
         "emoji; mIoU: Otsu mask (misses count 0); mAP@0.2: COCOeval segm. Flat: maps without gradient "
         "(the target's latents inactive on the image).",
         "",
-        "| model | text stream | target | pointing | mIoU | mAP@0.2 | flat maps |",
-        "|---|---|---|---|---|---|---|",
+        table(["model", "text stream", "target", "pointing", "mIoU", "mAP@0.2", "flat maps"],
+              [[r["model"], r["text_stream"], r["target"], f"{r['pointing']:.3f}", f"{r['miou']:.3f}",
+                f"{r['map@0.2']:.3f}", f"{r['flat']} / {r['pairs']}"] for r in result.rows]),
+        "",
+        f"Seconds: {json.dumps(result.seconds)}",
+        "",
     ]
-    for r in result.rows:
-        lines.append(f"| {r['model']} | {r['text_stream']} | {r['target']} | {r['pointing']:.3f} | {r['miou']:.3f} | "
-                     f"{r['map@0.2']:.3f} | {r['flat']} / {r['pairs']} |")
-    lines += ["", f"Seconds: {json.dumps(result.seconds)}", ""]
     return "\n".join(lines)
 
 

@@ -151,3 +151,19 @@ class Scorer:
             "miou": float(np.mean(self.ious)) if n else float("nan"),
             "pointing": float(np.mean(self.hits)) if n else float("nan"),
         }
+
+
+@dataclass
+class ProtocolResult:
+    """What a localisation protocol measured (each protocol adds its counts)."""
+
+    rows: list[dict] = field(default_factory=list)
+    """One per (model, image stream, text stream, target) and per baseline."""
+    settings: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+    def add_scores(self, scorers: dict[tuple[str, str, str, str], Scorer]) -> None:
+        """A row of scores for each (model, image stream, text stream, target) scored."""
+        for (model, image, text, target), sc in scorers.items():
+            self.rows.append({"model": model, "image_stream": image, "text_stream": text, "target": target,
+                              **sc.summary()})

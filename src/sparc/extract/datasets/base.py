@@ -35,6 +35,7 @@ class Dataset(abc.ABC):
     """A deterministic, finite sequence of :class:`Sample`."""
 
     name: str = ""
+    """Registry name of the adapter (set by :meth:`~sparc.registry.Registry.register`)."""
     Options: ClassVar[type[Any]]
     """The options dataclass its constructor takes (registered adapters)."""
 
@@ -62,7 +63,8 @@ class Dataset(abc.ABC):
 
 
 DATASETS: Registry[Dataset] = Registry(
-    "dataset", [f"sparc.extract.datasets.{m}" for m in ("coco", "fashion_mnist", "image_folder", "open_images", "openmoji")]
+    "dataset", [f"sparc.extract.datasets.{m}" for m in ("coco", "fashion_mnist", "image_folder", "open_images", "openmoji")],
+    name_attribute="name",
 )
 """The dataset adapters by name; each module of this package registers its own."""
 

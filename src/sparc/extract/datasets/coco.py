@@ -60,7 +60,6 @@ class CocoOptions(MissingImagesOption):
 class Coco(ListDataset):
     """COCO captions, one row per image–caption pair, labels from instances_*.json."""
 
-    name = NAME
     Options = CocoOptions
 
     CREDITS = CREDITS

@@ -79,7 +79,6 @@ class FashionMnistOptions:
 class FashionMnist(ListDataset):
     """Fashion-MNIST from its idx files: 28×28 grey clothing images in 10 classes."""
 
-    name = NAME
     Options = FashionMnistOptions
 
     CREDITS = CREDITS

@@ -68,7 +68,6 @@ class ImageFolderOptions(MissingImagesOption):
 class ImageFolder(ListDataset):
     """Images under root with captions and labels from a CSV/JSONL file or from folder names."""
 
-    name = NAME
     Options = ImageFolderOptions
 
     def __init__(self, options: ImageFolderOptions):

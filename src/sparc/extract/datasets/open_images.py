@@ -79,7 +79,6 @@ class OpenImagesOptions(MissingImagesOption):
 class OpenImages(ListDataset):
     """Open Images with Localized Narratives: one row per image–narrative pair, boxable labels."""
 
-    name = NAME
     Options = OpenImagesOptions
 
     CREDITS = CREDITS

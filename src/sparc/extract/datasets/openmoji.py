@@ -174,7 +174,6 @@ class OpenMojiOptions:
 class OpenMoji(ListDataset):
     """OpenMoji emoji as an image–caption dataset with Unicode group/subgroup labels (the demo set)."""
 
-    name = NAME
     Options = OpenMojiOptions
 
     def __init__(self, options: OpenMojiOptions = OpenMojiOptions()):
