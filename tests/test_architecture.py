@@ -1,4 +1,5 @@
-"""The packages of sparc import each other without a circle.
+"""The packages of sparc import each other without a circle, and none reads another's
+underscored names.
 
 The import graph of ``src/sparc`` is read with :mod:`ast` — imports at module level and
 inside functions both count (a lazy import is still a dependency), imports under
@@ -141,3 +142,87 @@ def test_no_import_circle_between_packages():
     cycle = find_cycle(package_graph())
     if cycle is not None:
         pytest.fail("import circle between sparc's packages: " + " → ".join(cycle))
+
+
+# ---------------------------------------------------------------------------- underscored names
+
+TREE = SRC.parent
+
+
+def private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def owner_of(path: Path) -> str:
+    """The package a file belongs to: a node of the graph above for src/, else its top
+    folder (``tests``, ``benchmarks``: each one package)."""
+    return node_of(module_name(path)) if SRC in path.parents else path.relative_to(TREE).parts[0]
+
+
+def private_definitions(files: list[Path]) -> dict[str, set[str]]:
+    """Underscored name → the packages that define it (functions, classes, module names,
+    attributes assigned anywhere)."""
+    defined: dict[str, set[str]] = {}
+    for path in files:
+        pkg = owner_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names = [node.attr]
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names = [node.id]
+            for name in names:
+                if private(name):
+                    defined.setdefault(name, set()).add(pkg)
+    return defined
+
+
+def foreign_private_reads(text: str, own: str, defined: dict[str, set[str]]) -> list[str]:
+    """Where source ``text`` of package ``own`` reads an underscored name of another sparc
+    package: ``from sparc.x import _y``, ``module._y`` on an imported sparc module, or
+    ``obj._y`` where only other packages define ``_y`` (``self``/``cls`` are one's own)."""
+    tree = ast.parse(text)
+    found: list[str] = []
+    modules: dict[str, str] = {}  # local name → the sparc module or object it stands for
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sparc"):
+            for alias in node.names:
+                if private(alias.name) and node_of(node.module) != own:
+                    found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+                modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            modules.update({a.asname or a.name.split(".")[0]: a.name for a in node.names if a.name.startswith("sparc")})
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and private(node.attr)):
+            continue
+        receiver = node.value.id if isinstance(node.value, ast.Name) else None
+        if receiver in ("self", "cls"):
+            continue
+        if receiver in modules:
+            if node_of(modules[receiver]) != own:
+                found.append(f"line {node.lineno}: {receiver}.{node.attr}")
+        elif (owners := defined.get(node.attr)) and own not in owners and owners - {"tests", "benchmarks"}:
+            found.append(f"line {node.lineno}: .{node.attr} (defined in {', '.join(sorted(owners))})")
+    return found
+
+
+def test_foreign_private_reads_are_found():
+    defined = {"_shadow": {"sparc.model"}, "_helper": {"sparc.train"}}
+    text = ("from sparc.model.sparc import _streams\nfrom sparc.train import optim\nimport sparc.data as d\n"
+            "m._shadow\nself._shadow\noptim._helper\nd._rows\nx._unknown\n")
+    assert foreign_private_reads(text, "tests", defined) == [
+        "line 1: from sparc.model.sparc import _streams", "line 4: ._shadow (defined in sparc.model)",
+        "line 6: optim._helper", "line 7: d._rows"]
+    assert foreign_private_reads(text.replace("sparc.model.sparc", "sparc.model.x"), "sparc.model", defined) == [
+        "line 6: optim._helper", "line 7: d._rows"]
+
+
+def test_no_package_reads_another_packages_underscored_names():
+    src = sorted(ROOT.rglob("*.py"))
+    others = sorted((TREE / "tests").rglob("*.py")) + sorted((TREE / "benchmarks").rglob("*.py"))
+    defined = private_definitions(src)
+    problems = [f"{path.relative_to(TREE)} {where}" for path in src + others
+                for where in foreign_private_reads(path.read_text(), owner_of(path), defined)]
+    assert not problems, "reads of another package's underscored names:\n" + "\n".join(problems)

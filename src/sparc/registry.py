@@ -30,20 +30,21 @@ class Registry(Generic[T]):
         self.name_attribute = name_attribute
         """The class attribute that :meth:`register` sets to the registered name (``name``, ``family``)."""
         self._modules = tuple(modules)
-        self._classes: dict[str, type[T]] = {}
+        self.classes: dict[str, type[T]] = {}
+        """Name → class, as registered (tests may patch in stand-ins with ``monkeypatch.setitem``)."""
         self._imported = False
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         """Class decorator: register the class under ``name``, and set its name attribute to it."""
 
         def deco(cls: type[T]) -> type[T]:
-            if name in self._classes:
+            if name in self.classes:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             options = getattr(cls, "Options", None)
             if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
                 raise TypeError(f"{self.kind} {name!r}: {cls.__name__}.Options must be an options dataclass")
             setattr(cls, self.name_attribute, name)
-            self._classes[name] = cls
+            self.classes[name] = cls
             return cls
 
         return deco
@@ -57,14 +58,14 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """The registered names, sorted."""
         self._import()
-        return sorted(self._classes)
+        return sorted(self.classes)
 
     def get(self, name: str) -> type[T]:
         """The class registered as ``name``."""
         self._import()
-        if name not in self._classes:
-            raise SparcError(f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self._classes))}")
-        return self._classes[name]
+        if name not in self.classes:
+            raise SparcError(f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self.classes))}")
+        return self.classes[name]
 
     def options(self, name: str, /, **values: Any) -> Any:
         """The options instance of ``name`` from keyword values (text or Python values)."""
@@ -74,7 +75,7 @@ class Registry(Generic[T]):
         """Every entry with its summary and options (name, type, default, help), for ``--list``."""
         lines = []
         for name in self.names():
-            cls = self._classes[name]
+            cls = self.classes[name]
             doc = (cls.__doc__ or "").strip().splitlines()
             lines.append(f"  {name}" + (f" — {doc[0]}" if doc else ""))
             for f in fields(cls.Options):  # type: ignore[attr-defined]

@@ -100,7 +100,7 @@ def test_query_errors(world, capsys, tmp_path, monkeypatch):
     # a backbone that is not installed
     from sparc.extract.backbones import BACKBONES
 
-    monkeypatch.delitem(BACKBONES._classes, "explore-fake-text")
+    monkeypatch.delitem(BACKBONES.classes, "explore-fake-text")
     code, _, err = run(["query", world["run"], "--text", "a seal"], capsys)
     one_line_error(code, err, "unknown backbone 'explore-fake-text'")
 

@@ -11,7 +11,7 @@ import torch
 from sparc.data import FeatureStore, StoreWriter
 from sparc.errors import SparcError
 from sparc.explore import Explorer, NamingSettings, StatsSettings
-from sparc.explore.sources import _derived_options, backbone_for
+from sparc.explore.sources import backbone_for, derived_options
 from sparc.model import SPARC
 from tests.explore.world import CONCEPTS, FakeText, concept_image
 
@@ -100,7 +100,7 @@ def test_backbone_checked_against_the_fingerprint(ex, monkeypatch):
 def test_missing_backbone(ex, monkeypatch):
     from sparc.extract.backbones import BACKBONES
 
-    monkeypatch.delitem(BACKBONES._classes, "explore-fake-text")
+    monkeypatch.delitem(BACKBONES.classes, "explore-fake-text")
     with pytest.raises(SparcError, match="unknown backbone 'explore-fake-text'"):
         ex.query_text("a shark")
 
@@ -118,8 +118,8 @@ def test_weights_that_cannot_load_are_one_line_errors(ex, monkeypatch):
 def test_options_are_read_from_the_fingerprint(world):
     store = FeatureStore.open(world["store"])
     source = dict(store.manifest.streams["txt"].source, scale=2.0)
-    assert _derived_options("explore-fake-text", source) == {"scale": 2.0}
-    assert _derived_options("explore-fake-text", {"scale": "not a number"}) == {}
+    assert derived_options("explore-fake-text", source) == {"scale": 2.0}
+    assert derived_options("explore-fake-text", {"scale": "not a number"}) == {}
 
 
 def _copy_store(src: FeatureStore, path, sources):

@@ -155,7 +155,7 @@ def test_missing_backbone_drops_the_label_names_with_a_note(world, monkeypatch, 
     store, run = FeatureStore.open(world["store"]), world["run"]
     model = SPARC.load(run)
     stats = stats_for_run(run, model, store, StatsSettings(split="test", progress=False))
-    monkeypatch.delitem(BACKBONES._classes, "explore-fake-text")
+    monkeypatch.delitem(BACKBONES.classes, "explore-fake-text")
     names = name_latents(model, store, stats, NamingSettings())
     assert set(names.vocabulary_kind) == {"caption"} and "label names left out" in names.notes[0]
     words = tmp_path / "w.txt"

@@ -108,7 +108,7 @@ def register_fakes(mp: pytest.MonkeyPatch) -> None:
     """Register the stand-ins in the backbone registry until ``mp`` is undone."""
     BACKBONES.names()  # import the real families first
     for cls in (FakeText, FakeImage):
-        mp.setitem(BACKBONES._classes, cls.family, cls)
+        mp.setitem(BACKBONES.classes, cls.family, cls)
 
 
 def concept_image(weights: dict[str, float]) -> Image.Image:

@@ -11,12 +11,20 @@ import pytest
 from PIL import Image
 
 from sparc.errors import SparcError
-from sparc.localize.protocol_coco import CocoSettings, _coco, coco_pairs, render_coco, run_coco, union_mask, write_coco
+from sparc.localize.protocol_coco import (
+    CocoSettings,
+    coco_pairs,
+    load_annotations,
+    render_coco,
+    run_coco,
+    union_mask,
+    write_coco,
+)
 from sparc.localize.protocol_mosaics import MosaicSettings, make_mosaics, render_table, run_mosaics, write_results
 
 
 def test_coco_pairs_and_union_masks(loc_world):
-    coco = _coco(loc_world["coco"] / "instances.json")
+    coco = load_annotations(loc_world["coco"] / "instances.json")
     assert coco_pairs(coco) == [(1, 1), (2, 1), (2, 5), (3, 5)]
     assert coco_pairs(coco, limit=1) == [(1, 1)]
     m = union_mask(coco, 2, 1)
@@ -114,7 +122,7 @@ def test_mosaics_need_an_openmoji_store(loc_world, tmp_path, monkeypatch):
     store = FeatureStore.open(loc_world["store"])
     monkeypatch.setattr(store, "dataset_info", lambda: {"name": "coco"})
     with pytest.raises(SparcError, match="needs a store of the openmoji dataset"):
-        protocol_mosaics._dataset(store)
+        protocol_mosaics.openmoji_dataset(store)
 
 
 def test_coco_protocol_on_a_clip_store_with_the_clip_sim_baseline(loc_world, tmp_path):

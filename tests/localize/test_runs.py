@@ -25,6 +25,6 @@ def test_clip_pair():
 
 
 def test_logit_scale():
-    bb = SimpleNamespace(_model=SimpleNamespace(logit_scale=torch.tensor(4.6052)))
+    bb = SimpleNamespace(model=SimpleNamespace(logit_scale=torch.tensor(4.6052)))
     assert abs(logit_scale(bb) - 100.0) < 1e-2
-    assert logit_scale(SimpleNamespace(_model=None)) == 1.0
+    assert logit_scale(SimpleNamespace(model=None)) == 1.0

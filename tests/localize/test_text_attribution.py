@@ -58,8 +58,8 @@ def test_occlusion():
     # by hand: the drop of the target when the word is left out
     lat = attr.own_latents("a red apple")
     with torch.no_grad():
-        full = attr._target(attr._codes(_Words().encode(["a red apple"])), lat)
-        without = attr._target(attr._codes(_Words().encode(["red apple", "a apple", "a red"])), lat)
+        full = attr.target_of(attr.codes(_Words().encode(["a red apple"])), lat)
+        without = attr.target_of(attr.codes(_Words().encode(["red apple", "a apple", "a red"])), lat)
     drop = (full - without).clamp(min=0)
     assert np.allclose(ws.scores, (drop / drop.max()).numpy(), atol=1e-6)
     with pytest.raises(SparcError, match="gives no gradient"):

@@ -84,7 +84,7 @@ def test_rollout_equals_the_eager_attention_computation(dino):
     assert got.shape == (1, 16)
     assert torch.allclose(got, want, atol=1e-6)
     with torch.no_grad():  # the captured forward is the model's own (fused attention) forward
-        assert torch.allclose(f, dino._model(pixel_values=x).pooler_output, atol=1e-5)
+        assert torch.allclose(f, dino.model(pixel_values=x).pooler_output, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["rollout", "gradcam"])

@@ -37,7 +37,7 @@ def streams_of(store: FeatureStore, streams: list[str], modality: str) -> list[s
     return [s for s in streams if stream_modality(store, s) == modality]
 
 
-def _derived_options(family: str, source: dict[str, Any]) -> dict[str, Any]:
+def derived_options(family: str, source: dict[str, Any]) -> dict[str, Any]:
     """Options of ``family`` whose names and values the fingerprint records (those the
     options dataclass accepts), so a non-default build is rebuilt as it was."""
     from sparc.extract.backbones import BACKBONES
@@ -97,7 +97,7 @@ def backbone_for(store: FeatureStore, stream: str, *, spec: str | None = None, d
         family, options = parse_spec(spec, BACKBONES)
     else:
         family = source["family"]
-        options = BACKBONES.options(family, **_derived_options(family, source))
+        options = BACKBONES.options(family, **derived_options(family, source))
     backbone = BACKBONES.get(family)(options, device=device, precision=source.get("precision", "fp32"))
     try:
         backbone.load()

@@ -86,7 +86,7 @@ class CocoSettings:
             raise SparcError(f"--limit must be at least 1, got {self.limit}")
 
 
-def _coco(path: Path):
+def load_annotations(path: Path):
     try:
         from pycocotools.coco import COCO
     except ImportError:
@@ -169,7 +169,7 @@ def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | Non
     t0 = time.perf_counter()
     runs, fs = open_runs(run_paths, store)
     bbs = Backbones(fs, device, dict(backbones or {}))
-    coco = _coco(settings.annotations)
+    coco = load_annotations(settings.annotations)
     pairs = coco_pairs(coco, settings.limit)
     if not pairs:
         raise SparcError(f"{settings.annotations} has no annotated image")

@@ -96,7 +96,7 @@ class Mosaic:
     rows: list[str]
 
 
-def _dataset(store):
+def openmoji_dataset(store):
     from sparc.extract.datasets import DATASETS
 
     info = store.dataset_info()
@@ -109,7 +109,7 @@ def _dataset(store):
 
 def make_mosaics(store, settings: MosaicSettings, size: int) -> list[Mosaic]:
     """The mosaics of ``settings`` at ``size`` × ``size`` pixels (tiles of ``size / 2``)."""
-    ds = _dataset(store)
+    ds = openmoji_dataset(store)
     tile = settings.tile or size // 2
     by_id = {s.row_id: s for s in ds}
     rows = store.rows()

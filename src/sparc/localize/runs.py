@@ -100,5 +100,5 @@ def clip_pair(store: FeatureStore, image: str, text: str) -> bool:
 
 def logit_scale(backbone) -> float:
     """exp(logit_scale) of a CLIP backbone's model (1 when it has none)."""
-    scale = getattr(getattr(backbone, "_model", None), "logit_scale", None)
+    scale = getattr(getattr(backbone, "model", None), "logit_scale", None)
     return float(scale.detach().exp()) if isinstance(scale, torch.Tensor) else 1.0

@@ -63,7 +63,7 @@ class Spatial:
     @property
     def preprocess(self):
         """The backbone's preprocessing with the geometry replaced by a plain resize."""
-        pre = getattr(self.backbone, "preprocess", None) or getattr(self.backbone, "_preprocess", None)
+        pre = getattr(self.backbone, "preprocess", None)
         if pre is None:
             raise SparcError(f"stream {self.stream!r}: the {self.backbone.family} backbone has no image preprocessing")
         return dataclasses.replace(pre, mode="squash", resize=None)
@@ -89,7 +89,7 @@ class Spatial:
     # -- ViT -----------------------------------------------------------------------------------
     def image_module(self) -> nn.Module:
         bb, family = self.backbone, self.backbone.family
-        model = bb._model
+        model = bb.model
         if family == "open-clip":
             return model.visual
         if family == "hf-clip":
@@ -145,16 +145,16 @@ class Spatial:
         """ViT: the family's feature of pixels ``x`` (differentiable where the graph is)."""
         bb, family = self.backbone, self.backbone.family
         if family == "dinov2-hub":
-            return bb._cls(x)
+            return bb.cls_features(x)
         if family == "dinov2-timm":
-            m = bb._model
+            m = bb.model
             return m.forward_head(m.forward_features(x), pre_logits=True)
         if family == "dinov2-hf":
-            return bb._model(pixel_values=x).pooler_output
+            return bb.model(pixel_values=x).pooler_output
         if family == "open-clip":
-            return bb._model.encode_image(x)
+            return bb.model.encode_image(x)
         if family == "hf-clip":
-            out = bb._model.get_image_features(pixel_values=x)
+            out = bb.model.get_image_features(pixel_values=x)
             return out if isinstance(out, Tensor) else out.pooler_output
         raise SparcError(f"stream {self.stream!r}: no feature path for {family}")
 

@@ -125,11 +125,13 @@ class TextAttributor:
         self.method = method
 
     # -------------------------------------------------------------------------------- target
-    def _codes(self, feats: Tensor):
+    def codes(self, feats: Tensor):
+        """The stream's codes of backbone features ``feats`` (L2-normalised first, as the store's)."""
         x = feats.float() / feats.float().norm(dim=1, keepdim=True).clamp_min(1e-12)
         return self.model.encode({self.stream: x})[self.stream]
 
-    def _target(self, code, latents: tuple[int, ...]) -> Tensor:
+    def target_of(self, code, latents: tuple[int, ...]) -> Tensor:
+        """[B]: the summed code values at ``latents`` (what a word's attribution explains)."""
         want = torch.zeros(code.indices.shape[0], self.model.n_latents, dtype=torch.bool)
         want[:, list(latents)] = True
         return (code.values * want.gather(1, code.indices.cpu()).to(code.values.device)).sum(dim=1)
@@ -137,7 +139,7 @@ class TextAttributor:
     def own_latents(self, text: str) -> tuple[int, ...]:
         """The caption's active latents in this stream (encoded alone)."""
         with torch.no_grad():
-            code = self._codes(self.backbone.encode([text]))
+            code = self.codes(self.backbone.encode([text]))
         return tuple(int(i) for i, v in zip(code.indices[0].tolist(), code.values[0].tolist()) if v > 0)
 
     # -------------------------------------------------------------------------------- words
@@ -155,7 +157,7 @@ class TextAttributor:
     def _occlusion(self, text, words, latents) -> WordScores:
         variants = [text] + [(text[:s] + text[e:]).strip() or " " for _, s, e in words]
         with torch.no_grad():
-            t = self._target(self._codes(self.backbone.encode(variants)), latents).cpu().numpy()
+            t = self.target_of(self.codes(self.backbone.encode(variants)), latents).cpu().numpy()
         drop = np.maximum(t[0] - t[1:], 0)
         scores = drop / drop.max() if drop.max() > 0 else drop
         return WordScores(text, [w for w, _, _ in words], scores.astype(np.float32), "occlusion", float(t[0]), latents)
@@ -180,7 +182,7 @@ class TextAttributor:
         try:
             with torch.enable_grad():
                 feats = tokens.run()
-                target = self._target(self._codes(feats), latents)
+                target = self.target_of(self.codes(feats), latents)
                 (G,) = torch.autograd.grad(target.sum(), captured[-1], allow_unused=True)
         finally:
             handle.remove()
@@ -202,21 +204,21 @@ class TextAttributor:
     def _last_block(self) -> nn.Module:
         bb, family = self.backbone, self.backbone.family
         if family in ("minilm", "sentence-transformers"):
-            auto = bb._model[0].auto_model
+            auto = bb.model[0].auto_model
             layers = getattr(getattr(auto, "encoder", None), "layer", None)
             if layers is None:
                 layers = max((m for m in auto.modules() if isinstance(m, nn.ModuleList)), key=len)
             return layers[-1]
         if family == "open-clip":
-            return bb._model.transformer.resblocks[-1]
+            return bb.model.transformer.resblocks[-1]
         if family == "hf-clip":
-            return bb._model.text_model.encoder.layers[-1]
+            return bb.model.text_model.encoder.layers[-1]
         raise SparcError(f"no gradient path for {family}")
 
     def _tokens(self, text: str) -> _Tokens:
         bb, family = self.backbone, self.backbone.family
         if family in ("minilm", "sentence-transformers"):
-            st = bb._model
+            st = bb.model
             prompt = getattr(bb.options, "prompt", None) or ""
             full = prompt + text
             prep = st.preprocess if hasattr(st, "preprocess") else st.tokenize
@@ -231,25 +233,25 @@ class TextAttributor:
                     pieces[j] = None
             return _Tokens(pieces, lambda: st(dict(feats))["sentence_embedding"])
         if family == "open-clip":
-            tok = bb._tokenizer([text]).to(bb.device)
+            tok = bb.tokenizer([text]).to(bb.device)
             ids = tok[0].tolist()
-            dec = getattr(bb._tokenizer, "decoder", None)
+            dec = getattr(bb.tokenizer, "decoder", None)
             if dec is None:
                 raise SparcError(f"stream {self.stream!r}: this open-clip tokenizer gives no pieces; use --method occlusion")
-            sot, eot = bb._tokenizer.sot_token_id, bb._tokenizer.eot_token_id
+            sot, eot = bb.tokenizer.sot_token_id, bb.tokenizer.eot_token_id
             n = ids.index(eot) + 1 if eot in ids else len(ids)
-            byte_dec = getattr(bb._tokenizer, "byte_decoder", {})
+            byte_dec = getattr(bb.tokenizer, "byte_decoder", {})
             pieces = [None if i in (sot, eot) else "".join(chr(byte_dec.get(c, ord("?"))) if byte_dec else c
                                                              for c in dec[i]) for i in ids[:n]]
-            return _Tokens(pieces, lambda: bb._model.encode_text(tok))
+            return _Tokens(pieces, lambda: bb.model.encode_text(tok))
         if family == "hf-clip":
-            t = bb._tokenizer([text], padding=True, truncation=True, max_length=bb._max_length, return_tensors="pt")
+            t = bb.tokenizer([text], padding=True, truncation=True, max_length=bb.max_length, return_tensors="pt")
             ids = t["input_ids"][0].tolist()
-            special = set(bb._tokenizer.all_special_ids)
-            pieces = [None if i in special else p for i, p in zip(ids, bb._tokenizer.convert_ids_to_tokens(ids))]
+            special = set(bb.tokenizer.all_special_ids)
+            pieces = [None if i in special else p for i, p in zip(ids, bb.tokenizer.convert_ids_to_tokens(ids))]
 
             def run():
-                out = bb._model.get_text_features(input_ids=t["input_ids"].to(bb.device),
+                out = bb.model.get_text_features(input_ids=t["input_ids"].to(bb.device),
                                                   attention_mask=t["attention_mask"].to(bb.device))
                 return out if isinstance(out, Tensor) else out.pooler_output
 

@@ -78,19 +78,19 @@ def check_open_clip_towers(tmp: Path, *, real_torchvision: bool) -> None:
     ft = txt.encode(["a photo of a cat", "a diagram"])
     assert fi.shape == (3, 384) and ft.shape == (2, 384) and fi.dtype == torch.float32
     assert img.dim == txt.dim == 384
-    assert img._model is txt._model  # one model in memory for both towers
+    assert img.model is txt.model  # one model in memory for both towers
     assert torch.isfinite(fi).all() and torch.isfinite(ft).all()
     assert not torch.allclose(fi.norm(dim=1), torch.ones(3))  # not normalised
-    model = img._model
+    model = img.model
     with torch.no_grad():
         # our pipeline + encode_image / the open_clip tokenizer + encode_text
-        assert torch.equal(model.encode_image(img._preprocess(ims)), fi)
+        assert torch.equal(model.encode_image(img.preprocess(ims)), fi)
         tok = open_clip.get_tokenizer(ARCH)
         assert torch.equal(model.encode_text(tok(["a photo of a cat", "a diagram"])), ft)
         if real_torchvision:
             # pixels identical to open_clip's own eval transform
             _, _, pre = open_clip.create_model_and_transforms(ARCH, pretrained=None)
-            assert torch.equal(torch.stack([pre(im) for im in ims]), img._preprocess(ims))
+            assert torch.equal(torch.stack([pre(im) for im in ims]), img.preprocess(ims))
     # truncation at 77 tokens: a longer tail changes nothing
     long1, long2 = "word " * 100, "word " * 100 + "completely different ending " * 20
     f = txt.encode([long1, long2])
@@ -109,7 +109,7 @@ def check_open_clip_checkpoint(tmp: Path, *, real_torchvision: bool) -> None:
     ims = images()[:2]
     want = ref.encode(ims)
     ckpt = tmp / "weights.pt"
-    torch.save(ref._model.state_dict(), ckpt)
+    torch.save(ref.model.state_dict(), ckpt)
     for opts in ({"checkpoint": str(ckpt), "pretrained": None}, {"pretrained": str(ckpt)}):
         torch.manual_seed(2)  # a different random init, overwritten by the checkpoint
         b = build("open-clip", model=ARCH, tower="image", **opts)
@@ -130,11 +130,11 @@ def check_open_clip_offline(tmp: Path, *, real_torchvision: bool) -> None:
     raises_sparc(lambda: build("open-clip", model="No-Such-Arch", pretrained=None).load(), "No-Such-Arch")
     # the paper's tag: preprocessing known without downloading anything
     paper = build("open-clip")  # ViT-L-14 datacomp_xl_s13b_b90k, image tower
-    cfg = paper._tag_cfg()
+    cfg = paper.tag_cfg()
     assert cfg["hf_hub"].startswith("laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K")
-    from sparc.extract.backbones.openclip import _preprocess_from_cfg
+    from sparc.extract.backbones.openclip import preprocess_from_cfg
 
-    pp = _preprocess_from_cfg({"size": 224, **cfg})
+    pp = preprocess_from_cfg({"size": 224, **cfg})
     assert (pp.size, pp.resize, pp.mode, pp.interpolation) == (224, None, "crop", "bicubic")
     assert pp.mean == OPENAI_CLIP_MEAN and pp.std == OPENAI_CLIP_STD
 
@@ -151,7 +151,7 @@ def check_timm_dinov2(tmp: Path, *, real_torchvision: bool) -> None:
     f = b.encode(ims)
     assert f.shape == (3, 384) and b.dim == 384
     with torch.no_grad():
-        tokens = b._model.forward_features(b.preprocess(ims))  # [n, 1 + 4 registers + 256 patches, 384], normed
+        tokens = b.model.forward_features(b.preprocess(ims))  # [n, 1 + 4 registers + 256 patches, 384], normed
     assert tokens.shape[1] == 1 + 4 + (224 // 14) ** 2
     assert torch.allclose(f, tokens[:, 0], atol=1e-6)  # CLS token after the final norm
     fp = b.fingerprint()
@@ -159,7 +159,7 @@ def check_timm_dinov2(tmp: Path, *, real_torchvision: bool) -> None:
     assert fp["weights"] == {"timm": TIMM, "pretrained": False}
     # local checkpoint through timm's pretrained_cfg overlay
     ckpt = tmp / "model.pth"
-    torch.save(b._model.state_dict(), ckpt)
+    torch.save(b.model.state_dict(), ckpt)
     torch.manual_seed(5)
     c = build("dinov2-timm", model=TIMM, checkpoint=str(ckpt))
     assert torch.allclose(c.encode(ims), f, atol=1e-5)

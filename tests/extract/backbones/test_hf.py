@@ -125,10 +125,10 @@ def test_hf_clip_image_tower(clip_folder):
     assert fp["model"] == clip_folder.name and len(fp["weights"]["sha256"]) == 64
     ref = transformers.CLIPModel.from_pretrained(clip_folder).eval()
     with torch.no_grad():
-        want = ref.get_image_features(pixel_values=b._preprocess(ims))
+        want = ref.get_image_features(pixel_values=b.preprocess(ims))
     want = want if isinstance(want, torch.Tensor) else want.pooler_output
     assert torch.allclose(f, want, atol=1e-6)
-    assert b._model.text_model is None  # the unused tower is dropped
+    assert b.model.text_model is None  # the unused tower is dropped
 
 
 def test_hf_clip_text_tower_truncates_at_77(clip_folder):

@@ -99,7 +99,7 @@ def test_local_repo_cls_token(repo, offline):
     f = b.encode(images())
     assert f.shape == (2, 24) and f.dtype == torch.float32
     with torch.no_grad():
-        want = b._model.forward_features(b.preprocess(images()))["x_norm_clstoken"]
+        want = b.model.forward_features(b.preprocess(images()))["x_norm_clstoken"]
     assert torch.equal(f, want)
     fp = b.fingerprint()
     assert fp["weights"]["hub"]["name"] == "dinov2" and len(fp["weights"]["hub"]["hubconf_sha256"]) == 64
@@ -111,7 +111,7 @@ def test_local_weights_file(repo, offline, tmp_path):
     a = build("dinov2-hub", model="dinov2_vits14_reg", repo=str(repo), pretrained=False)
     want = a.encode(images())
     w = tmp_path / "dinov2_vits14_reg4_pretrain.pth"
-    torch.save(a._model.state_dict(), w)
+    torch.save(a.model.state_dict(), w)
     torch.manual_seed(1)
     b = build("dinov2-hub", model="dinov2_vits14_reg", repo=str(repo), weights=str(w))
     assert torch.equal(b.encode(images()), want)
@@ -144,7 +144,7 @@ def test_github_repo_offline_says_to_clone(offline):
 
 def test_weights_url_of_the_paper_model():
     b = build("dinov2-hub")
-    assert b._weights_url() == "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"
+    assert b.weights_url() == "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"
     assert (
-        build("dinov2-hub", model="dinov2_vitb14")._weights_url().endswith("dinov2_vitb14/dinov2_vitb14_pretrain.pth")
+        build("dinov2-hub", model="dinov2_vitb14").weights_url().endswith("dinov2_vitb14/dinov2_vitb14_pretrain.pth")
     )

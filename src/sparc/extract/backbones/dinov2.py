@@ -93,7 +93,7 @@ class _Dinov2Base(Backbone):
     def __init__(self, options: Dinov2Preprocess, *, device: str = "cpu", precision: Precision = "fp32"):
         super().__init__(options, device=device, precision=precision)
         self.preprocess = paper_preprocess(options.image_size, options.resize)
-        self._model: torch.nn.Module | None = None
+        self.model: torch.nn.Module | None = None
 
     def _pixels(self, items: Sequence[Any]) -> Tensor:
         return self.preprocess(items).to(self.device, self.dtype)
@@ -161,7 +161,7 @@ class Dinov2HubBackbone(_Dinov2Base):
             "pretrained": self.options.pretrained,
         }
 
-    def _weights_url(self) -> str:
+    def weights_url(self) -> str:
         name = self.options.model
         arch = name.removesuffix("_reg")
         return f"{_DINOV2_URL}/{arch}/{arch}{'_reg4' if name.endswith('_reg') else ''}_pretrain.pth"
@@ -198,7 +198,7 @@ class Dinov2HubBackbone(_Dinov2Base):
                 ) from None
             if kwargs["pretrained"]:
                 raise SparcError(
-                    f"dinov2-hub: could not load {o.model} weights ({why}); download {self._weights_url()} "
+                    f"dinov2-hub: could not load {o.model} weights ({why}); download {self.weights_url()} "
                     f"into {Path(torch.hub.get_dir()) / 'checkpoints'} (TORCH_HOME) or pass weights=FILE"
                 ) from None
             raise SparcError(f"dinov2-hub: could not build {o.model} from {o.repo} ({why})") from None
@@ -210,24 +210,24 @@ class Dinov2HubBackbone(_Dinov2Base):
                 raise SparcError(
                     f"dinov2-hub: {self.weights_file} does not fit {o.model} ({one_line(e, 200)})"
                 ) from None
-        self._model = prepare_model(model, self.device, self.dtype)
+        self.model = prepare_model(model, self.device, self.dtype)
         self._dim = int(getattr(model, "embed_dim", 0)) or self._probe_dim()
 
     def _probe_dim(self) -> int:
         size = self.preprocess.size
         x = torch.zeros(1, 3, size, size, device=self.device, dtype=self.dtype)
         with torch.no_grad():
-            return int(self._cls(x).shape[-1])
+            return int(self.cls_features(x).shape[-1])
 
-    def _cls(self, x: Tensor) -> Tensor:
-        assert self._model is not None
-        out = self._model.forward_features(x)
+    def cls_features(self, x: Tensor) -> Tensor:
+        assert self.model is not None
+        out = self.model.forward_features(x)
         if isinstance(out, dict):
             return out["x_norm_clstoken"]
         raise SparcError(f"dinov2-hub: {self.options.model}.forward_features did not return DINOv2's output dict")
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
-        return self._cls(self._pixels(items))
+        return self.cls_features(self._pixels(items))
 
     @property
     def dim(self) -> int:
@@ -309,13 +309,13 @@ class Dinov2TimmBackbone(_Dinov2Base):
                     + hf_hub_hint(hub_id, f"or download model.safetensors from {hub_id} and pass checkpoint=FILE")
                 ) from None
             raise SparcError(f"dinov2-timm: could not build {name} ({why})") from None
-        self._model = prepare_model(model, self.device, self.dtype)
+        self.model = prepare_model(model, self.device, self.dtype)
         self._dim = int(model.num_features)
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
-        assert self._model is not None
-        feats = self._model.forward_features(self._pixels(items))
-        return self._model.forward_head(feats, pre_logits=True)
+        assert self.model is not None
+        feats = self.model.forward_features(self._pixels(items))
+        return self.model.forward_head(feats, pre_logits=True)
 
 
 def _timm_hub_id(timm: Any, name: str) -> str | None:
@@ -348,9 +348,9 @@ class Dinov2HFBackbone(_Dinov2Base):
     def _load(self) -> None:
         auto_model = require_attr("transformers", "AutoModel", extra="transformers")
         model = load_from_hub(auto_model.from_pretrained, self.options.model, self.options, what="dinov2-hf")
-        self._model = prepare_model(model, self.device, self.dtype)
+        self.model = prepare_model(model, self.device, self.dtype)
         self._dim = int(model.config.hidden_size)
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
-        assert self._model is not None
-        return self._model(pixel_values=self._pixels(items)).pooler_output
+        assert self.model is not None
+        return self.model(pixel_values=self._pixels(items)).pooler_output

@@ -66,10 +66,10 @@ class HFClipBackbone(TowerBackbone):
     options: HFClipOptions
 
     # What _load builds (None until then).
-    _model: Any = None
-    _tokenizer: Any = None
-    _preprocess: ImagePreprocess | None = None
-    _max_length: int | None = None
+    model: Any = None
+    tokenizer: Any = None
+    preprocess: ImagePreprocess | None = None
+    max_length: int | None = None
     """Text tower: ``max_length``, at most the model's context (known once loaded)."""
 
     def _load(self) -> None:
@@ -84,18 +84,18 @@ class HFClipBackbone(TowerBackbone):
         else:
             model.vision_model = None
             model.visual_projection = None
-        self._model = prepare_model(model, self.device, self.dtype)
+        self.model = prepare_model(model, self.device, self.dtype)
         self._dim = int(cfg.projection_dim)
         if o.tower == "image":
-            self._preprocess = self._image_preprocess(cfg)
+            self.preprocess = self._image_preprocess(cfg)
         else:
             try:
                 auto_tokenizer = require_attr("transformers", "AutoTokenizer", extra="transformers")
                 source, kwargs = hub_args(o.model, o)
-                self._tokenizer = auto_tokenizer.from_pretrained(source, **kwargs)
+                self.tokenizer = auto_tokenizer.from_pretrained(source, **kwargs)
             except (OSError, ValueError) as e:
                 raise SparcError(f"hf-clip: could not load the tokenizer of {o.model} ({one_line(e, 200)})") from None
-            self._max_length = min(int(o.max_length or 77), int(cfg.text_config.max_position_embeddings))
+            self.max_length = min(int(o.max_length or 77), int(cfg.text_config.max_position_embeddings))
 
     def _image_preprocess(self, cfg: Any) -> ImagePreprocess:
         pp = self._preprocessor_config()
@@ -124,13 +124,13 @@ class HFClipBackbone(TowerBackbone):
 
     def _encode(self, items: Sequence[Any]) -> Tensor:
         if self.options.tower == "image":
-            assert self._preprocess is not None
-            out = self._model.get_image_features(pixel_values=self._preprocess(items).to(self.device, self.dtype))
+            assert self.preprocess is not None
+            out = self.model.get_image_features(pixel_values=self.preprocess(items).to(self.device, self.dtype))
         else:
-            tok = self._tokenizer(
-                [str(t) for t in items], padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
+            tok = self.tokenizer(
+                [str(t) for t in items], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
-            out = self._model.get_text_features(
+            out = self.model.get_text_features(
                 input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device)
             )
         # transformers < 5 returns the tensor, >= 5 a BaseModelOutputWithPooling
@@ -142,10 +142,10 @@ class HFClipBackbone(TowerBackbone):
         fp = super().fingerprint()
         fp.update({"model": model_label(o.model), "weights": hub_weights_id(o.model, o), "tower": o.tower, "code": 1})
         if o.tower == "image":
-            assert self._preprocess is not None
-            fp["preprocess"] = self._preprocess.describe()
+            assert self.preprocess is not None
+            fp["preprocess"] = self.preprocess.describe()
         else:
-            fp["tokenizer"] = {"max_length": self._max_length, "truncation": True}
+            fp["tokenizer"] = {"max_length": self.max_length, "truncation": True}
         return fp
 
 

@@ -96,15 +96,15 @@ class OpenClipBackbone(TowerBackbone):
             # a pretrained file path is a checkpoint too
             self.weights_file = str(Path(self.tag).expanduser().resolve())  # type: ignore[arg-type]
             self.tag = None
-        self._model: torch.nn.Module | None = None
-        self._preprocess: ImagePreprocess | None = None
-        self._tokenizer: Any = None
+        self.model: torch.nn.Module | None = None
+        self.preprocess: ImagePreprocess | None = None
+        self.tokenizer: Any = None
 
     def _is_schema(self) -> bool:
         return self.options.model.startswith(("hf-hub:", "local-dir:"))
 
     # -- weights -------------------------------------------------------------------
-    def _tag_cfg(self) -> dict[str, Any]:
+    def tag_cfg(self) -> dict[str, Any]:
         """The pretrained tag's config (download source and preprocessing), {} if none."""
         if self.tag is None or self._is_schema():
             return {}
@@ -131,7 +131,7 @@ class OpenClipBackbone(TowerBackbone):
     def _load(self) -> None:
         oc = _open_clip()
         name = self.options.model
-        tag_cfg = self._tag_cfg()
+        tag_cfg = self.tag_cfg()
         key = (name, repr(self._weights_id()), str(self.device), self.dtype)
         model = _SHARED.get(key)
         if model is None:
@@ -146,7 +146,7 @@ class OpenClipBackbone(TowerBackbone):
                 raise SparcError(self._load_error(tag_cfg, e)) from None
             model = prepare_model(model, self.device, self.dtype)
             _SHARED[key] = model
-        self._model = model
+        self.model = model
         if self.options.tower == "image":
             cfg = dict(oc.get_model_preprocess_cfg(model))
             if self.weights_file is not None and tag_cfg:
@@ -154,16 +154,16 @@ class OpenClipBackbone(TowerBackbone):
                 for k in ("mean", "std", "interpolation", "resize_mode", "fill_color"):
                     if k in tag_cfg:
                         cfg[k] = tag_cfg[k]
-            self._preprocess = _preprocess_from_cfg(cfg)
+            self.preprocess = preprocess_from_cfg(cfg)
             with torch.no_grad():
                 probe = torch.zeros(
-                    1, 3, self._preprocess.size, self._preprocess.size, device=self.device, dtype=self.dtype
+                    1, 3, self.preprocess.size, self.preprocess.size, device=self.device, dtype=self.dtype
                 )
                 self._dim = int(model.encode_image(probe).shape[-1])
         else:
-            self._tokenizer = oc.get_tokenizer(name, cache_dir=self.options.cache_folder)
+            self.tokenizer = oc.get_tokenizer(name, cache_dir=self.options.cache_folder)
             with torch.no_grad():
-                self._dim = int(model.encode_text(self._tokenizer(["a"]).to(self.device)).shape[-1])
+                self._dim = int(model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
 
     def _load_error(self, tag_cfg: dict[str, Any], e: Exception) -> str:
         why = one_line(f"{type(e).__name__}: {e}", 160)
@@ -194,13 +194,13 @@ class OpenClipBackbone(TowerBackbone):
 
     # -- encoding --------------------------------------------------------------------
     def _encode(self, items: Sequence[Any]) -> Tensor:
-        assert self._model is not None
+        assert self.model is not None
         if self.options.tower == "image":
-            assert self._preprocess is not None
-            x = self._preprocess(items).to(self.device, self.dtype)
-            return self._model.encode_image(x)
-        tokens = self._tokenizer([str(t) for t in items]).to(self.device)
-        return self._model.encode_text(tokens)
+            assert self.preprocess is not None
+            x = self.preprocess(items).to(self.device, self.dtype)
+            return self.model.encode_image(x)
+        tokens = self.tokenizer([str(t) for t in items]).to(self.device)
+        return self.model.encode_text(tokens)
 
     def fingerprint(self) -> dict[str, Any]:
         self.load()
@@ -210,17 +210,17 @@ class OpenClipBackbone(TowerBackbone):
             model = "local-dir:" + Path(model.split(":", 1)[1]).name  # the content digest is in weights
         fp.update({"model": model, "weights": self._weights_id(), "tower": self.options.tower, "code": 1})
         if self.options.tower == "image":
-            assert self._preprocess is not None
-            fp["preprocess"] = self._preprocess.describe()
+            assert self.preprocess is not None
+            fp["preprocess"] = self.preprocess.describe()
         else:
             fp["tokenizer"] = {
                 "open_clip": self.options.model,
-                "context_length": getattr(self._tokenizer, "context_length", None),
+                "context_length": getattr(self.tokenizer, "context_length", None),
             }
         return fp
 
 
-def _preprocess_from_cfg(cfg: dict[str, Any]) -> ImagePreprocess:
+def preprocess_from_cfg(cfg: dict[str, Any]) -> ImagePreprocess:
     size = cfg.get("size", 224)
     if isinstance(size, (tuple, list)):
         if len(set(size)) != 1:

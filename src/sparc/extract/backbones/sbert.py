@@ -73,7 +73,7 @@ class SentenceTransformersBackbone(Backbone):
 
     def __init__(self, options: SentenceTransformersOptions, *, device: str = "cpu", precision: Precision = "fp32"):
         super().__init__(options, device=device, precision=precision)
-        self._model: Any = None
+        self.model: Any = None
 
     def _model_path(self) -> str:
         """What to load: the hub name or folder ``model``."""
@@ -96,7 +96,7 @@ class SentenceTransformersBackbone(Backbone):
         model.requires_grad_(False)
         if self.dtype != torch.float32:
             model.to(self.dtype)
-        self._model = model
+        self.model = model
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = get_dim()
         self._dim = int(dim) if dim else int(self._encode(["a"]).shape[-1])
@@ -108,7 +108,7 @@ class SentenceTransformersBackbone(Backbone):
         kwargs: dict[str, Any] = {}
         if self.options.prompt is not None:
             kwargs["prompt"] = self.options.prompt
-        return self._model.encode(
+        return self.model.encode(
             texts,
             batch_size=len(texts),
             convert_to_tensor=True,
@@ -128,7 +128,7 @@ class SentenceTransformersBackbone(Backbone):
                 "model": model_label(self.options.model),
                 "weights": self._weights_id(),
                 "prompt": self.options.prompt,
-                "max_seq_length": int(self._model.max_seq_length) if self._model.max_seq_length else None,
+                "max_seq_length": int(self.model.max_seq_length) if self.model.max_seq_length else None,
                 "code": 1,
             }
         )
