@@ -34,7 +34,6 @@ from PIL import Image
 
 from sparc.atomic import write_text
 from sparc.errors import SparcError
-from sparc.eval.output.markdown import table
 from sparc.localize.heatmap import ImageMapper, to_image, unit
 from sparc.localize.runs import Backbones, clip_pair, image_streams, logit_scale, open_runs, text_streams
 from sparc.localize.scoring import ProtocolResult, Scorer
@@ -243,18 +242,14 @@ def run_coco(run_paths: list[Path], settings: CocoSettings, *, store: Path | Non
 
 def render_coco(result: CocoResult) -> str:
     s = result.settings
-    lines = [
-        f"# Localisation on COCO — {result.n_pairs} (image, category) pairs in {result.n_images} images",
-        "",
+    maps = "; ".join(f"`{k}` {v}" for k, v in (s.get("methods") or {}).items())
+    lines = result.markdown(
+        f"Localisation on COCO — {result.n_pairs} (image, category) pairs in {result.n_images} images",
         f"The paper's protocol (docs/method.md §5.7): prompt = the category name; latents: {s.get('latents')}; "
-        f"codes: {s.get('encoding')} encoding; maps: "
-        + "; ".join(f"`{k}` {v}" for k, v in (s.get("methods") or {}).items())
-        + ". mAP@0.2: COCOeval segm; mIoU over all pairs (misses 0).",
-        "",
-        table(["model", "image stream", "text stream", "target", "mAP@0.2", "mIoU", "pointing", "predictions"],
-              [[r["model"], r["image_stream"], r["text_stream"], r["target"], f"{r['map@0.2']:.3f}", f"{r['miou']:.3f}",
-                f"{r['pointing']:.3f}", f"{r['predictions']} / {r['pairs']}"] for r in result.rows]),
-    ]
+        f"codes: {s.get('encoding')} encoding; maps: {maps}. mAP@0.2: COCOeval segm; mIoU over all pairs (misses 0).",
+        ["model", "image stream", "text stream", "target", "mAP@0.2", "mIoU", "pointing", "predictions"],
+        lambda r: [r["model"], r["image_stream"], r["text_stream"], r["target"], f"{r['map@0.2']:.3f}",
+                   f"{r['miou']:.3f}", f"{r['pointing']:.3f}", f"{r['predictions']} / {r['pairs']}"])
     return "\n".join(lines) + "\n"
 
 

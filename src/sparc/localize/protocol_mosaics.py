@@ -30,7 +30,6 @@ from PIL import Image
 
 from sparc.atomic import write_text
 from sparc.errors import SparcError
-from sparc.eval.output.markdown import table
 from sparc.localize.heatmap import ImageMapper, to_image
 from sparc.localize.runs import Backbones, image_streams, open_runs, text_streams
 from sparc.localize.scoring import ProtocolResult, Scorer
@@ -260,23 +259,17 @@ def run_mosaics(run_paths: list[Path], settings: MosaicSettings = MosaicSettings
 
 def render_table(result: MosaicResult) -> str:
     s = result.settings
-    lines = [
-        f"# Localisation on OpenMoji mosaics — {result.n_mosaics} mosaics, {result.n_pairs} prompts",
-        "",
+    lines = result.markdown(
+        f"Localisation on OpenMoji mosaics — {result.n_mosaics} mosaics, {result.n_pairs} prompts",
         f"2×2 mosaics of emoji from split `{s.get('split')}` (four subgroups each); prompt = the emoji's name "
         f"through each text stream; maps: {s.get('method')} on stream `{s.get('image_stream')}`; codes: "
         f"{s.get('encoding')} encoding; masks from the alpha channel. Pointing: the map's maximum inside the "
         "emoji; mIoU: Otsu mask (misses count 0); mAP@0.2: COCOeval segm. Flat: maps without gradient "
         "(the target's latents inactive on the image).",
-        "",
-        table(["model", "text stream", "target", "pointing", "mIoU", "mAP@0.2", "flat maps"],
-              [[r["model"], r["text_stream"], r["target"], f"{r['pointing']:.3f}", f"{r['miou']:.3f}",
-                f"{r['map@0.2']:.3f}", f"{r['flat']} / {r['pairs']}"] for r in result.rows]),
-        "",
-        f"Seconds: {json.dumps(result.seconds)}",
-        "",
-    ]
-    return "\n".join(lines)
+        ["model", "text stream", "target", "pointing", "mIoU", "mAP@0.2", "flat maps"],
+        lambda r: [r["model"], r["text_stream"], r["target"], f"{r['pointing']:.3f}", f"{r['miou']:.3f}",
+                   f"{r['map@0.2']:.3f}", f"{r['flat']} / {r['pairs']}"])
+    return "\n".join([*lines, "", f"Seconds: {json.dumps(result.seconds)}", ""])
 
 
 def example_figure(mosaics: list[Mosaic], examples: dict, path: Path, *, text_stream: str | None = None,

@@ -167,3 +167,10 @@ class ProtocolResult:
         for (model, image, text, target), sc in scorers.items():
             self.rows.append({"model": model, "image_stream": image, "text_stream": text, "target": target,
                               **sc.summary()})
+
+    def markdown(self, title: str, description: str, columns: list[str], cells) -> list[str]:
+        """The report's lines: a title, the protocol in one paragraph, the table of the
+        rows (``cells(row)`` gives a row's cells in ``columns``' order)."""
+        from sparc.eval.output.markdown import table
+
+        return [f"# {title}", "", description, "", table(columns, [cells(r) for r in self.rows])]

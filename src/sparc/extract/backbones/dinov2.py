@@ -90,10 +90,17 @@ class _Dinov2Base(Backbone):
     options: Any
     """The family's options (a :class:`Dinov2Preprocess` with its ``model``)."""
 
-    def __init__(self, options: Dinov2Preprocess, *, device: str = "cpu", precision: Precision = "fp32"):
+    weights_option: str | None = None
+    """The option naming a local weights file, if the family has one."""
+
+    def __init__(self, options: Dinov2Preprocess | None = None, *, device: str = "cpu", precision: Precision = "fp32"):
+        options = self.Options() if options is None else options
         super().__init__(options, device=device, precision=precision)
         self.preprocess = paper_preprocess(options.image_size, options.resize)
         self.model: torch.nn.Module | None = None
+        option = self.weights_option
+        self.weights_file = None if option is None else weights_file(getattr(options, option), f"{self.family} {option}")
+        """The local weights file resolved to an absolute path (None: the library's own weights, or none)."""
 
     def _pixels(self, items: Sequence[Any]) -> Tensor:
         return self.preprocess(items).to(self.device, self.dtype)
@@ -139,13 +146,7 @@ class Dinov2HubBackbone(_Dinov2Base):
 
     Options = Dinov2HubOptions
     options: Dinov2HubOptions
-
-    def __init__(
-        self, options: Dinov2HubOptions = Dinov2HubOptions(), *, device: str = "cpu", precision: Precision = "fp32"
-    ):
-        super().__init__(options, device=device, precision=precision)
-        self.weights_file = weights_file(options.weights, "dinov2-hub weights")
-        """``weights`` resolved to an absolute path (None: the hub's own weights or none)."""
+    weights_option = "weights"
 
     @property
     def local_repo(self) -> bool:
@@ -274,13 +275,7 @@ class Dinov2TimmBackbone(_Dinov2Base):
 
     Options = Dinov2TimmOptions
     options: Dinov2TimmOptions
-
-    def __init__(
-        self, options: Dinov2TimmOptions = Dinov2TimmOptions(), *, device: str = "cpu", precision: Precision = "fp32"
-    ):
-        super().__init__(options, device=device, precision=precision)
-        self.weights_file = weights_file(options.checkpoint, "dinov2-timm checkpoint")
-        """``checkpoint`` resolved to an absolute path (None: timm's download, or random weights)."""
+    weights_option = "checkpoint"
 
     def _weights_id(self) -> Any:
         if self.weights_file is not None:
