@@ -55,6 +55,7 @@ from sparc.eval.streaming import check_streams, rows_of_split
 from sparc.explore.topn import TopN, hash_keys
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SparseCode
+from sparc.train.rundir import RunDir
 from sparc.workspace import STATS, mark, writing
 
 T = TypeVar("T")
@@ -71,8 +72,8 @@ smaller positive values count in the first bin, larger ones in the last."""
 
 
 def explore_dir(run: str | Path, split: str) -> Path:
-    """Where a run's statistics (and names) of ``split`` live."""
-    return Path(run) / f"explore-{Split.parse(split)}"
+    """Where a run's statistics (and names) of ``split`` live (:class:`~sparc.train.rundir.RunDir`)."""
+    return RunDir(run).explore_dir(split)
 
 
 @dataclass(frozen=True)

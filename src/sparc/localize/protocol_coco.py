@@ -39,6 +39,7 @@ from sparc.localize.runs import Backbones, clip_pair, image_streams, logit_scale
 from sparc.localize.scoring import ProtocolResult, Scorer
 from sparc.localize.spatial import spatial_for
 from sparc.localize.targets import Query
+from sparc.train.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ def write_coco(result: CocoResult, out: Path, runs: list[Path] | None = None) ->
     write_text(out / "localisation.md", render_coco(result))
     write_text(out / "localisation.json", json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")
     for r in runs or []:
-        d = Path(r) / "localisation-coco"
+        d = RunDir(r).localisation_dir("coco")
         d.mkdir(exist_ok=True)
         write_text(d / "localisation.md", render_coco(result))
     return [out / "localisation.md", out / "localisation.json"]

@@ -34,8 +34,8 @@ from sparc.localize.heatmap import ImageMapper, to_image
 from sparc.localize.runs import Backbones, image_streams, open_runs, text_streams
 from sparc.localize.scoring import ProtocolResult, Scorer
 from sparc.localize.targets import Query
+from sparc.train.rundir import RunDir
 
-OUT_DIR = "localisation-mosaics"
 """Where each run keeps the mosaic table (the report's overview shows it)."""
 
 
@@ -324,7 +324,7 @@ def write_results(result: MosaicResult, mosaics: list[Mosaic], examples: dict, o
         written.append(fig)
     enc = result.settings.get("encoding", "joint")
     for r in runs or []:
-        d = Path(r) / (OUT_DIR if enc == "joint" else f"{OUT_DIR}-{enc}")
+        d = RunDir(r).localisation_dir("mosaics", enc)
         d.mkdir(exist_ok=True)
         write_text(d / "localisation.md", table)
         write_text(d / "localisation.json", json.dumps(dataclasses.asdict(result), indent=2, default=str) + "\n")

@@ -32,6 +32,7 @@ from sparc.localize.render import overlay, words_png
 from sparc.localize.spatial import spatial_for
 from sparc.localize.targets import Query
 from sparc.localize.text_attribution import TextAttributor
+from sparc.train.rundir import RunDir
 from sparc.workspace import writing
 
 
@@ -88,8 +89,8 @@ def write_report_heatmaps(ex, settings: ReportHeatmapSettings = ReportHeatmapSet
     index: dict = {}
     notes: list[str] = []
     n_img = n_txt = 0
-    with writing(Path(ex.run) / "heatmaps", "sparc heatmap --for-report"), \
-            atomic_path(Path(ex.run) / "heatmaps", is_dir=True) as tmp:
+    with writing(RunDir(ex.run).heatmaps, "sparc heatmap --for-report"), \
+            atomic_path(RunDir(ex.run).heatmaps, is_dir=True) as tmp:
         for stream in model.names:
             modality = stream_modality(store, stream)
             if modality not in ("image", "text") or (modality == "text" and not settings.text):
@@ -123,7 +124,7 @@ def write_report_heatmaps(ex, settings: ReportHeatmapSettings = ReportHeatmapSet
                         index.setdefault(str(lat), {}).setdefault(stream, []).append([meta[r].row_id, rel.as_posix()])
                         n_txt += 1
         (tmp / "index.json").write_text(json.dumps({"latents": index, "notes": notes}) + "\n")
-    return ReportHeatmaps(Path(ex.run) / "heatmaps", n_img, n_txt, time.perf_counter() - t0, notes)
+    return ReportHeatmaps(RunDir(ex.run).heatmaps, n_img, n_txt, time.perf_counter() - t0, notes)
 
 
 def _image_maps(ex, stream, bb, lats, settings, tmp: Path, index: dict, meta, notes) -> int:

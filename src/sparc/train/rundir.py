@@ -6,6 +6,9 @@
     RUN/checkpoint/                          the latest resumable state (:mod:`sparc.train.trainer`)
     RUN/tensorboard/, RUN/wandb/             the optional loggers' folders
     RUN/eval-<split>/                        ``sparc eval``'s output
+    RUN/explore-<split>/                     latent statistics and names (:mod:`sparc.explore`)
+    RUN/heatmaps/                            the report's heatmaps (``sparc heatmap --for-report``)
+    RUN/localisation-<protocol>[-<encoding>]/  ``sparc localize``'s tables for this run
 
 Every reader and writer of a run asks :class:`RunDir` for these paths; :func:`load_model`
 loads what a run (or a plain model folder) holds — the final model, or while the run is
@@ -41,10 +44,13 @@ TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 """Made by the wandb package itself, inside the folder it is given (the run)."""
 EVAL_PREFIX = "eval-"
+EXPLORE_PREFIX = "explore-"
+HEATMAPS_DIR = "heatmaps"
+LOCALISATION_PREFIX = "localisation-"
 
 RUN = FolderKind("run directory", "run",
                  (CONFIG_FILE, WEIGHTS_FILE, SPEC_FILE, METRICS_FILE, CHECKPOINT_DIR, f"{EVAL_PREFIX}*",
-                  "explore-*", "heatmaps", "localisation*", TENSORBOARD_DIR, WANDB_DIR, *TEMPORARY))
+                  f"{EXPLORE_PREFIX}*", HEATMAPS_DIR, f"{LOCALISATION_PREFIX}*", TENSORBOARD_DIR, WANDB_DIR, *TEMPORARY))
 """Everything sparc writes in a run directory (the explore, heatmap and localisation
 folders are written by :mod:`sparc.explore` and :mod:`sparc.localize`)."""
 STARTED_RUN = FolderKind("run directory", "run", (SPEC_FILE, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR, *TEMPORARY))
@@ -76,6 +82,27 @@ class RunDir:
     def eval_dir(self, split: str) -> Path:
         """Where ``sparc eval`` writes the evaluation of ``split`` by default."""
         return self.path / f"{EVAL_PREFIX}{split}"
+
+    def explore_dir(self, split: str) -> Path:
+        """Where the latent statistics (and names) of ``split`` live."""
+        from sparc.data.splits import Split
+
+        return self.path / f"{EXPLORE_PREFIX}{Split.parse(split)}"
+
+    @property
+    def heatmaps(self) -> Path:
+        """The report's heatmaps (``sparc heatmap --for-report``)."""
+        return self.path / HEATMAPS_DIR
+
+    def localisation_dir(self, protocol: str, encoding: str = "joint") -> Path:
+        """Where ``sparc localize`` copies a protocol's tables for this run (``-<encoding>``
+        unless joint)."""
+        suffix = "" if encoding == "joint" else f"-{encoding}"
+        return self.path / f"{LOCALISATION_PREFIX}{protocol}{suffix}"
+
+    def localisation_dirs(self) -> list[Path]:
+        """The run's localisation folders, sorted."""
+        return sorted(self.path.glob(f"{LOCALISATION_PREFIX}*"))
 
     def eval_dirs(self) -> list[Path]:
         """The run's evaluation folders (whatever they hold), sorted."""

@@ -271,7 +271,7 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
                 plots.append(dest.as_posix())
             markdown = inside(ex.run, (d / "eval.md").relative_to(ex.run), f"the run {ex.run}").read_text()
             info["evaluations"].append({"name": d.name, "markdown": markdown, "plots": plots})
-        for d in sorted(ex.run.glob("localisation*")):
+        for d in RunDir(ex.run).localisation_dirs():
             for f in sorted(d.glob("*.md")):
                 f = inside(ex.run, f.relative_to(ex.run), f"the run {ex.run}")
                 info["localisation"].append({"name": f"{d.name}/{f.name}", "markdown": f.read_text()})
