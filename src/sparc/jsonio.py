@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from sparc.errors import SparcError
-from sparc.options import BadValue, read_value
+from sparc.options import BadValue, fields, read_value
 
 T = TypeVar("T")
 
@@ -67,3 +68,14 @@ def read_json(path: str | Path, tp: type[T], *, what: str | None = None) -> T:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SparcError(f"{path} is not readable JSON ({e})") from None
     return from_json(tp, data, what=what or str(path))
+
+
+def json_options(options: Any, keys: Any = None) -> dict[str, Any]:
+    """The options (or only ``keys`` of them) as JSON values (paths as text, lists as lists)."""
+    out = {}
+    for f in fields(type(options)):
+        if keys is not None and f.name not in keys:
+            continue
+        value = getattr(options, f.name)
+        out[f.name] = os.fspath(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    return out

@@ -34,13 +34,8 @@ read by a :class:`Spelling` when the field is not text itself:
   the empty text for None (``skin_tones=No``, ``tower=TEXT``, ``root=``); scripts rely
   on them, so they stay, here and only here.
 
-The text forms of options:
-
-- ``NAME[:key=value,...]`` → (name, options instance) for a registry (:func:`parse_spec`);
-  the name ends at the first ``:``, options are separated by ``,``, each splits at its
-  first ``=`` (so a value may contain ``=`` and ``:``), ``-`` in a key reads as ``_``,
-  empty items are ignored; a list is written ``a|b``;
-- ``NAME=VALUE`` items of a command-line flag → {name: value} (:func:`named_values`).
+The text forms of options — ``NAME[:key=value,...]`` (:func:`split_spec`) and a flag's
+``NAME=VALUE`` items (:func:`named_values`) — are read at the end of this module.
 
 Values that types cannot express (ranges, existing files) are checked by the dataclass's
 ``__post_init__`` (raising :class:`OptionError`, or SparcError) or by the constructor
@@ -408,7 +403,10 @@ def coerce(cls: type[T], values: Mapping[str, Any], what: str) -> T:
 
 # --------------------------------------------------------------------------- text forms
 def split_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``NAME[:key=value,...]`` → (name, {key: text}), the syntax only (see the module docstring)."""
+    """``NAME[:key=value,...]`` → (name, {key: text}), the syntax only: the name ends at the
+    first ``:``, options are separated by ``,``, each splits at its first ``=`` (so a value
+    may contain ``=`` and ``:``), ``-`` in a key reads as ``_``, empty items are ignored; a
+    list is written ``a|b``."""
     name, _, rest = spec.partition(":")
     options: dict[str, str] = {}
     for item in filter(None, rest.split(",")):
@@ -480,17 +478,6 @@ def named_values(items: tuple[str, ...] | list[str], form: str, flag: str = "--s
         if name in out:
             raise SparcError(f"stream {name!r} given twice")
         out[name] = value
-    return out
-
-
-def json_options(options: Any, keys: Any = None) -> dict[str, Any]:
-    """The options (or only ``keys`` of them) as JSON values (paths as text, lists as lists)."""
-    out = {}
-    for f in fields(type(options)):
-        if keys is not None and f.name not in keys:
-            continue
-        value = getattr(options, f.name)
-        out[f.name] = os.fspath(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
     return out
 
 

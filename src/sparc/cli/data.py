@@ -63,7 +63,8 @@ class Extract:
         from sparc.extract import extract
         from sparc.extract.backbones import BACKBONES
         from sparc.extract.datasets import DATASETS
-        from sparc.options import json_options, parse_spec, split_spec
+        from sparc.jsonio import json_options
+        from sparc.options import parse_spec, split_spec
 
         if self.list_options:
             print("datasets (--dataset NAME[:key=value,...]):\n" + DATASETS.describe())
