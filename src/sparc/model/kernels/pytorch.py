@@ -1,5 +1,5 @@
 """The sparse kernels in pure PyTorch: the path that runs everywhere, and the oracle of
-the fused kernels (:mod:`sparc.model.kernels.numba_cpu`).
+the fused kernels (:mod:`sparc.model.kernels.fused`).
 
 Sparse codes are handled as the rows of a CSR matrix [R, L]: row r holds the entries
 ``col[crow[r]:crow[r+1]]`` (latent ids) with values ``val[...]``. Rows may have different

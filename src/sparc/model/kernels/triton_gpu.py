@@ -1,7 +1,7 @@
 """GPU kernels (Triton) for the sparse work of a training step.
 
 Same contracts as :mod:`sparc.model.kernels.pytorch` (the oracle) and the CPU kernels
-of :mod:`sparc.model.kernels.numba_cpu`, for CUDA tensors of float32, bfloat16 and
+of :mod:`sparc.model.kernels.fused`, for CUDA tensors of float32, bfloat16 and
 float16 (float64 works too, for gradcheck). Products accumulate in float32 (float64 for
 float64 tables) and are rounded once to the table's dtype. Imported only when a CUDA
 tensor (or the test-only interpreter, ``TRITON_INTERPRET=1`` with ``SPARC_KERNELS=triton``)
