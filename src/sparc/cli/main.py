@@ -9,6 +9,7 @@ import threading
 
 from sparc.errors import SparcError
 from sparc.process import keep_freed_memory
+from sparc.threads import apply_budget, budget
 
 COMMANDS = {
     "demo": ("train", "Demo"),
@@ -56,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         # Checked here: with --help after it, the parser would print the main help and succeed.
         print(f"error: unknown command {args[0]!r}; see sparc --help", file=sys.stderr)
         return 2
+    # Every compute pool sized to the CPUs this process may use (its affinity, its
+    # cgroup's quota; --threads overrides), before the libraries start them (sparc/threads.py).
+    try:
+        apply_budget(budget(_threads_flag(args)))
+    except SparcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so every command removes its
     # temporaries on the way out; a training says how to resume.
     previous, ours = _on_sigterm_raise()
@@ -84,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
         if ours is not None and signal.getsignal(signal.SIGTERM) is ours:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _threads_flag(args: list[str]) -> int | None:
+    """The value of ``--threads`` among ``args``, read before the parser (which sees it
+    again) so that it sizes the pools before they start."""
+    for i, arg in enumerate(args):
+        text = arg.partition("=")[2] if arg.startswith("--threads=") else (
+            args[i + 1] if arg == "--threads" and i + 1 < len(args) else None)
+        if text is not None:
+            try:
+                return int(text)
+            except ValueError:
+                return None  # the parser's own message
+    return None
 
 
 def _tell_torchrun(line: str) -> None:

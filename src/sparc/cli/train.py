@@ -57,6 +57,10 @@ class Train:
     auto: where the hardware has bf16 matrix units — AVX512-BF16, AMX, CUDA). Default: SPARC_BF16_SELECT,
     else auto; with --resume: as recorded (docs/method.md §4.3)."""
 
+    threads: int | None = None
+    """Threads of each compute pool (PyTorch, OpenMP, numba). Default: SPARC_THREADS or OMP_NUM_THREADS, else the
+    CPUs this process may use — its CPU affinity (taskset) and its cgroup's CPU quota (README.md, 'Running beside other work')."""
+
     def run(self) -> None:
         from sparc.train.distributed import Distributed, launched_by_torchrun
 
