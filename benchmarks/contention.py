@@ -50,6 +50,10 @@ def child(size: str, path: str, steps: int) -> None:
     from sparc.model.engine import StepEngine
     from sparc.train.optim import SPARCAdam
 
+    if chunk := int(os.environ.get("CONTENTION_CHUNK", "0")):
+        import numba
+
+        numba.set_parallel_chunksize(chunk)  # numba's loops scheduled in chunks of this many iterations
     spec = SIZES[size]
     torch.manual_seed(0)
     dims = {f"s{i}": d for i, d in enumerate(spec["dims"])}
@@ -102,8 +106,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: the size's)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set in every measured process (e.g. OMP_WAIT_POLICY=PASSIVE)")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="numba's parallel chunk size in the measured process (0: numba's default, static)")
     args = p.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
+    if args.chunk:
+        env["CONTENTION_CHUNK"] = str(args.chunk)
+    if args.chunk:
+        env["CONTENTION_CHUNK"] = str(args.chunk)
+    if args.numba_env:
+        import json
+
+        env["CONTENTION_NUMBA_ENV"] = json.dumps(dict(kv.split("=", 1) for kv in args.numba_env))
     steps = args.steps or SIZES[args.size]["steps"]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     print(f"contention: size {args.size} ({steps} steps a run), load {args.load}, {args.runs} runs, "
