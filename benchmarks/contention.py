@@ -112,12 +112,6 @@ def main() -> None:
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.chunk:
         env["CONTENTION_CHUNK"] = str(args.chunk)
-    if args.chunk:
-        env["CONTENTION_CHUNK"] = str(args.chunk)
-    if args.numba_env:
-        import json
-
-        env["CONTENTION_NUMBA_ENV"] = json.dumps(dict(kv.split("=", 1) for kv in args.numba_env))
     steps = args.steps or SIZES[args.size]["steps"]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     print(f"contention: size {args.size} ({steps} steps a run), load {args.load}, {args.runs} runs, "

@@ -42,6 +42,7 @@ def test_cgroup_v1_quota_and_no_quota(tmp_path):
 
 
 def test_budget_order_flag_then_environment_then_the_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "WRITTEN", {})  # as in a fresh process
     for var in ("SPARC_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
     write(tmp_path / "cpu.max", "max 100000\n")
@@ -60,6 +61,53 @@ def test_budget_order_flag_then_environment_then_the_cpus(tmp_path, monkeypatch)
     monkeypatch.setenv("SPARC_THREADS", "two")
     with pytest.raises(SparcError, match="SPARC_THREADS"):
         threads.budget()
+
+
+def test_cgroup_v1_without_a_namespace_reads_the_controllers_own_folder(tmp_path):
+    # /proc/self/cgroup names the host's path, but the container sees its own group at
+    # the controller's mount point (Docker's default on cgroup v1 hosts).
+    write(tmp_path / "cpu,cpuacct" / "cpu.cfs_quota_us", "200000\n")
+    write(tmp_path / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
+    assert threads.quota_cpus(tmp_path, ["4:cpu,cpuacct:/docker/0123abcd"]) == 2.0
+
+
+def test_the_environment_as_people_and_launchers_write_it(monkeypatch):
+    monkeypatch.setattr(threads, "WRITTEN", {})  # as in a fresh process
+    for var in ("SPARC_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 6)
+    monkeypatch.setattr(threads, "quota_cpus", lambda root: None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,1")  # OpenMP's nested form: the outer level counts
+    assert threads.budget() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", " 3 ")
+    assert threads.budget() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")  # OpenMP's own business, not an error of ours
+    assert threads.budget() == 6
+    # torchrun sets OMP_NUM_THREADS=1 for its ranks: they share the machine instead.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert threads.budget() == 3
+    monkeypatch.setenv("SPARC_THREADS", "5")
+    assert threads.budget() == 5
+
+
+def test_what_sparc_wrote_is_not_taken_for_the_users_setting(monkeypatch):
+    monkeypatch.setattr(threads, "WRITTEN", {})  # as in a fresh process
+    import torch
+
+    for var in ("SPARC_THREADS", "LOCAL_WORLD_SIZE", *threads.POOL_VARIABLES):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # the user's own: kept
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 6)
+    monkeypatch.setattr(threads, "quota_cpus", lambda root: None)
+    before = torch.get_num_threads()
+    try:
+        threads.apply_budget(1)  # as `sparc train --threads 1` does
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "3"
+        assert torch.get_num_threads() == 1
+        assert threads.budget() == 6  # the next command in this process: not the 1 written above
+    finally:
+        torch.set_num_threads(before)
 
 
 POOLS = """

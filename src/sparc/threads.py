@@ -4,8 +4,9 @@ A process confined by ``taskset`` (its CPU affinity) or by a container's CPU quo
 (cgroup ``cpu.max``; ``cpu.cfs_quota_us`` under cgroup v1) that starts one thread per
 core of the machine oversubscribes what it was given: its threads wait on each other
 at every parallel region. So the budget is the smaller of the CPUs in the affinity mask
-and the quota rounded up, and every pool — PyTorch's intra-op threads, the OpenMP
-runtime they and numba's kernels share, MKL's — is sized to it.
+and the quota rounded up, and every pool — PyTorch's OpenMP threads, numba's pool (the
+system's OpenMP runtime, a second one in the process), MKL's — is sized to it; the ranks
+that torchrun starts on one machine share it.
 
 ``sparc train --threads N`` (or ``SPARC_THREADS``, or the usual ``OMP_NUM_THREADS``)
 overrides the budget. The ``sparc`` command applies the budget at its
@@ -80,6 +81,10 @@ def _group_paths(root: Path, lines: list[str] | None) -> list[Path]:
         for base in (root, root / "cpu", root / "cpu,cpuacct") if controllers else (root,):
             leaf = base / path.lstrip("/")
             if not leaf.is_dir():
+                # cgroup v1 without a cgroup namespace (Docker's default there): the
+                # container sees its own group mounted at the controller's folder.
+                if controllers and base.is_dir() and base not in paths:
+                    paths.append(base)
                 continue
             for folder in (leaf, *leaf.parents):
                 if folder not in paths:
@@ -91,38 +96,64 @@ def _group_paths(root: Path, lines: list[str] | None) -> list[Path]:
     return paths
 
 
+WRITTEN: dict[str, str] = {}
+"""The pool variables :func:`apply_budget` set in this process, so that a later budget
+(the ``sparc`` command run again in one process) does not take them for the user's."""
+
+
+def _users(var: str) -> str | None:
+    """``var`` as the user set it: None when unset, empty, or last written by sparc."""
+    value = os.environ.get(var, "").strip()
+    return None if not value or WRITTEN.get(var) == value else value
+
+
 def budget(requested: int | None = None, *, root: Path = CGROUP_ROOT) -> int:
     """Threads per pool: ``requested`` (``--threads``), else ``SPARC_THREADS``, else
-    ``OMP_NUM_THREADS``, else the CPUs of the affinity mask capped by the cgroup quota
-    (rounded up), at least 1."""
+    ``OMP_NUM_THREADS`` (its first number: OpenMP's nested form ``8,1`` counts 8), else
+    the CPUs of the affinity mask capped by the cgroup quota (rounded up) — shared by the
+    ranks that torchrun starts on this machine (``LOCAL_WORLD_SIZE``), whose own
+    ``OMP_NUM_THREADS=1`` is not taken for a request — at least 1."""
+    from sparc.errors import SparcError
     from sparc.options import env_value
 
-    for var in ("SPARC_THREADS", "OMP_NUM_THREADS"):
-        if requested is None:
-            requested = env_value(var, int | None, None)
+    if requested is None and _users("SPARC_THREADS") is not None:
+        requested = env_value("SPARC_THREADS", int, 0)
+    ranks = _local_ranks()
+    if requested is None and ranks == 1 and (omp := _users("OMP_NUM_THREADS")) is not None:
+        first = omp.split(",")[0].strip()
+        requested = int(first) if first.isdigit() and int(first) > 0 else None  # otherwise OpenMP's business
     if requested is not None:
         if requested < 1:
-            from sparc.errors import SparcError
-
             raise SparcError(f"threads must be at least 1, got {requested}")
         return requested
     cpus = affinity_cpus()
     quota = quota_cpus(root)
     if quota is not None:
         cpus = min(cpus, math.ceil(quota))
-    return max(1, cpus)
+    return max(1, cpus // ranks)
+
+
+def _local_ranks() -> int:
+    """Processes torchrun starts on this machine (1 outside torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def apply_budget(n: int) -> None:
     """Size every pool to ``n`` threads: through the environment for libraries not yet
-    loaded (and the processes this one starts), and directly for PyTorch and numba if
-    they are."""
+    loaded (and the processes this one starts; a pool variable the user set stays), and
+    directly for PyTorch and numba if they are loaded."""
     for var in POOL_VARIABLES:
+        if _users(var) is not None and (var != "OMP_NUM_THREADS" or _local_ranks() == 1):
+            continue  # the user's own (torchrun's OMP_NUM_THREADS=1 gives way to the ranks' share)
         if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
             continue  # numba's pool is started; set_num_threads below masks it
-        os.environ[var] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+        os.environ[var] = WRITTEN[var] = str(n)
     if "numba" in sys.modules:
         numba = sys.modules["numba"]
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if "torch" in sys.modules:
+        # After numba: starting numba's pool sets the OpenMP thread count PyTorch reads.
+        sys.modules["torch"].set_num_threads(n)

@@ -159,3 +159,30 @@ def test_two_models_on_two_paths_train_side_by_side_in_one_process():
             assert torch.equal(value, want[name]), f"{t.backend}: {name}"
     # The case is what it says: the two paths round differently.
     assert not torch.equal(alone[0]["W_enc"], alone[1]["W_enc"])
+
+
+def test_a_fresh_run_starts_on_its_own_path_and_a_named_path_must_run(store, tmp_path, monkeypatch):
+    """The model of a fresh run is built on the run's kernel path (its decoder's first
+    normalisation rounds as the run does), whatever this process's default; a path named
+    that cannot run here is a one-line error, not another path."""
+    from sparc.data import FeatureStore
+    from sparc.train import new_spec, open_run
+
+    if kernels.resolve("auto", "cpu", torch.float32) != "fused":
+        pytest.skip("numba is not installed: no fused CPU kernels")
+    monkeypatch.setenv("SPARC_KERNELS", "fused")
+    data = FeatureStore.open(store)
+    cfg = SPARCConfig(n_latents=32, k=4)
+    spec = new_spec(data, cfg, TrainConfig(max_steps=1, progress=False), backend=Backend("pytorch", "off"))
+    with open_run(tmp_path / "run", spec) as run:
+        got = run.trainer.model.W_dec.detach().clone()
+    streams = {s: data.streams[s] for s in spec.streams}
+    built = {}
+    for path in ("pytorch", "fused"):
+        torch.manual_seed(spec.train.seed)
+        built[path] = SPARC(streams, cfg, kernels=path).W_dec.detach()
+    assert torch.equal(got, built["pytorch"])
+    assert not torch.equal(built["pytorch"], built["fused"])  # the case is what it says
+    if not torch.cuda.is_available():
+        with pytest.raises(SparcError, match="Triton GPU kernels cannot run here"):
+            Backend("triton", "off").resolved("cpu")

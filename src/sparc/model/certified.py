@@ -7,7 +7,7 @@ faster than float32 where the hardware has bf16 matrix units) and then made exac
 1. ``z̃ = bf16(u) · bf16(W_enc)ᵀ`` (float32 accumulation, one rounding to bf16), plus the
    summed latent biases; its top ``k + m`` latents are the *candidates*.
 2. The candidates' per-stream logits are recomputed in float32 from the float32 weights
-   (:func:`sparc.model.kernels.stream_dots`), and the top k of their sums chosen.
+   (:meth:`sparc.model.kernels.base.Kernels.stream_dots`), and the top k of their sums chosen.
 3. A per-row certificate from a rounding-error bound of the bf16 product proves that no
    latent outside the candidates can beat the k-th chosen one. For every latent l,
    with ``u = ũ + Δu`` and ``W = W̃ + ΔW`` per stream block s,

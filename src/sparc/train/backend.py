@@ -44,7 +44,9 @@ class Backend:
         """Each ``auto`` decided for float32 weights on ``device``: from ``SPARC_KERNELS`` /
         ``SPARC_BF16_SELECT`` where set, else from the hardware."""
         dev = torch.device(check_device(device))
-        k = kernels.resolve(kernels.default_choice() if self.kernels == "auto" else self.kernels, dev, torch.float32)
+        # A path asked for by name must run here (one-line error otherwise); auto falls back.
+        k = (kernels.resolve(kernels.default_choice(), dev, torch.float32) if self.kernels == "auto"
+             else kernels.check(self.kernels, dev, torch.float32))
         b = certified.default_choice() if self.bf16_select == "auto" else self.bf16_select
         return Backend(k, certified.resolve(b, dev.type))
 

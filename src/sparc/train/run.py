@@ -236,7 +236,9 @@ def _join_run(dist: Distributed) -> Run:
         raise SparcError(f"rank {dist.rank}: {spec.store} on this machine is not the store rank 0 trains on "
                          f"(created {store.manifest.created}, not {spec.store_created}); give every machine the same store")
     assert spec.model is not None
-    model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, device=dist.use_device(spec.train.device))
+    # Built on the run's kernel path: the decoder's first normalisation rounds as the run does.
+    model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, device=dist.use_device(spec.train.device),
+                  kernels=spec.backend.kernels)
     dist.broadcast_(*model.state_dict().values())
     trainer = _trainer(spec, store, model, None, dist)
     if got["resumed"]:
@@ -290,7 +292,7 @@ def _open_locked(run_dir: Path, spec: RunSpec | None, lock: contextlib.ExitStack
             run_dir.mkdir(parents=True)
             mark(run_dir, RUN, "sparc train")
         torch.manual_seed(spec.train.seed)
-        model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model,
+        model = SPARC({s: store.streams[s] for s in spec.streams}, spec.model, kernels=spec.backend.kernels,
                       device=dist.use_device(spec.train.device) if dist is not None else spec.train.device)
         rd.write_spec(spec)
     trainer = _trainer(spec, store, model, run_dir, dist)

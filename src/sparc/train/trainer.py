@@ -97,8 +97,8 @@ class Trainer:
     backend
         The kernel path and encoder selection to compute with (:mod:`sparc.train.backend`),
         given to the model and to the training engine this trainer builds; ``auto`` choices
-        are decided for ``cfg.device`` (default: ``SPARC_KERNELS`` / ``SPARC_BF16_SELECT``,
-        else the hardware).
+        are decided for the model's device (``SPARC_KERNELS`` / ``SPARC_BF16_SELECT``, else
+        the hardware). Default: the model's own kernel choice, the selection ``auto``.
     """
 
     def __init__(self, model: SPARC, cfg: TrainConfig, train: BatchSource,
@@ -107,7 +107,7 @@ class Trainer:
                  backend: Backend | None = None):
         self.model, self.cfg, self.train_data, self.val_data = model, cfg, train, val
         self.dist = dist
-        backend = backend or Backend()
+        backend = backend or Backend(model.kernel_choice)  # without a run's record: the model's own choice
         self.backend = backend if backend.is_resolved else backend.resolved(str(model.W_enc.device))
         """The resolved backend this trainer computes with."""
         model.use_kernels(self.backend.kernels)

@@ -14,7 +14,8 @@ A path is a property of a model, not of the process: :func:`resolve` decides it 
 and what imports here; a model keeps its choice (:meth:`sparc.model.SPARC.use_kernels`),
 a run records the path it resolved to (:mod:`sparc.train.backend`). ``SPARC_KERNELS``
 only supplies the default choice of a model built without one. ``fused`` or ``triton``
-chosen where it cannot run is a one-line error from :func:`check`; ``auto`` falls back to
+chosen where it cannot run is a one-line error where the choice is used (:func:`check`:
+``SPARC.use_kernels``, a run's backend); ``auto`` falls back to
 the PyTorch kernels (with a one-line notice when numba is missing). With ``triton``
 chosen and Triton's interpreter on (``TRITON_INTERPRET=1``, for tests), CPU tensors take
 the Triton kernels.

@@ -119,7 +119,7 @@ class DecodeSelected(torch.autograd.Function):
     """``spmm`` with gradients for the values and the weight table (no bias).
 
     Arguments: ``kernels``, ``W_ld`` [L, D], ``crow`` [R + 1], ``col`` [nnz], ``val`` [nnz],
-    ``shared`` ((n, G): rows with the same latents, see :func:`sparc.model.kernels.spmm`),
+    ``shared`` ((n, G): rows with the same latents, see :meth:`sparc.model.kernels.base.Kernels.spmm`),
     ``grad_buf`` (None or a persistent buffer for W's gradient), ``lo``/``hi`` (None, or
     [R]: row r decoded in its columns ``lo[r]:hi[r]`` only), ``table_step`` (None, or see
     the module docstring: W is the decoder, stepped with its constraint).

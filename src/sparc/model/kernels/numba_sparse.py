@@ -17,6 +17,8 @@ them faster than PyTorch's generic sparse ops (BENCHMARKS.md, "Training step"):
 
 Reassociation (``fastmath``) lets LLVM vectorise the reductions; results equal the
 PyTorch path to float round-off (tests/model/test_kernels.py runs every kernel against it).
+numba caches each kernel keyed on its own file: after editing a helper here, touch the
+modules that inline it (``numba_adam.py``, ``numba_bf16.py``), or clear ``__pycache__``.
 """
 
 from __future__ import annotations

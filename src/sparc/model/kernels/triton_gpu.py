@@ -142,7 +142,7 @@ def _decode_kernel(crow, col, val, W, out, lo, hi, n_shared, G, D,
 def spmm(crow: Tensor, col: Tensor, val: Tensor, W_ld: Tensor, *, shared: tuple[int, int] = (1, 0),
          lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
     """[R, D]: each row's code decoded through the weight table (rows shared as in
-    :func:`sparc.model.kernels.spmm`), row r in its columns ``lo[r]:hi[r]`` only when
+    :meth:`sparc.model.kernels.base.Kernels.spmm`), row r in its columns ``lo[r]:hi[r]`` only when
     given (every row, the shared ones included, as the PyTorch kernels do)."""
     R, D = crow.numel() - 1, W_ld.shape[1]
     out = W_ld.new_empty(R, D)
