@@ -18,6 +18,11 @@ Usage::
     python benchmarks/contention.py                          # small model, fused and pytorch
     python benchmarks/contention.py --size paper --paths fused
     python benchmarks/contention.py --env OMP_WAIT_POLICY=PASSIVE   # try a setting in every child
+    python benchmarks/contention.py --one-runtime --env OMP_WAIT_POLICY=PASSIVE
+
+``--one-runtime`` starts each measured process with numba's OpenMP pool on PyTorch's
+runtime instead of the system's (a link named ``libgomp.so.1.0.0`` to PyTorch's
+``libgomp.so.1`` on ``LD_LIBRARY_PATH``; BENCHMARKS.md, "One runtime for both pools").
 """
 
 from __future__ import annotations
@@ -73,7 +78,12 @@ def child(size: str, path: str, steps: int) -> None:
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    print(f"{time.perf_counter() - t:.4f}")
+    elapsed = time.perf_counter() - t
+    if "sparc-one-openmp-" in os.environ.get("LD_LIBRARY_PATH", ""):
+        runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+        if len(runtimes) != 1:
+            raise SystemExit(f"--one-runtime did not take: {sorted(runtimes)}")
+    print(f"{elapsed:.4f}")
 
 
 def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, str]) -> float:
@@ -93,6 +103,22 @@ def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, s
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def one_runtime_folder() -> str:
+    """A temporary folder whose ``libgomp.so.1.0.0`` (the name numba's ``omppool`` asks the
+    loader for) is PyTorch's own ``libgomp.so.1``: on ``LD_LIBRARY_PATH`` at start, the
+    loader finds that file already mapped and both pools share one OpenMP runtime."""
+    import importlib.util
+    import tempfile
+
+    torch_dir = Path(importlib.util.find_spec("torch").origin).parent
+    lib = torch_dir / "lib" / "libgomp.so.1"
+    if not lib.exists():
+        raise SystemExit(f"--one-runtime: {lib} does not exist (this PyTorch ships no libgomp)")
+    folder = Path(tempfile.mkdtemp(prefix="sparc-one-openmp-"))
+    (folder / "libgomp.so.1.0.0").symlink_to(lib)
+    return str(folder)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -106,12 +132,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: the size's)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set in every measured process (e.g. OMP_WAIT_POLICY=PASSIVE)")
+    p.add_argument("--one-runtime", action="store_true",
+                   help="numba's OpenMP pool on PyTorch's runtime (one libgomp in the process)")
     p.add_argument("--chunk", type=int, default=0,
                    help="numba's parallel chunk size in the measured process (0: numba's default, static)")
     args = p.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.chunk:
         env["CONTENTION_CHUNK"] = str(args.chunk)
+    if args.one_runtime:
+        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [one_runtime_folder(), os.environ.get("LD_LIBRARY_PATH")]))
     steps = args.steps or SIZES[args.size]["steps"]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     print(f"contention: size {args.size} ({steps} steps a run), load {args.load}, {args.runs} runs, "
