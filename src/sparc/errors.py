@@ -20,6 +20,14 @@ class SparcError(Exception):
         super().__init__(message)
 
 
+def require_at_least(settings: object, minimum: int, *names: str) -> None:
+    """The settings' range check: a :class:`SparcError` naming the first field of ``names``
+    below ``minimum``."""
+    for name in names:
+        if (value := getattr(settings, name)) < minimum:
+            raise SparcError(f"{name} must be at least {minimum}, got {value}")
+
+
 class TrainingDiverged(SparcError):
     """The loss or the weights stopped being finite; nothing after the last finite
     checkpoint was saved."""

@@ -78,7 +78,8 @@ def _group_paths(root: Path, lines: list[str] | None) -> list[Path]:
         _, controllers, path = line.split(":", 2)
         if controllers and "cpu" not in controllers.split(","):
             continue
-        for base in (root, root / "cpu", root / "cpu,cpuacct") if controllers else (root,):
+        # v2: one hierarchy at the root; v1: the cpu controller's own mount.
+        for base in (root / "cpu", root / "cpu,cpuacct", root / controllers) if controllers else (root,):
             leaf = base / path.lstrip("/")
             if not leaf.is_dir():
                 # cgroup v1 without a cgroup namespace (Docker's default there): the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparc.errors import SparcError
+from sparc.errors import SparcError, require_at_least
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,10 @@ class EvalSettings:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        positive = ("chunk_rows", "retrieval_block", "probe_epochs", "probe_batch_size",
-                    "one_d_candidates")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("retrieval_queries", "probe_fit_rows", "probe_select_rows",
-                     "probe_report_rows", "one_d_min_positives", "null_shuffles"):
-            if getattr(self, name) < 0:
-                raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, 1, "chunk_rows", "retrieval_block", "probe_epochs", "probe_batch_size",
+                         "one_d_candidates")
+        require_at_least(self, 0, "retrieval_queries", "probe_fit_rows", "probe_select_rows", "probe_report_rows",
+                         "one_d_min_positives", "null_shuffles")
         if not (math.isfinite(self.tie_tol) and self.tie_tol >= 0):
             raise SparcError(f"tie_tol must be a number >= 0, got {self.tie_tol}")
         if not (math.isfinite(self.probe_lr) and self.probe_lr > 0):

@@ -46,7 +46,7 @@ from sparc.atomic import atomic_path, write_json
 from sparc.data import FeatureStore
 from sparc.data.splits import Split
 from sparc.device import check_device
-from sparc.errors import SparcError
+from sparc.errors import SparcError, require_at_least
 from sparc.eval.codes import CodeTable
 from sparc.eval.features import encode_in_chunks
 from sparc.eval.labels import label_matrix
@@ -106,9 +106,7 @@ class StatsSettings:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        for name in ("top", "quantile_bins", "per_bin", "chunk_rows"):
-            if getattr(self, name) < 1:
-                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, 1, "top", "quantile_bins", "per_bin", "chunk_rows")
         Split.parse(self.split)
 
     def identity(self) -> dict:

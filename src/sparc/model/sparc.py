@@ -232,7 +232,7 @@ class SPARC(nn.Module):
 
             return ids, sel.idx.expand(len(ids), -1, -1), sel.pre, logits_at, x_bd
         logits_sbl = self._logits_of(ids, x_bd)
-        idx_sbk = self._topk(logits_sbl, topk)
+        idx_sbk = rule.choose(logits_sbl, self.cfg.k)
         return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
 
     def _values(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None) -> Tensor:

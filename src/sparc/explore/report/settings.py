@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparc.errors import SparcError
+from sparc.errors import SparcError, require_at_least
 from sparc.explore.stats import Encoding
 
 
@@ -44,11 +44,7 @@ class ReportSettings:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        for name in ("top_rows", "thumb_px", "chunk_latents", "neighbours", "workers"):
-            if getattr(self, name) < 1:
-                raise SparcError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("bin_rows", "query_rows"):
-            if getattr(self, name) < 0:
-                raise SparcError(f"{name} must be >= 0, got {getattr(self, name)}")
+        require_at_least(self, 1, "top_rows", "thumb_px", "chunk_latents", "neighbours", "workers")
+        require_at_least(self, 0, "bin_rows", "query_rows")
         if self.encoding not in ("joint", "independent"):
             raise SparcError(f"encoding must be joint or independent, got {self.encoding!r}")

@@ -58,7 +58,7 @@ def _load(path: str) -> tuple[type | None, str]:
         return getattr(importlib.import_module(module), cls), ""
     except Exception as e:  # ImportError, or the library failing to initialise
         why = f"{type(e).__name__}: {e}".splitlines()[0]
-        if path == "fused" and os.environ.get("SPARC_KERNELS", "auto").strip().lower() != "pytorch":
+        if path == "fused" and default_choice() != "pytorch":
             print(f"sparc: fused CPU kernels unavailable ({why}); using the slower PyTorch kernels "
                   "(pip install numba)", file=sys.stderr)
         return None, why
