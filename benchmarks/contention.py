@@ -17,12 +17,13 @@ Usage::
 
     python benchmarks/contention.py                          # small model, fused and pytorch
     python benchmarks/contention.py --size paper --paths fused
-    python benchmarks/contention.py --env OMP_WAIT_POLICY=PASSIVE   # try a setting in every child
-    python benchmarks/contention.py --one-runtime --env OMP_WAIT_POLICY=PASSIVE
+    python benchmarks/contention.py --env SPARC_OPENMP=as-is   # as the process started (two runtimes, spinning)
+    python benchmarks/contention.py --env GOMP_SPINCOUNT=1000   # try a setting in every child
 
-``--one-runtime`` starts each measured process with numba's OpenMP pool on PyTorch's
-runtime instead of the system's (a link named ``libgomp.so.1.0.0`` to PyTorch's
-``libgomp.so.1`` on ``LD_LIBRARY_PATH``; BENCHMARKS.md, "One runtime for both pools").
+Each measured process first does what the ``sparc`` command does at its start: it starts
+itself again with one OpenMP runtime for PyTorch and numba, waiting passively
+(src/sparc/openmp.py), unless ``SPARC_OPENMP=as-is``. The line of each path names the
+runtimes the measured processes held and their waiting policy.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ COMPETITORS = {
 
 
 def child(size: str, path: str, steps: int) -> None:
-    """Time ``steps`` training steps in this process; print the seconds."""
+    """Time ``steps`` training steps in this process; print the seconds, the OpenMP
+    runtimes loaded and the waiting policy."""
+    from sparc.openmp import loaded_runtimes, restart_with_one_runtime
+
+    restart_with_one_runtime()  # as the sparc command starts
     import torch
 
     from sparc.model import SPARC, SPARCConfig
@@ -79,14 +84,10 @@ def child(size: str, path: str, steps: int) -> None:
     for _ in range(steps):
         step()
     elapsed = time.perf_counter() - t
-    if "sparc-one-openmp-" in os.environ.get("LD_LIBRARY_PATH", ""):
-        runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
-        if len(runtimes) != 1:
-            raise SystemExit(f"--one-runtime did not take: {sorted(runtimes)}")
-    print(f"{elapsed:.4f}")
+    print(f"{elapsed:.4f} {len(loaded_runtimes())} {os.environ.get('OMP_WAIT_POLICY') or 'active'}")
 
 
-def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, str]) -> float:
+def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, str]) -> tuple[float, str]:
     competitor = None
     if load is not None:
         competitor = subprocess.Popen([sys.executable, "-c", COMPETITORS[load]])
@@ -100,23 +101,8 @@ def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, s
             competitor.wait()
     if done.returncode != 0:
         raise SystemExit(f"the measured process failed: {done.stderr.strip().splitlines()[-1:]}")
-    return float(done.stdout.strip().splitlines()[-1])
-
-
-def one_runtime_folder() -> str:
-    """A temporary folder whose ``libgomp.so.1.0.0`` (the name numba's ``omppool`` asks the
-    loader for) is PyTorch's own ``libgomp.so.1``: on ``LD_LIBRARY_PATH`` at start, the
-    loader finds that file already mapped and both pools share one OpenMP runtime."""
-    import importlib.util
-    import tempfile
-
-    torch_dir = Path(importlib.util.find_spec("torch").origin).parent
-    lib = torch_dir / "lib" / "libgomp.so.1"
-    if not lib.exists():
-        raise SystemExit(f"--one-runtime: {lib} does not exist (this PyTorch ships no libgomp)")
-    folder = Path(tempfile.mkdtemp(prefix="sparc-one-openmp-"))
-    (folder / "libgomp.so.1.0.0").symlink_to(lib)
-    return str(folder)
+    seconds, runtimes, policy = done.stdout.strip().splitlines()[-1].split()
+    return float(seconds), f"{runtimes} OpenMP runtime(s), waiting {policy.lower()}"
 
 
 def main() -> None:
@@ -132,29 +118,27 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: the size's)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set in every measured process (e.g. OMP_WAIT_POLICY=PASSIVE)")
-    p.add_argument("--one-runtime", action="store_true",
-                   help="numba's OpenMP pool on PyTorch's runtime (one libgomp in the process)")
     p.add_argument("--chunk", type=int, default=0,
                    help="numba's parallel chunk size in the measured process (0: numba's default, static)")
     args = p.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
     if args.chunk:
         env["CONTENTION_CHUNK"] = str(args.chunk)
-    if args.one_runtime:
-        env["LD_LIBRARY_PATH"] = ":".join(filter(None, [one_runtime_folder(), os.environ.get("LD_LIBRARY_PATH")]))
     steps = args.steps or SIZES[args.size]["steps"]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     print(f"contention: size {args.size} ({steps} steps a run), load {args.load}, {args.runs} runs, "
           f"{os.cpu_count()} CPUs, env {env or 'as is'}")
     for path in paths:
-        quiet, loaded = [], []
+        quiet, loaded, seen = [], [], set()
         for _ in range(args.runs):
-            quiet.append(measure(args.size, path, steps, None, env))
-            loaded.append(measure(args.size, path, steps, args.load, env))
+            for times, load in ((quiet, None), (loaded, args.load)):
+                seconds, how = measure(args.size, path, steps, load, env)
+                times.append(seconds)
+                seen.add(how)
         ratios = [b / statistics.median(quiet) for b in loaded]
         print(f"{path:8s} quiet s {' '.join(f'{t:.2f}' for t in quiet)} | loaded s "
               f"{' '.join(f'{t:.2f}' for t in loaded)} | loaded/quiet median {statistics.median(ratios):.2f}x, "
-              f"worst {max(ratios):.2f}x (target <= 2.5x)")
+              f"worst {max(ratios):.2f}x (target <= 2.5x); {', '.join(sorted(seen))}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,16 +18,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class Info:
-    """Describe a feature store, a run / model directory, or an original checkpoint."""
+    """Describe a feature store, a run / model directory, or an original checkpoint; without
+    PATH, this machine as sparc computes on it (threads, OpenMP, kernel paths)."""
 
-    path: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="PATH")]
+    path: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="PATH")] = None
     """A store directory, a run directory or a .pth checkpoint."""
 
     def run(self) -> None:
         from sparc.train.rundir import RunDir, load_model
 
         p = self.path
-        if (p / "manifest.json").exists():
+        if p is None:
+            print(describe_system())
+        elif (p / "manifest.json").exists():
             from sparc.data import FeatureStore, describe_store
 
             print(describe_store(FeatureStore.open(p)))
@@ -40,6 +44,37 @@ class Info:
             print(f"original checkpoint {p}: {len(state)} tensors; run_config: {json.dumps(run)}")
         else:
             raise SparcError(f"{p} is neither a feature store, a run directory nor a .pth checkpoint")
+
+
+def describe_system() -> str:
+    """Versions, the thread budget, the OpenMP runtimes and the kernel paths of this process
+    (what a bug report about speed needs)."""
+    import platform
+
+    import torch
+
+    from sparc import __version__
+    from sparc.model import kernels
+    from sparc.openmp import describe
+    from sparc.threads import budget
+
+    lines = [f"sparc {__version__}, Python {platform.python_version()}, PyTorch {torch.__version__}, "
+             f"{platform.machine()} with {os.cpu_count()} CPUs"]
+    try:
+        import numba
+
+        numba.get_num_threads()  # starts numba's pool, so its runtime is loaded and named
+        lines.append(f"numba {numba.__version__}: threading layer {numba.threading_layer()}, "
+                     f"{numba.get_num_threads()} threads")
+    except ImportError:
+        lines.append("numba: not installed (the fused CPU kernels are off)")
+    except ValueError as e:  # no threading layer could start
+        lines.append(f"numba: {e}")
+    lines.append(f"threads per pool: {budget()} (PyTorch {torch.get_num_threads()})")
+    lines.append(describe())
+    lines.append(f"kernel path by default: {kernels.resolve(kernels.default_choice(), torch.device('cpu'), torch.float32)} "
+                 "on the CPU")
+    return "\n".join(lines)
 
 
 def describe_model(model: SPARC) -> str:

@@ -8,6 +8,7 @@ import sys
 import threading
 
 from sparc.errors import SparcError
+from sparc.openmp import restart_with_one_runtime
 from sparc.process import keep_freed_memory
 from sparc.threads import apply_budget, budget
 
@@ -43,7 +44,11 @@ def commands() -> dict[str, type]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``sparc``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run ``sparc``; returns the exit status (0 ok, 2 bad input, 130 interrupted).
+    ``argv``: the arguments (default: the command line's, and then the process first
+    starts itself again with one OpenMP runtime, waiting passively; sparc/openmp.py)."""
+    if argv is None:
+        restart_with_one_runtime()
     # Back large CPU tensors with transparent huge pages: fresh gradient buffers of the
     # 8192×2560 weights then cost a few page faults instead of ~20,000, about 25 ms per
     # buffer on a 2-core machine. PyTorch reads the variable at its first allocation,

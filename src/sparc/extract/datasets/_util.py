@@ -8,7 +8,6 @@ Options reach an adapter already typed and checked by its options dataclass (see
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,13 +134,6 @@ def format_caption(template: str, dataset: str, **fields: str) -> str:
             + ", ".join("{" + k + "}" for k in fields)
         ) from None
 
-
-def cache_root() -> Path:
-    """``$SPARC_CACHE`` or ``$XDG_CACHE_HOME/sparc`` or ``~/.cache/sparc``."""
-    if os.environ.get("SPARC_CACHE"):
-        return Path(os.environ["SPARC_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "sparc"
 
 
 class ListDataset(Dataset):

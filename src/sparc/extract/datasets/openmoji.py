@@ -44,12 +44,9 @@ from typing import Any
 
 from PIL import Image
 
+from sparc.cache import cache_root
 from sparc.errors import SparcError
-from sparc.extract.datasets._util import (
-    ListDataset,
-    cache_root,
-    format_caption,
-)
+from sparc.extract.datasets._util import ListDataset, format_caption
 from sparc.extract.datasets.base import DATASETS, Sample
 from sparc.extract.files import existing_file
 from sparc.options import OptionError
