@@ -11,7 +11,8 @@ the quiet and loaded times of every run and the median and worst loaded/quiet ra
 Loads:
   matmul  a PyTorch process running bursts of 512×512 products on its threads (what a
           notebook, an extraction or a second experiment does);
-  python  a pure-Python busy loop (one core).
+  python  a pure-Python busy loop (one core);
+  train   a second training of the same size and path, started as the sparc command starts.
 
 Usage::
 
@@ -90,8 +91,12 @@ def child(size: str, path: str, steps: int) -> None:
 def measure(size: str, path: str, steps: int, load: str | None, env: dict[str, str]) -> tuple[float, str]:
     competitor = None
     if load is not None:
-        competitor = subprocess.Popen([sys.executable, "-c", COMPETITORS[load]])
-        time.sleep(1.0)  # let it start its threads
+        command = ([sys.executable, __file__, "--child", size, path, str(10**9)] if load == "train"
+                   else [sys.executable, "-c", COMPETITORS[load]])
+        # A second training runs with the measured one's settings; other loads as the user's own.
+        competitor = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                      env={**os.environ, **env} if load == "train" else None)
+        time.sleep(6.0 if load == "train" else 1.0)  # let it start its threads (a training: its imports too)
     try:
         done = subprocess.run([sys.executable, __file__, "--child", size, path, str(steps)], env={**os.environ, **env},
                               capture_output=True, text=True, cwd=ROOT, timeout=1800)
@@ -113,7 +118,7 @@ def main() -> None:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--size", choices=tuple(SIZES), default="small")
     p.add_argument("--paths", default="fused,pytorch", help="comma-separated kernel paths")
-    p.add_argument("--load", choices=tuple(COMPETITORS), default="matmul")
+    p.add_argument("--load", choices=(*COMPETITORS, "train"), default="matmul")
     p.add_argument("--runs", type=int, default=3, help="quiet and loaded runs of each path, interleaved")
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: the size's)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
