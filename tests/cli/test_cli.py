@@ -146,6 +146,20 @@ def test_import_h5(tmp_path, capsys):
     code, _, err = run(["import-h5", "--stream", "dino", "--out", tmp_path / "s2"], capsys)
     assert code == 2 and "NAME=FILE.h5" in err
 
+    # Split fractions: every group in test; bad fractions refused before anything is written.
+    code, _, err = run(["import-h5", "--stream", f"dino={tmp_path / 'dino.h5'}", "--out", tmp_path / "s3",
+                        "--splits", "0,0,1", "--split-seed", "3"], capsys)
+    assert code == 0, err
+    from sparc.data import FeatureStore
+
+    store = FeatureStore.open(tmp_path / "s3")
+    assert len(store.split_rows("test")) == 50 and len(store.split_rows("train")) == 0
+    for bad, message in (("0.5,0.5", "three fractions TRAIN,VAL,TEST"), ("0.5,0.4,0.2", "must sum to 1")):
+        code, _, err = run(["import-h5", "--stream", f"dino={tmp_path / 'dino.h5'}", "--out", tmp_path / "s4",
+                            "--splits", bad], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "s4").exists()
+
 
 @pytest.mark.slow
 def test_the_installed_command_runs(tmp_path):

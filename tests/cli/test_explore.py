@@ -26,7 +26,7 @@ def world(tmp_path_factory):
     paths = dict(session_world(tmp_path_factory))
     run = tmp_path_factory.mktemp("cli-explore") / "run"
     shutil.copytree(paths["run"], run)  # the commands save statistics into the run
-    shutil.rmtree(run / "explore-test", ignore_errors=True)
+    shutil.rmtree(run / "explore-all", ignore_errors=True)
     paths["run"] = run
     return paths
 
@@ -46,14 +46,28 @@ def one_line_error(code, err, pattern):
 def test_stats_names_latent(world, capsys):
     code, out, err = run(["stats", world["run"], "--no-progress"], capsys)
     assert code == 0, err
-    assert "latent statistics of 48 latents on" in out and (world["run"] / "explore-test" / "stats.json").exists()
-    code, out, err = run(["names", world["run"], "--no-progress"], capsys)
+    assert "latent statistics of 48 latents on" in out and (world["run"] / "explore-all" / "stats.json").exists()
+    # Words measured against labels on held-out rows: the test split's (captions outside it name).
+    code, out, err = run(["names", world["run"], "--split", "test", "--no-progress"], capsys)
     assert code == 0, err
     assert "aligned (every stream the same name)" in out and "| txt |" in out and "chance" in out
     assert json.loads((world["run"] / "explore-test" / "names.json").read_text())["text_stream"] == "txt"
+    assert "latents of the test split (" in out
+    code, out, err = run(["names", world["run"], "--no-progress"], capsys)  # every row, as the report
+    assert code == 0, err
+    assert "latents of the all split (" in out and "frequency: fraction of the all split's rows" in out
+    code, out, err = run(["names", world["run"], "--show", "3", "--export", world["run"].parent / "names.csv",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    listed = out.split("latents of the all split")[1].splitlines()[2:5]
+    assert len(listed) == 3 and all(line.split()[0].isdigit() for line in listed)
+    exported = (world["run"].parent / "names.csv").read_text().splitlines()
+    assert exported[0].startswith("latent,headline,label,purity,aligned,words,split,freq_") and len(exported) == 49
+    code, out, err = run(["names", world["run"], "--export", "names.txt"], capsys)
+    one_line_error(code, err, "--export names.txt: the file must end in .csv or .json")
     code, out, err = run(["names", world["run"], "--words", "2", "--labels", "specific", "--no-progress"], capsys)
     assert code == 0, err  # other settings: named again, the statistics reused
-    saved = json.loads((world["run"] / "explore-test" / "names.json").read_text())
+    saved = json.loads((world["run"] / "explore-all" / "names.json").read_text())
     assert saved["settings"]["words"] == 2 and saved["settings"]["labels"] == "specific"
     assert all(len(w) == 2 for w in saved["words"])
     code, out, err = run(["latent", world["run"], "7", "--rows", "2", "--encoding", "independent"], capsys)
@@ -78,7 +92,19 @@ def test_query_text_image_row_and_grid(world, capsys, tmp_path):
     assert "through img" in out and "rows of txt" in out
     code, out, err = run(["query", world["run"], "--row", "r2", "--stream", "raw"], capsys)
     assert code == 0, err
-    assert "row r2 (raw)" in out
+    assert "row r2 (raw)" in out and "note:" not in out  # every row searched: nothing hidden
+
+
+def test_a_query_over_one_split_says_what_it_hides(world, capsys):
+    # A training row's own image is outside the test split: the query says so, and where.
+    store = FeatureStore.open(world["store"])
+    r = int(store.split_rows("train")[0])
+    row_id = store.rows()[r].row_id
+    code, out, err = run(["query", world["run"], "--row", row_id, "--stream", "txt", "--split", "test"], capsys)
+    assert code == 0, err
+    assert "rows of the test split" in out or "test split" in out
+    notes = [line for line in out.splitlines() if line.startswith("note: img: row ")]
+    assert notes and "of the train split matches better" in notes[0] and notes[0].endswith("--split all")
 
 
 def test_query_errors(world, capsys, tmp_path, monkeypatch):

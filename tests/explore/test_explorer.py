@@ -150,10 +150,10 @@ def test_stats_and_names_reused_from_python(world, tmp_path):
     shutil.copytree(world["run"], run)
     logs = []
     first = Explorer.open(run, world["store"], log=logs.append)
-    assert (run / "explore-test" / "names.json").exists()
+    assert (run / "explore-all" / "names.json").exists()
     logs.clear()
     again = Explorer.open(run, world["store"], stats_settings=StatsSettings(top=20), naming=NamingSettings(words=2),
                           reuse_any=True, log=logs.append)
     assert logs == [] and again.stats.settings.top == 50 and again.names.words.shape[1] == 5
-    assert json.loads((run / "explore-test" / "stats.json").read_text())["n_rows"] == first.stats.n_rows
+    assert json.loads((run / "explore-all" / "stats.json").read_text())["n_rows"] == first.stats.n_rows
     assert CONCEPTS[0] in first.names.vocabulary

@@ -49,6 +49,12 @@ class Extract:
     workers: int = 4
     """Threads loading images."""
 
+    splits: Annotated[str, tyro.conf.arg(metavar="TRAIN,VAL,TEST")] = "0.8,0.1,0.1"
+    """Fractions of the groups (rows sharing a group id) in the train, val and test splits."""
+
+    split_seed: int = 0
+    """Seed of the split assignment (each group hashed with it: the same data always splits the same way)."""
+
     overwrite: bool = False
     """Replace an existing store at --out."""
 
@@ -75,7 +81,10 @@ class Extract:
                    if not given]
         if missing or self.dataset is None or self.out is None:
             raise SparcError(f"extract needs {', '.join(missing)} (see the datasets and backbones with --list)")
+        from sparc.data.splits import parse_fractions
+
         shard = _shard(self.shard)
+        fractions = parse_fractions(self.splits)
         name, options = parse_spec(self.dataset, DATASETS)
         dataset = DATASETS.get(name)(options)
         streams = {}
@@ -85,8 +94,8 @@ class Extract:
         given = json_options(options, keys=split_spec(self.dataset)[1])
         store = extract(dataset, streams, self.out, batch_size=self.batch_size, dtype=self.dtype,
                         normalize=self.normalize, overwrite=self.overwrite, limit=self.limit,
-                        workers=self.workers, progress=self.progress,
-                        dataset_info={"name": name, "options": given}, shard=shard)
+                        workers=self.workers, progress=self.progress, split_fractions=fractions,
+                        split_seed=self.split_seed, dataset_info={"name": name, "options": given}, shard=shard)
         print(describe_store(store))
 
 
@@ -129,16 +138,24 @@ class ImportH5:
     drop_nonfinite: bool = False
     """Drop rows with NaN/Inf in any stream instead of refusing them."""
 
+    splits: Annotated[str, tyro.conf.arg(metavar="TRAIN,VAL,TEST")] = "0.8,0.1,0.1"
+    """Fractions of the groups (rows sharing a group id) in the train, val and test splits."""
+
+    split_seed: int = 0
+    """Seed of the split assignment (each group hashed with it: the same data always splits the same way)."""
+
     overwrite: bool = False
     """Replace an existing store at --out."""
 
     def run(self) -> None:
         from sparc.data import describe_store, import_h5
+        from sparc.data.splits import parse_fractions
 
+        fractions = parse_fractions(self.splits)
         streams = {name: Path(path) for name, path in named_values(self.stream, "NAME=FILE.h5").items()}
         store = import_h5(streams, self.out, metadata=self.metadata, dataset=self.dataset,
-                          dtype=self.dtype, normalize=self.normalize,
-                          drop_nonfinite=self.drop_nonfinite, overwrite=self.overwrite)
+                          dtype=self.dtype, normalize=self.normalize, drop_nonfinite=self.drop_nonfinite,
+                          overwrite=self.overwrite, split_fractions=fractions, split_seed=self.split_seed)
         print(describe_store(store))
 
 

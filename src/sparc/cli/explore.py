@@ -68,10 +68,16 @@ class Names:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
-    split: str = "test"
-    """Split of the store whose statistics name the latents."""
+    split: str = "all"
+    """Split of the store whose statistics name the latents (default all: exploring reads every row, as the report does; 'sparc eval' keeps the held-out test split)."""
 
     naming: Annotated[NamingSettings, Flat] = field(default_factory=NamingSettings)
+
+    show: int = 20
+    """Latents listed (the most frequent that fire); 0 lists none."""
+
+    export: Path | None = None
+    """Also write every latent's name, purity, words and frequency to this .csv or .json file."""
 
     recompute: bool = False
     """Recompute the statistics and the names."""
@@ -81,7 +87,13 @@ class Names:
 
     def run(self) -> None:
         from sparc.explore import Explorer, names_for_run
+        from sparc.explore.name_table import export_names, name_rows, render_name_table
         from sparc.explore.naming import render_evaluation
+
+        if self.show < 0:
+            raise SparcError(f"--show must be at least 0, got {self.show}")
+        if self.export is not None and self.export.suffix not in (".csv", ".json"):
+            raise SparcError(f"--export {self.export}: the file must end in .csv or .json")
         from sparc.explore.stats import explore_dir
 
         naming = self.naming
@@ -103,7 +115,14 @@ class Names:
             print(table)
         for note in names.notes:
             print(f"note: {note}")
+        rows = name_rows(names, ex.stats)
+        if self.show:
+            print()
+            print(f"latents of the {ex.stats.settings.split} split ({ex.stats.n_rows:,} rows):")
+            print(render_name_table(rows, self.show))
         print(f"saved in {explore_dir(self.run_dir, self.split) / 'names.json'}")
+        if self.export is not None:
+            print(f"wrote {export_names(rows, self.export)}")
 
 
 @dataclass
@@ -119,8 +138,8 @@ class Latent:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
-    split: str = "test"
-    """Split whose statistics are shown (computed on first use)."""
+    split: str = "all"
+    """Split whose statistics are shown (computed on first use) (default all: exploring reads every row, as the report does; 'sparc eval' keeps the held-out test split)."""
 
     encoding: Literal["joint", "independent"] = "joint"
     """Statistics of the joint codes (all streams together) or of the independent ones (each stream alone)."""
@@ -168,8 +187,8 @@ class Query:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
-    split: str = "test"
-    """Split whose rows are ranked."""
+    split: str = "all"
+    """Split whose rows are ranked (default all: exploring reads every row, as the report does; 'sparc eval' keeps the held-out test split)."""
 
     top: int = 10
     """Rows shown per stream."""
@@ -187,6 +206,7 @@ class Query:
     """Show progress bars (when the statistics are computed)."""
 
     def run(self) -> None:
+        from sparc.data.splits import STORED_SPLITS
         from sparc.explore.render import query_table, write_grid
 
         given = [flag for flag, v in (("--text", self.text), ("--image", self.image), ("--row", self.row)) if v is not None]
@@ -203,6 +223,15 @@ class Query:
         else:
             result = ex.query_row(self.row, self.stream, top=self.top)
         print(query_table(ex, result))
+        for stream, ranked in result.ranked.items():
+            # A split hides rows: say when one outside it would have come first.
+            elsewhere = ex.best_elsewhere(result.code, stream) if ranked else None
+            if elsewhere is not None and elsewhere[1] > ranked[0][1] + 1e-6:
+                row, score = elsewhere
+                split = STORED_SPLITS[int(ex.store.split_codes()[row])]
+                print(f"note: {stream}: row {ex.store.rows()[row].row_id} of the {split} split "
+                      f"matches better (cosine {score:.3f} against {ranked[0][1]:.3f} here); "
+                      f"search every row with --split all")
         if self.grid is not None:
             print(f"wrote {write_grid(ex, result, self.grid)}")
 
@@ -220,8 +249,8 @@ class Report:
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""
 
-    split: str = "test"
-    """Split whose statistics the report shows (computed on first use)."""
+    split: str = "all"
+    """Split whose statistics the report shows (computed on first use) (default all: exploring reads every row, as the report does; 'sparc eval' keeps the held-out test split)."""
 
     settings: Annotated[ReportSettings, Flat] = field(default_factory=ReportSettings)
 

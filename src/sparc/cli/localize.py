@@ -58,8 +58,8 @@ class Heatmap:
     max_latents: int | None = None
     """--for-report: only the latents that fire most often (default: all that fire)."""
 
-    split: str = "test"
-    """--for-report: split whose top rows are mapped."""
+    split: str = "all"
+    """--for-report: split whose top rows are mapped (the report's: every row by default)."""
 
     store: Path | None = None
     """Feature store (default: the store the run was trained on)."""

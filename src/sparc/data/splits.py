@@ -57,6 +57,18 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return fr  # type: ignore[return-value]
 
 
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` (train, val, test) → the checked fractions; one-line errors."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = None
+    if values is None or len(values) != 3:
+        raise SparcError(f"--splits must be three fractions TRAIN,VAL,TEST (e.g. 0.8,0.1,0.1), got {text!r}")
+    return check_fractions(values)
+
+
 def group_uniform(group_ids: Sequence[str], seed: int) -> np.ndarray:
     """Hash each group id with ``seed`` to a float64 in ``[0, 1)``, shape ``[n]``."""
     digests = b"".join(

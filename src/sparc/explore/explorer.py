@@ -228,3 +228,26 @@ class Explorer:
         scores = (q[self.stats.codes_idx[s]] * self._unit_codes(stream)).sum(1)
         best = np.lexsort((self.stats.rows, -scores))[:top]
         return [(int(self.stats.rows[i]), float(scores[i])) for i in best]
+
+    @torch.no_grad()
+    def best_elsewhere(self, code: SparseCode, stream: str, *, chunk: int = 4096) -> tuple[int, float] | None:
+        """The store row outside the statistics' split whose independent code in ``stream``
+        is closest (cosine) to the one-row ``code``, as (store row, cosine); None when the
+        split is every row or nothing outside fires. What a query over one split misses."""
+        outside = np.setdiff1d(np.arange(self.store.n_rows), self.stats.rows)
+        q = code.dense()[0].float().cpu()
+        if outside.size == 0 or float(q.norm()) == 0:
+            return None
+        q /= q.norm()
+        device = next(self.model.parameters()).device
+        best: tuple[int, float] | None = None
+        for start in range(0, outside.size, chunk):
+            rows = outside[start:start + chunk]
+            z = self.model.encode({stream: model_inputs(self.store, stream, rows).to(device)})[stream]
+            dense = z.dense().float().cpu()
+            scores = (dense @ q) / dense.norm(dim=1).clamp_min(1e-12)
+            i = int(scores.argmax())
+            if best is None or float(scores[i]) > best[1]:
+                best = (int(rows[i]), float(scores[i]))
+        return best
+

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from sparc.atomic import atomic_path
 from sparc.explore.explorer import Explorer, QueryResult
+from sparc.explore.name_table import headline
 from sparc.explore.neighbours import ALL, nearest_latents
 from sparc.explore.sources import RowImages, stream_modality
 
@@ -33,7 +34,7 @@ def latent_names(ex: Explorer, latent: int) -> list[str]:
         return []
     lines = []
     if names.classes:
-        name = names.name(latent)
+        name = headline(names, latent)
         tag = " (aligned: every stream agrees)" if names.aligned[latent] else ""
         lines.append(f"name: {name or '—'}{tag}")
         per = []
@@ -100,9 +101,7 @@ def query_table(ex: Explorer, result: QueryResult, *, latents: int = 10) -> str:
     else:
         lines.append(f"  {'latent':>6} {'value':>7}  name / words")
         for lat, v in result.latents[:latents]:
-            label = ex.names.name(lat) if ex.names is not None else None
-            words = ", ".join(w for w, _ in ex.names.top_words(lat)[:3]) if ex.names is not None else ""
-            desc = " — ".join(x for x in (label, words) if x) or "—"
+            desc = headline(ex.names, lat) or "—"
             lines.append(f"  {lat:>6} {v:>7.3f}  {_short(desc, 70)}")
         if len(result.latents) > latents:
             lines.append(f"  … {len(result.latents) - latents} more")

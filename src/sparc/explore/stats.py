@@ -81,8 +81,8 @@ class StatsSettings:
     """What the statistics pass keeps. Saved with the statistics; changing any field
     but ``chunk_rows``, ``device`` and ``progress`` recomputes them."""
 
-    split: str = "test"
-    """Split of the store to compute the statistics on (train, val, test or all)."""
+    split: str = "all"
+    """Split of the store to compute the statistics on (train, val, test or all; exploring reads every row by default, as the report does; 'sparc eval' keeps the held-out test split)."""
 
     top: int = 50
     """Top activating rows kept per latent, stream and encoding (the naming protocol reads the top 50)."""

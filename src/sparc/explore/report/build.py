@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from sparc.atomic import atomic_path
 from sparc.errors import SparcError
 from sparc.explore.explorer import Explorer
+from sparc.explore.name_table import headline
 from sparc.explore.neighbours import ALL, nearest_latents
 from sparc.explore.report.settings import ReportSettings
 from sparc.explore.sources import RowImages, stream_modality
@@ -161,7 +162,7 @@ def _latent_table(ex: Explorer, settings: ReportSettings) -> dict:
         purity = np.where(names.majority >= 0, names.purity, np.nan)
         with np.errstate(all="ignore"):
             mean_purity = np.nanmean(np.where(np.isnan(purity).all(0), 0, purity), axis=0)
-        table["name"] = [names.name(lat) for lat in range(st.n_latents)]
+        table["name"] = [headline(names, lat) for lat in range(st.n_latents)]
         table["aligned"] = aligned.astype(int).tolist()
         table["purity"] = [_r(x, 3) if (names.majority[:, i] >= 0).any() else None for i, x in enumerate(mean_purity)]
     if names is not None and names.words is not None:
