@@ -62,7 +62,7 @@ class EvalSettings:
     """Seeded draws of the permutation nulls beside every Jaccard (labels shuffled across rows, whole groups together; per-sample: a random row of another group); 0 = none."""
 
     presence_basis: Literal["firing", "activation"] = "firing"
-    """Stream presence of the latents (independent encoding): the share that classifies a latent — its firings (rows × streams where it is nonzero) or its summed activation, split over the streams."""
+    """Stream presence of the latents (docs/method.md §5.9; independent encoding): the share that classifies a latent — its firings (rows × streams where it is nonzero) or its summed activation, split over the streams."""
 
     presence_mostly: float = 0.9
     """A latent one stream holds at least this share of (below presence_only) is 'mostly one stream'; one that fires below it in every stream is 'shared'. In (0.5, 1]."""
