@@ -4,6 +4,7 @@ syntax, errors, round trip."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from sparc.errors import SparcError
 from sparc.extract.backbones import BACKBONES
 from sparc.extract.datasets import DATASETS
-from sparc.jsonio import from_json
+from sparc.jsonio import from_json, json_text
 from sparc.options import (
     EXACT,
     OPTION_TEXT,
@@ -444,3 +445,20 @@ def test_format_then_parse_gives_the_same_options(kind, name, data):
         assume(False)
     assert parse_spec(f"{name}:{text}", registry) == (name, options)
     assert registry.options(name, **dataclasses.asdict(options)) == options  # Python values: the same coercion
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON)
+def test_json_text_reads_back_as_the_value(value):
+    assert json.loads(json_text(value)) == value
+
+
+def test_json_text_puts_lists_of_scalars_on_one_line():
+    assert json_text({"a": [1, 2.5, None, "x\n[", True], "b": [[1], []]}) == (
+        '{\n  "a": [1, 2.5, null, "x\\n[", true],\n  "b": [\n    [1],\n    []\n  ]\n}\n')

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,19 @@ def to_json(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+_SCALAR = r'(?:-?\d[\d.eE+-]*|null|true|false|"(?:[^"\\\n]|\\.)*")'
+_SCALAR_LIST = re.compile(rf"\[\n\s*({_SCALAR}(?:,\n\s*{_SCALAR})*)\n\s*\]")
+
+
+def json_text(value: Any) -> str:
+    """``value`` (plain JSON values) as indented JSON text with every list of scalars on
+    one line: a file of per-latent lists stays readable and small (one number a line
+    would triple it). ``json.loads`` of it equals ``value``."""
+    text = json.dumps(value, indent=2)
+    # "[\n" cannot occur inside a JSON string (newlines there are escaped), so only lists match.
+    return _SCALAR_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text) + "\n"
 
 
 def from_json(tp: type[T], data: Any, *, what: str | None = None) -> T:

@@ -48,6 +48,10 @@ def test_eval_then_compare(trained, capsys):
         cj = data["encodings"][0]["concept_jaccard"][0]
         assert {"label_free_all", "null_all", "null_all_sd", "excess_all", "null_histogram"} <= set(cj)
         assert "null" in data["encodings"][1]["active_sets"][0] and "label-free" in out
+        # Each latent's stream presence (independent encoding), counted and per latent.
+        pr = data["presence"]
+        assert pr["shared"] + sum(pr["mostly"].values()) + sum(pr["only"].values()) + pr["dead"] == 32
+        assert len(pr["classes"]) == 32 and "stream presence" in out
 
     # An explicit store, split and output directory.
     code, _, err = run(["eval", runs["sparc"], "--store", store, "--split", "val", "--out", root / "val-eval",
@@ -67,6 +71,7 @@ def test_eval_then_compare(trained, capsys):
     for r in cmp["rows"]:
         assert 0 <= r["concept_jaccard"] <= 1 and r["dead_in_all"] + r["dead_in_some"] + r["alive_in_all"] == 32
         assert r["r1_latents"] <= r["r1_latents_group_aware"]
+        assert r["presence_shared"] + r["presence_mostly"] + r["presence_only"] <= 32
         floors = {f["figure"]: f for f in r["floors"]}
         assert set(floors) == {"concept_jaccard", "concept_jaccard_active", "concept_jaccard_independent",
                                "active_set_jaccard"}
@@ -94,3 +99,5 @@ def test_one_line_errors(trained, tmp_path, capsys):
     assert code == 2 and "refusing" in err and (tmp_path / "busy" / "keep.txt").exists()
     code, _, err = run(["eval", runs["sparc"], "--split", "nope", *EVAL], capsys)
     assert code == 2 and "unknown split" in err
+    code, _, err = run(["eval", runs["sparc"], "--presence-mostly", "0.3", *EVAL], capsys)
+    assert code == 2 and "presence_mostly" in err and len(err.strip().splitlines()) == 1

@@ -2,7 +2,8 @@
 
 ``evaluate(model, store, EvalSettings(...))`` streams over one split of a feature store
 and returns an :class:`EvalReport` (reconstruction, dead latents, concept and per-sample
-Jaccard under joint and independent encoding, cross-stream retrieval, probes);
+Jaccard under joint and independent encoding, cross-stream retrieval, probes, each
+latent's presence per stream);
 ``write_eval`` writes it as eval.json + eval.md + plots, and ``compare`` lines several
 evaluations up in the shape of the paper's table. See ``README.md`` beside this file.
 """
@@ -16,6 +17,7 @@ from sparc.eval.results import (
     DeadLatents,
     EncodingReport,
     EvalReport,
+    LatentPresence,
     OneDProbe,
     PairActiveSets,
     PairJaccard,
@@ -39,6 +41,7 @@ __all__ = [
     "EvalReport",
     "EvalSettings",
     "Floor",
+    "LatentPresence",
     "OneDProbe",
     "PairActiveSets",
     "PairJaccard",

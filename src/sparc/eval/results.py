@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import numpy as np
+
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
 from sparc.jsonio import from_json, to_json
@@ -97,6 +99,66 @@ class FiringHistogram:
     """Bin edges of the firing fraction (log-spaced, from 1/n_rows to 1)."""
     counts: dict[str, list[int]]
     """Per stream: latents per bin (len(edges) − 1 bins); dead latents are not in any bin."""
+
+
+PresenceClass = Literal["shared", "mostly", "only", "dead"]
+"""A latent's stream presence (docs/method.md §5.9): ``shared`` (fires in several streams, none
+holding ``presence_mostly`` of it), ``mostly`` (one stream holds at least ``presence_mostly``),
+``only`` (one stream holds at least ``presence_only``), ``dead`` (fires in no stream)."""
+
+PRESENCE_CLASSES: tuple[PresenceClass, ...] = ("shared", "mostly", "only", "dead")
+
+
+@dataclass(frozen=True)
+class LatentPresence:
+    """In which streams each latent is used, under the independent encoding (each stream
+    encoded alone, so a latent is present in a stream only if that stream's input selects
+    it), and the taxonomy it gives (docs/method.md §5.9; thresholds in :class:`EvalSettings`).
+
+    The per-latent values (``fires``, ``activation``, ``classes``, ``main_stream``) are
+    what the report's latent pages show; the shares derive from them."""
+
+    basis: Literal["firing", "activation"]
+    """The share that classifies: of the latent's firings or of its summed activation."""
+    shared: int
+    """Latents that fire and whose largest stream share is below ``presence_mostly``."""
+    mostly: dict[str, int]
+    """Per stream: latents whose share there is at least ``presence_mostly`` but below ``presence_only``."""
+    only: dict[str, int]
+    """Per stream: latents whose share there is at least ``presence_only``."""
+    dead: int
+    """Latents that fire in no stream."""
+    fires: dict[str, list[int]]
+    """Per stream, per latent: evaluated rows on which it fires (value > 0)."""
+    activation: dict[str, list[float]]
+    """Per stream, per latent: its activation summed over the evaluated rows (7 significant digits)."""
+    classes: list[PresenceClass]
+    """Per latent."""
+    main_stream: list[str]
+    """Per latent: the stream with its largest share (the first on a tie; "" for a dead latent)."""
+
+    @property
+    def n_mostly(self) -> int:
+        return sum(self.mostly.values())
+
+    @property
+    def n_only(self) -> int:
+        return sum(self.only.values())
+
+    def firing_share(self) -> dict[str, np.ndarray]:
+        """Per stream [L]: its share of the latent's firings (rows × streams), NaN for a dead latent."""
+        return dict(zip(self.fires, stream_shares(np.array(list(self.fires.values()), dtype=np.float64))))
+
+    def activation_share(self) -> dict[str, np.ndarray]:
+        """Per stream [L]: its share of the latent's summed activation, NaN for a dead latent."""
+        return dict(zip(self.activation, stream_shares(np.array(list(self.activation.values()), dtype=np.float64))))
+
+
+def stream_shares(totals: np.ndarray) -> np.ndarray:
+    """[S, L] per-stream totals of each latent normalised over the streams (NaN where all are 0)."""
+    sums = totals.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums > 0, totals / sums, np.nan)
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -354,6 +416,8 @@ class EvalReport:
     encodings: list[EncodingReport]
     retrieval: RetrievalReport | None
     probes: ProbeReport | None
+    presence: LatentPresence | None = None
+    """Each latent's presence per stream and its class (None in an eval.json of an earlier sparc)."""
     notes: list[str] = field(default_factory=list)
     """What was skipped and why, and other caveats."""
     seconds: dict[str, float] = field(default_factory=dict)

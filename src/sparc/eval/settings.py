@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from sparc.errors import SparcError, require_at_least
 
@@ -60,6 +61,15 @@ class EvalSettings:
     null_shuffles: int = 5
     """Seeded draws of the permutation nulls beside every Jaccard (labels shuffled across rows, whole groups together; per-sample: a random row of another group); 0 = none."""
 
+    presence_basis: Literal["firing", "activation"] = "firing"
+    """Stream presence of the latents (docs/method.md §5.9; independent encoding): the share that classifies a latent — its firings (rows × streams where it is nonzero) or its summed activation, split over the streams."""
+
+    presence_mostly: float = 0.9
+    """A latent one stream holds at least this share of (below presence_only) is 'mostly one stream'; one that fires below it in every stream is 'shared'. In (0.5, 1]."""
+
+    presence_only: float = 0.99
+    """A latent one stream holds at least this share of is 'one stream only' (1 = strictly never elsewhere). In [presence_mostly, 1]."""
+
     plots: bool = True
     """Draw PNG plots (needs matplotlib)."""
 
@@ -81,5 +91,10 @@ class EvalSettings:
             raise SparcError(f"tie_tol must be a number >= 0, got {self.tie_tol}")
         if not (math.isfinite(self.probe_lr) and self.probe_lr > 0):
             raise SparcError(f"probe_lr must be a positive number, got {self.probe_lr}")
+        if not (0.5 < self.presence_mostly <= self.presence_only <= 1):
+            raise SparcError(f"presence thresholds need 0.5 < presence_mostly <= presence_only <= 1, got "
+                             f"{self.presence_mostly} and {self.presence_only}")
+        if self.presence_basis not in ("firing", "activation"):
+            raise SparcError(f"presence_basis must be firing or activation, got {self.presence_basis!r}")
         if self.depths is not None and any(d < 0 for d in self.depths):
             raise SparcError(f"depths must be >= 0 (0 = root labels), got {list(self.depths)}")

@@ -37,6 +37,7 @@ from sparc.eval.metrics.floors import (
     with_active_set_floors,
     with_concept_floors,
 )
+from sparc.eval.metrics.presence import latent_presence
 from sparc.eval.metrics.probes.run import run_probes
 from sparc.eval.metrics.ranking import MatchKeys
 from sparc.eval.metrics.reconstruction import ReconstructionAccumulator
@@ -180,6 +181,8 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
         for s in streams:
             codes[s].put(chunk.start, chunk.independent[s])
     seconds["encode"] = time.perf_counter() - t0
+    firing = states["independent"].firing
+    presence = latent_presence(firing.counts, firing.activation, streams, settings)
     if local:
         notes.append("local TopK: the joint and independent encodings are the same")
 
@@ -225,7 +228,7 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     seconds["total"] = time.perf_counter() - t_start
     return EvalReport(run=run, store=str(store.path), split=str(split), n_rows=N,
                       streams=dict(model.streams), model=model.cfg, settings=settings,
-                      encodings=encodings, retrieval=retrieval, probes=probes, notes=notes,
+                      encodings=encodings, retrieval=retrieval, probes=probes, presence=presence, notes=notes,
                       seconds={k: round(v, 3) for k, v in seconds.items()})
 
 

@@ -13,18 +13,24 @@ from sparc.model import SparseCode
 
 
 class FiringCounter:
-    """Rows on which each latent fires (value > 0), per stream: int64 [S, L]."""
+    """Rows on which each latent fires (value > 0), per stream: int64 [S, L] ``counts``;
+    and its summed activation, float64 [S, L] ``activation`` (the stream presence of §5.9)."""
 
     def __init__(self, streams: Sequence[str], n_latents: int):
         self.streams = list(streams)
         self.counts = np.zeros((len(self.streams), n_latents), dtype=np.int64)
+        self.activation = np.zeros((len(self.streams), n_latents), dtype=np.float64)
         self.n_rows = 0
 
     def update(self, codes: dict[str, SparseCode]) -> None:
         for s, name in enumerate(self.streams):
             code = codes[name]
-            fired = code.indices[code.values > 0]
+            on = code.values > 0
+            fired = code.indices[on]
             self.counts[s] += torch.bincount(fired, minlength=self.counts.shape[1]).cpu().numpy()
+            # Summed on the CPU in float64, in row order: the same sums on every device.
+            self.activation[s] += torch.bincount(fired.cpu(), weights=code.values[on].cpu().double(),
+                                                 minlength=self.counts.shape[1]).numpy()
         self.n_rows += next(iter(codes.values())).indices.shape[0]
 
     def dead(self) -> DeadLatents:

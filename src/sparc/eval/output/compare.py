@@ -4,7 +4,7 @@ Rows are ordered global + cross, global no-cross, local + cross, local no-cross 
 paper's four models), then by name. Each figure is the mean over streams or stream pairs
 of what eval.json holds; the concept Jaccard and the dead-latent patterns are the paper's
 (joint encoding, labels as given, all latents), the per-sample Jaccard and the
-retrieval use the independent encoding. Retrieval R@1 is on the paper's protocol (same
+retrieval and the latents' stream presence use the independent encoding. Retrieval R@1 is on the paper's protocol (same
 image) with the group-aware figure beside it; a second table gives every alignment
 figure with its label-free value, permutation null and excess.
 """
@@ -85,6 +85,13 @@ class ComparisonRow:
     probe_ap_latents: float
     """Multi-label probe macro AP on latents, mean over streams."""
     probe_ap_raw: float
+    presence_shared: int | None = None
+    """Latents shared by several streams under the independent encoding (docs/method.md §5.9);
+    None for an evaluation without stream presence."""
+    presence_mostly: int | None = None
+    """Latents mostly in one stream."""
+    presence_only: int | None = None
+    """Latents in one stream only."""
     floors: list[Floor] = field(default_factory=list)
     """Each alignment figure above with its label-free value, null and excess."""
 
@@ -159,6 +166,9 @@ def row_of(report: EvalReport, path: Path) -> ComparisonRow:
         r1_latents_group_aware=rv.mean_group_r1("latents") if rv else nan,
         r1_cross_recon_group_aware=rv.mean_group_r1("cross_recon") if rv else nan,
         probe_ap_latents=pr.mean_ap("latents") if pr else nan, probe_ap_raw=pr.mean_ap("raw") if pr else nan,
+        presence_shared=report.presence.shared if report.presence else None,
+        presence_mostly=report.presence.n_mostly if report.presence else None,
+        presence_only=report.presence.n_only if report.presence else None,
         floors=floors_of(report),
     )
 
@@ -178,7 +188,9 @@ def compare(paths: Sequence[str | Path], split: str = "test") -> Comparison:
     for what, get in (("stores", lambda r: r.store), ("splits", lambda r: (r.split, r.n_rows)),
                       ("streams", lambda r: tuple(r.streams.items())),
                       ("retrieval query counts", lambda r: r.retrieval.n_queries if r.retrieval else None),
-                      ("numbers of null shuffles", lambda r: r.settings.null_shuffles)):
+                      ("numbers of null shuffles", lambda r: r.settings.null_shuffles),
+                      ("stream-presence thresholds", lambda r: (r.settings.presence_basis, r.settings.presence_mostly,
+                                                                r.settings.presence_only))):
         if len({get(r) for r, _ in loaded}) > 1:
             notes.append(f"the runs were evaluated on different {what}: their figures are not directly comparable")
     return Comparison(rows=rows, notes=notes)
@@ -189,19 +201,22 @@ def render_comparison(c: Comparison) -> str:
     header = ["model", "run", "L", "k", "concept J (all L)", "concept J (active)", "concept J indep.",
               "per-sample J indep.", "dead all / some / alive all", "NMSE", "cross NMSE",
               "cross NMSE indep.", "R@1 latents", "R@1 cross-recon", "R@1 latents group-aware",
-              "R@1 cross-recon group-aware", "probe AP latents", "probe AP raw"]
+              "R@1 cross-recon group-aware", "probe AP latents", "probe AP raw", "shared / mostly one / one only"]
     rows = [[r.model, r.name, fmt(r.n_latents), str(r.k), fmt(r.concept_jaccard), fmt(r.concept_jaccard_active),
              fmt(r.concept_jaccard_independent), fmt(r.active_set_jaccard),
              f"{r.dead_in_all:,} / {r.dead_in_some:,} / {r.alive_in_all:,}", fmt(r.nmse, 4), fmt(r.cross_nmse, 4),
              fmt(r.cross_nmse_independent, 4), fmt(r.r1_latents), fmt(r.r1_cross_recon),
              fmt(r.r1_latents_group_aware), fmt(r.r1_cross_recon_group_aware),
-             fmt(r.probe_ap_latents), fmt(r.probe_ap_raw)] for r in c.rows]
+             fmt(r.probe_ap_latents), fmt(r.probe_ap_raw),
+             " / ".join(fmt(x) for x in (r.presence_shared, r.presence_mostly, r.presence_only))] for r in c.rows]
     out = ["# Comparison of runs", "", table(header, rows), "",
            "Concept J and dead patterns: joint encoding, labels as given (the paper's figures; paper: global + cross "
            "0.80, global no cross 0.73, local + cross 0.26, local no cross 0.17). *indep.*: each stream encoded alone. "
            "NMSE: mean over streams; cross NMSE: mean over ordered pairs; R@1: mean over ordered stream pairs, "
            "independent encoding — the query's own image is the only hit (the paper's protocol); *group-aware*: "
-           "any row of its split group or with its identical caption also counts. Probe AP: mean over streams."]
+           "any row of its split group or with its identical caption also counts. Probe AP: mean over streams. "
+           "Shared / mostly one / one only: latents by stream presence, independent encoding (each run's "
+           "thresholds; eval.md)."]
     floor_rows = [[r.model, r.name, FLOOR_NAMES.get(f.figure, f.figure), fmt(f.observed), fmt(f.label_free),
                    f"{fmt(f.null)} ± {fmt(f.null_sd)}", fmt(f.excess)] for r in c.rows for f in r.floors]
     out += ["", "## How much of the alignment is about the labels", "",

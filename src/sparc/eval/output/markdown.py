@@ -65,6 +65,9 @@ def render_eval(report: EvalReport) -> str:
                      [[e.encoding, *[fmt(e.dead.dead[s]) for s in names], fmt(e.dead.dead_in_all),
                        fmt(e.dead.dead_in_some), fmt(e.dead.alive_in_all)] for e in enc.values()]))
 
+    out += ["", "## Latents by stream presence", ""]
+    out += presence_section(report)
+
     out += ["", "## Concept Jaccard", ""]
     if not any(e.concept_jaccard for e in enc.values()):
         out.append("No labels: not measured.")
@@ -168,6 +171,38 @@ def render_eval(report: EvalReport) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def presence_section(report: EvalReport) -> list[str]:
+    """The lines of eval.md's stream-presence section (docs/method.md §5.9)."""
+    p, st = report.presence, report.settings
+    if p is None:
+        return ["Not measured (an evaluation of an earlier sparc)."]
+    names = list(report.streams)
+    basis = "firings (rows × streams where it is nonzero)" if p.basis == "firing" else "summed activation"
+    lines = [f"Independent encoding (each stream alone). A latent's share of its {basis} in each stream; "
+             f"*one stream only*: one stream holds ≥ {st.presence_only:g} of it; *mostly one stream*: ≥ "
+             f"{st.presence_mostly:g}; *shared*: it fires and no stream holds {st.presence_mostly:g}. The per-latent "
+             "firing counts and summed activations are in eval.json (`presence`) and on the report's latent pages.",
+             ""]
+    rows = [["shared", fmt(p.shared), *["" for _ in names]],
+            ["mostly one stream", fmt(p.n_mostly), *[fmt(p.mostly[s]) for s in names]],
+            ["one stream only", fmt(p.n_only), *[fmt(p.only[s]) for s in names]],
+            ["dead", fmt(p.dead), *["" for _ in names]]]
+    return [*lines, table(["class", "latents", *[f"in {s}" for s in names]], rows)]
+
+
+def presence_line(report: EvalReport) -> str | None:
+    """One line of the latents' stream presence, or None when not measured."""
+    p = report.presence
+    if p is None:
+        return None
+
+    def per_stream(counts: dict[str, int]) -> str:
+        return ", ".join(f"{s} {n:,}" for s, n in counts.items())
+
+    return (f"stream presence (independent): shared {p.shared:,}, mostly one stream {p.n_mostly:,} "
+            f"({per_stream(p.mostly)}), one stream only {p.n_only:,} ({per_stream(p.only)}), dead {p.dead:,}")
+
+
 def render_summary(report: EvalReport) -> str:
     """A few headline figures, one line each (what ``sparc eval`` prints)."""
     joint, indep = report.encoding("joint"), report.encoding("independent")
@@ -186,6 +221,8 @@ def render_summary(report: EvalReport) -> str:
     d = joint.dead
     lines.append(f"dead latents: {d.dead_in_all:,} in all streams, {d.dead_in_some:,} in some, "
                  f"{d.alive_in_all:,} alive in all")
+    if (line := presence_line(report)) is not None:
+        lines.append(line)
     r = joint.reconstruction
     lines.append(f"NMSE {fmt(r.mean_nmse(), 4)}, cross NMSE {fmt(r.mean_cross(), 4)} "
                  f"(independent: {fmt(indep.reconstruction.mean_cross(), 4)})")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from sparc.atomic import atomic_path
 from sparc.eval.output.markdown import render_eval
 from sparc.eval.results import EvalReport
+from sparc.jsonio import json_text
 from sparc.workspace import EVAL, check_replaceable, mark
 
 JSON_FILE = "eval.json"
@@ -35,7 +35,7 @@ def write_eval(report: EvalReport, out: str | Path, *, plots: bool = True) -> Ev
 
             files = draw_plots(report, tmp / PLOT_DIR)
             report = dataclasses.replace(report, plots={k: f"{PLOT_DIR}/{v}" for k, v in files.items()})
-        (tmp / JSON_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        (tmp / JSON_FILE).write_text(json_text(report.to_json()))
         (tmp / MD_FILE).write_text(render_eval(report))
         mark(tmp, EVAL, "sparc eval")
     return report

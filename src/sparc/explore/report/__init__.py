@@ -12,14 +12,16 @@ JavaScript (``assets/app.js``) with no library. Pages:
   eval.md and its plots) and the localisation table when ``RUN/localisation*/`` holds
   one;
 - **latents** — one table row per latent (name, aligned, vocabulary words, firing
-  frequency per stream, agreement, mean purity, concept Jaccard), sortable by any
+  frequency per stream, agreement, mean purity, concept Jaccard, stream presence), sortable by any
   column, filtered by text (id, name, words) and by "aligned" / "fires", paged (an
   8,192-latent table stays fast);
 - **latent** — per stream, side by side: the top rows and rows from across the
   activation range (thumbnails for image streams; captions for text streams, with the
   words of the latent's names shaded), the activation histogram, the names, the
   nearest latents by decoder cosine within each stream and over all streams, and the
-  latent's heatmaps when the run holds them (:data:`HEATMAPS`);
+  latent's heatmaps when the run holds them (:data:`HEATMAPS`), and its stream presence
+  (class and per-stream firing and activation shares, docs/method.md §5.9) from the run's
+  evaluation of the statistics' split (``RUN/eval-<split>/eval.json``);
 - **query** — type a caption or a label: the rows the report holds that match it, the
   latents of the best match's code (in a text stream), and the rows of every other
   stream ranked by the cosine of their sparse codes — the query engine of

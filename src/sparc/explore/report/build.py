@@ -15,7 +15,9 @@ from PIL import ImageOps
 from tqdm.auto import tqdm
 
 from sparc.atomic import atomic_path
+from sparc.data.splits import Split
 from sparc.errors import SparcError
+from sparc.eval.results import EvalReport, LatentPresence
 from sparc.explore.explorer import Explorer
 from sparc.explore.name_table import headline
 from sparc.explore.neighbours import ALL, nearest_latents
@@ -144,7 +146,36 @@ def _rows_data(ex: Explorer, rows: np.ndarray, query: np.ndarray, has_thumb: np.
     }
 
 
-def _latent_table(ex: Explorer, settings: ReportSettings) -> dict:
+def _evaluation(ex: Explorer, notes: list[str]) -> EvalReport | None:
+    """The run's evaluation of the statistics' split (``RUN/eval-<split>/eval.json``),
+    when it holds the latents' stream presence (docs/method.md §5.9) of this model."""
+    if ex.run is None:
+        return None
+    split = str(Split.parse(ex.stats.settings.split))
+    folder = RunDir(ex.run).eval_dir(split)
+    hint = f"run 'sparc eval {ex.run} --split {split}' before 'sparc report' to show the latents' stream presence"
+    if not (folder / "eval.json").is_file():
+        notes.append(f"no evaluation of the {split} split: {hint}")
+        return None
+    try:
+        report = EvalReport.load(inside(ex.run, folder.relative_to(ex.run) / "eval.json", f"the run {ex.run}"))
+    except SparcError as e:
+        notes.append(f"stream presence not shown: {e}")
+        return None
+    if report.presence is None or report.model != ex.model.cfg or report.streams != ex.model.streams:
+        why = "has no stream presence" if report.presence is None else "is of another model"
+        notes.append(f"stream presence not shown: {folder.name}/eval.json {why}; {hint}")
+        return None
+    return report
+
+
+def presence_labels(presence: LatentPresence) -> list[str]:
+    """Each latent's class as the report shows it: shared, mostly S, S only, dead."""
+    text = {"shared": "shared", "mostly": "mostly {}", "only": "{} only", "dead": "dead"}
+    return [text[c].format(s) for c, s in zip(presence.classes, presence.main_stream)]
+
+
+def _latent_table(ex: Explorer, settings: ReportSettings, evaluation: EvalReport | None) -> dict:
     st, names = ex.stats, ex.names
     enc = settings.encoding
     freq, agree = st.frequency(enc), st.agreement(enc)
@@ -156,6 +187,7 @@ def _latent_table(ex: Explorer, settings: ReportSettings) -> dict:
         "concept_j": None if st.concept_j is None else [_r(x) for x in st.concept_j[e].tolist()],
         "name": [None] * st.n_latents, "aligned": [0] * st.n_latents, "purity": [None] * st.n_latents,
         "words": [[] for _ in range(st.n_latents)],
+        "presence": None if evaluation is None else presence_labels(evaluation.presence),
     }
     if names is not None and names.classes:
         aligned = names.aligned
@@ -170,13 +202,17 @@ def _latent_table(ex: Explorer, settings: ReportSettings) -> dict:
     return table
 
 
-def _latent_details(ex: Explorer, rows: np.ndarray, settings: ReportSettings, heatmaps: dict) -> list[dict]:
+def _latent_details(ex: Explorer, rows: np.ndarray, settings: ReportSettings, heatmaps: dict,
+                    evaluation: EvalReport | None) -> list[dict]:
     st, names = ex.stats, ex.names
     enc = settings.encoding
     e = st.encoding_index(enc)
     local = {r: i for i, r in enumerate(rows.tolist())}
     mean = st.mean_activation(enc)
     near = nearest_latents(ex.model, n=settings.neighbours)
+    presence = evaluation.presence if evaluation is not None else None
+    fire_share = presence.firing_share() if presence is not None else None
+    act_share = presence.activation_share() if presence is not None else None
     out = []
     for lat in range(st.n_latents):
         per_stream = []
@@ -196,6 +232,9 @@ def _latent_details(ex: Explorer, rows: np.ndarray, settings: ReportSettings, he
                 "label": label,
                 "near": [[int(i), _r(c, 3)] for i, c in zip(*(x[lat].tolist() for x in near[stream]))],
                 "heatmaps": heatmaps.get(str(lat), {}).get(stream, []),
+                "presence": None if presence is None else {
+                    "fires": presence.fires[stream][lat], "fire_share": _r(fire_share[stream][lat]),
+                    "act_share": _r(act_share[stream][lat])},
             })
         words = [[w, _r(v, 3)] for w, v in names.top_words(lat)] if names is not None else []
         out.append({"streams": per_stream, "words": words,
@@ -309,7 +348,8 @@ def _write_report(ex: Explorer, out: Path, settings: ReportSettings, t0: float) 
         chunk_js = env.get_template("data.js.j2")
         (tmp / "data" / "rows.js").write_text(chunk_js.render(kind="rows", index=0,
                                                               data=_rows_data(ex, rows, query, has_thumb)))
-        details = _latent_details(ex, rows, settings, heatmaps)
+        evaluation = _evaluation(ex, notes)
+        details = _latent_details(ex, rows, settings, heatmaps, evaluation)
         n_chunks = 0
         for n_chunks, a in enumerate(range(0, st.n_latents, settings.chunk_latents), 1):
             (tmp / "data" / f"latents-{n_chunks - 1:04d}.js").write_text(
@@ -329,8 +369,12 @@ def _write_report(ex: Explorer, out: Path, settings: ReportSettings, t0: float) 
             "heatmaps": bool(heatmaps), "notes": notes,
             "overview": _overview(ex, tmp, settings),
             "classes": ex.names.classes if ex.names is not None else [],
+            "presence": None if evaluation is None else {
+                "eval": RunDir(ex.run).eval_dir(evaluation.split).name, "n_rows": evaluation.n_rows,
+                "basis": evaluation.presence.basis, "mostly": evaluation.settings.presence_mostly,
+                "only": evaluation.settings.presence_only},
         }
-        table = _latent_table(ex, settings)
+        table = _latent_table(ex, settings, evaluation)
         (tmp / "index.html").write_text(env.get_template("index.html.j2").render(meta=meta, table=table))
         mark(tmp, REPORT, "sparc report")
         files = [p for p in tmp.rglob("*") if p.is_file()]

@@ -216,11 +216,15 @@
   if (TABLE.concept_j) {
     COLUMNS.push({key: "concept_j", label: "concept J", num: true, get: function (l) { return TABLE.concept_j[l]; }});
   }
+  if (TABLE.presence) {
+    COLUMNS.push({key: "presence", label: "presence", get: function (l) { return TABLE.presence[l]; }});
+  }
 
   var tableState = {sort: "id", desc: false, page: 0, filter: "", aligned: false, alive: true};
   var SEARCH = [];
   for (var l0 = 0; l0 < L; l0++) {
-    SEARCH.push((String(l0) + " " + (TABLE.name[l0] || "") + " " + TABLE.words[l0].join(" ")).toLowerCase());
+    SEARCH.push((String(l0) + " " + (TABLE.name[l0] || "") + " " + TABLE.words[l0].join(" ") + " " +
+                 (TABLE.presence ? TABLE.presence[l0] : "")).toLowerCase());
   }
 
   function alive(l) { for (var s = 0; s < STREAMS.length; s++) { if (TABLE.fires[s][l] > 0) { return true; } } return false; }
@@ -349,7 +353,9 @@
       el("a", {href: "#latents", text: "all latents"}), " ",
       l < L - 1 ? el("a", {href: "#latent/" + (l + 1), text: "latent " + (l + 1) + " ›"}) : null]));
     box.appendChild(el("h2", null, ["Latent " + l + " ", el("span", {cls: "name", text: TABLE.name[l] || "(no name)"}),
-      TABLE.aligned[l] ? el("span", {cls: "badge", text: "aligned"}) : null]));
+      TABLE.aligned[l] ? el("span", {cls: "badge", text: "aligned"}) : null,
+      TABLE.presence ? el("span", {cls: "badge presence", title: "stream presence (" + META.presence.eval + ")",
+                                   text: TABLE.presence[l]}) : null]));
     box.appendChild(el("p", {cls: "loading", text: "loading…"}));
     withLatent(l, function (d) {
       if (location.hash !== "#latent/" + l) { return; }
@@ -358,6 +364,7 @@
       var facts = [
         "agreement " + fmt(TABLE.agreement[l], 2) + " (fires in every stream / in at least one)",
         TABLE.concept_j ? "concept Jaccard " + fmt(TABLE.concept_j[l], 2) : null,
+        TABLE.presence ? presenceFact(l, d) : null,
         d.words.length ? "words (through " + META.text_stream + "): " + d.words.map(function (w) {
           return w[0] + " (" + fmt(w[1], 2) + ")"; }).join(", ") : null].filter(function (x) { return x; });
       facts.forEach(function (f) { box.appendChild(el("p", {cls: "facts", text: f})); });
@@ -369,6 +376,11 @@
         col.appendChild(el("h3", {text: s.name + (s.modality ? " (" + s.modality + ")" : "")}));
         col.appendChild(el("p", {cls: "facts", text: "fires on " + TABLE.fires[i][l] + " rows (" + pct(TABLE.freq[i][l]) +
           "), mean " + fmt(ds.mean, 3) + ", max " + fmt(ds.max, 3)}));
+        if (ds.presence) {
+          col.appendChild(el("p", {cls: "facts presence-share", text: "encoded alone: fires on " + ds.presence.fires +
+            " rows — " + pct(ds.presence.fire_share) + " of the latent's firings, " + pct(ds.presence.act_share) +
+            " of its activation"}));
+        }
         if (ds.label) {
           col.appendChild(el("p", {cls: ds.label.accepted ? "label ok" : "label", text: "majority label: " + ds.label.label +
             " (" + ds.label.count + "/" + ds.label.n + (ds.label.accepted ? "" : ", below the purity threshold") + ")"}));
@@ -402,6 +414,18 @@
       box.appendChild(el("h4", {text: "Nearest latents over all streams (mean decoder cosine)"}));
       box.appendChild(nearList(d.near_all));
     });
+  }
+
+  // The latent's class and shares per stream, from the run's evaluation (docs/method.md §5.9).
+  function presenceFact(l, d) {
+    var P = META.presence;
+    var basis = P.basis === "firing" ? "firings" : "activation";
+    return "stream presence: " + TABLE.presence[l] + " — share of its " + basis + " per stream " +
+      STREAMS.map(function (s, i) {
+        var ds = d.streams[i].presence;
+        return s.name + " " + pct(P.basis === "firing" ? ds.fire_share : ds.act_share);
+      }).join(", ") + " (independent encoding, " + P.eval + "; one stream only ≥ " + P.only +
+      ", mostly one stream ≥ " + P.mostly + ")";
   }
 
   function nearList(items) {
