@@ -1,6 +1,7 @@
 """The latents' stream presence (docs/method.md §5.9) in the report: read from the run's
-evaluation of the statistics' split, shown in the latent table and on each latent's page
-(in headless Chromium), and left out with a note when no fitting evaluation exists."""
+evaluation of the statistics' split (for a report over every row, the held-out one),
+shown in the latent table and on each latent's page (in headless Chromium), and left out
+with a note when no fitting evaluation exists."""
 
 import json
 import re

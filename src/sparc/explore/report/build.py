@@ -152,10 +152,14 @@ def _evaluation(ex: Explorer, notes: list[str]) -> EvalReport | None:
     if ex.run is None:
         return None
     split = str(Split.parse(ex.stats.settings.split))
-    folder = RunDir(ex.run).eval_dir(split)
+    # A report over every row takes the held-out evaluation when there is none of all
+    # (the page names the evaluation it shows).
+    tried = [split] + (["test", "val", "train"] if split == "all" else [])
+    folder = next((RunDir(ex.run).eval_dir(s) for s in tried if (RunDir(ex.run).eval_dir(s) / "eval.json").is_file()),
+                  RunDir(ex.run).eval_dir(split))
     hint = f"run 'sparc eval {ex.run} --split {split}' before 'sparc report' to show the latents' stream presence"
     if not (folder / "eval.json").is_file():
-        notes.append(f"no evaluation of the {split} split: {hint}")
+        notes.append(f"no evaluation of the {' or '.join(tried)} split: {hint}")
         return None
     try:
         report = EvalReport.load(inside(ex.run, folder.relative_to(ex.run) / "eval.json", f"the run {ex.run}"))
