@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -90,6 +91,11 @@ class Train:
                       lr=self.resume_lr, other_store=self.other_store, backend=backend, dist=dist) as run:
             if run.resumed and main:
                 print(f"resuming {self.out} with its saved settings (lr {run.spec.train.lr:g})")
+            if main:
+                plan = run.trainer.plan()
+                print(plan.describe(run.spec.train))
+                for warning in plan.warnings:
+                    print(f"warning: {warning}", file=sys.stderr)
             try:
                 run.trainer.fit()
             except KeyboardInterrupt:

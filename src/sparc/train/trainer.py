@@ -40,6 +40,7 @@ from sparc.train.dead import resample_dead_latents
 from sparc.train.distributed import Distributed
 from sparc.train.metrics import MetricsLog
 from sparc.train.optim import SPARCAdam
+from sparc.train.plan import TrainingPlan, plan_training
 from sparc.train.pre_bias import init_pre_bias_
 from sparc.train.rundir import RunDir
 
@@ -244,6 +245,14 @@ class Trainer:
         return {k: v / rows for k, v in sums.items()} if rows else {}
 
     # ------------------------------------------------------------------ the loop
+
+    def plan(self) -> TrainingPlan:
+        """The run's size (rows, steps per epoch, total) and warnings for small data
+        (:mod:`sparc.train.plan`)."""
+        ranks = self.dist.world_size if self.dist is not None else 1
+        rows = len(self.train_data.rows_n) if isinstance(self.train_data, BatchLoader) else \
+            len(self.train_data) * self.cfg.batch_size * ranks
+        return plan_training(rows, len(self.train_data), self.cfg, ranks=ranks)
 
     def total_steps(self) -> int:
         steps = self.cfg.epochs * len(self.train_data)
