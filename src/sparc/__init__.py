@@ -16,20 +16,13 @@ themselves before PyTorch's first allocation.
 """
 
 from sparc.errors import SparcError
+from sparc.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_MODEL_NAMES = ("SPARC", "SPARCConfig", "SparseCode", "ForwardOutput", "Losses")
-
-
-def __getattr__(name: str):
-    # The model's names load PyTorch: import them on first use, so that `import sparc`
-    # (and the `sparc` command's start, which a Ctrl-C may interrupt) stays light.
-    if name in _MODEL_NAMES:
-        import sparc.model
-
-        return getattr(sparc.model, name)
-    raise AttributeError(f"module 'sparc' has no attribute {name!r}")
+# The model's names load PyTorch: imported on first use, so that `import sparc` (and the
+# `sparc` command's start, which a Ctrl-C may interrupt) stays light (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {"sparc.model": ["SPARC", "SPARCConfig", "SparseCode", "ForwardOutput", "Losses"]})
 
 
 __all__ = ["SPARC", "SPARCConfig", "SparseCode", "ForwardOutput", "Losses", "SparcError", "__version__"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sparc.atomic import write_text
 from sparc.errors import SparcError
-from sparc.model import SPARC, SPARCConfig
+from sparc.model import SPARCConfig
 from sparc.model.config import TopK
 from sparc.train import TrainConfig
 
@@ -182,6 +182,7 @@ def _train(cfg: DemoConfig, store, run_dir: Path, topk: TopK) -> Path:
 def _summarise(cfg: DemoConfig, store, result: DemoResult) -> str:
     """Evaluate each run on the held-out split and line them up (``sparc compare``)."""
     from sparc.eval import EvalSettings, compare, evaluate, render_comparison, write_eval
+    from sparc.model import SPARC
     from sparc.train.rundir import RunDir
 
     for name, run in result.runs.items():

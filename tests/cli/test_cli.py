@@ -169,3 +169,42 @@ def test_the_installed_command_runs(tmp_path):
         proc = subprocess.run(args, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert "usage: sparc" in proc.stdout
+
+
+LIGHT = """
+import json, sys
+from sparc.cli.main import main
+codes = []
+for args in (["--help"], ["train", "--help"], ["eval", "/nonexistent"], ["query", "/nonexistent", "--text", "a"],
+             ["train", "/nonexistent", "--out", "/nonexistent/run"], ["train", "--nosuch", "x"]):
+    try:
+        codes.append(main(args))
+    except SystemExit as e:
+        codes.append(e.code)
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "numba": "numba" in sys.modules}))
+"""
+
+
+def test_help_and_failing_commands_answer_without_loading_pytorch():
+    # What makes `sparc --help` and a mistyped path answer in well under a second.
+    done = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [0, 0, 2, 2, 2, 2], "torch": False, "numba": False}
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: /nonexistent holds no sparc model (needs config.json and model.safetensors); pass a run directory "
+        "written by 'sparc train' or 'sparc import-checkpoint' (a run still training: sparc.train.rundir.load_model "
+        "reads its checkpoint)"] * 2 + [
+        "error: no feature store at '/nonexistent' (directory not found); check the path",
+        "error: sparc train has no flag --nosuch; see sparc train --help"]
+
+
+def test_an_unknown_flag_is_named_in_one_line(store, tmp_path, capsys):
+    code, _, err = run(["train", store, "--out", tmp_path / "r", "--nosuch", "3"], capsys)
+    assert code == 2 and err == "error: sparc train has no flag --nosuch; see sparc train --help\n"
+    code, _, err = run(["eval", tmp_path, "--splitt=test"], capsys)
+    assert code == 2 and err == "error: sparc eval has no flag --splitt; see sparc eval --help\n"
+    with pytest.raises(SystemExit) as e:  # tyro's own message when no flag is unknown
+        main(["train", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "STORE" in capsys.readouterr().err

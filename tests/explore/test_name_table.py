@@ -10,7 +10,8 @@ import pytest
 
 from sparc.errors import SparcError
 from sparc.explore.name_table import CLEAR_PURITY, export_names, headline, name_rows, render_name_table
-from sparc.explore.naming import Names, NamingSettings
+from sparc.explore.naming import Names
+from sparc.explore.settings import NamingSettings
 
 
 def hand_names(words: bool = True) -> Names:

@@ -19,7 +19,8 @@ from sparc.explore.naming import (
     render_evaluation,
     row_labels,
 )
-from sparc.explore.stats import StatsSettings, compute_stats, stats_for_run
+from sparc.explore.settings import StatsSettings
+from sparc.explore.stats import compute_stats, stats_for_run
 from sparc.model import SPARC
 
 

@@ -10,9 +10,8 @@ import tyro
 
 from sparc.cli.common import Flat
 from sparc.errors import SparcError
-from sparc.explore.naming import NamingSettings
 from sparc.explore.report.settings import ReportSettings
-from sparc.explore.stats import StatsSettings
+from sparc.explore.settings import NamingSettings, StatsSettings
 
 
 def _explorer(run: Path, store: Path | None, split: str, *, device: str, progress: bool, names: bool = True,

@@ -73,12 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     # temporaries on the way out; a training says how to resume.
     previous, ours = _on_sigterm_raise()
     try:
-        import tyro
-
-        command = tyro.extras.subcommand_cli_from_dict(
-            commands(), args=args, prog="sparc",
-            description="sparc: concept-aligned sparse autoencoders (SPARC) across models and modalities.",
-        )
+        command = _parse(args)
+        _check_runs(command)
         command.run()
     except SparcError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -97,6 +93,68 @@ def main(argv: list[str] | None = None) -> int:
         if ours is not None and signal.getsignal(signal.SIGTERM) is ours:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _parse(args: list[str]):
+    """The command the arguments name, parsed by tyro. A flag the command does not have is
+    named in one line (tyro would first report a positional it took the flag's value for)."""
+    import contextlib
+    import io
+
+    import tyro
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            command = tyro.extras.subcommand_cli_from_dict(
+                commands(), args=args, prog="sparc",
+                description="sparc: concept-aligned sparse autoencoders (SPARC) across models and modalities.",
+            )
+    except SystemExit as e:
+        if e.code not in (0, None) and (flag := _unknown_flag(args)) is not None:
+            raise SparcError(f"sparc {args[0]} has no flag {flag}; see sparc {args[0]} --help") from None
+        sys.stderr.write(said.getvalue())
+        raise
+    sys.stderr.write(said.getvalue())
+    return command
+
+
+def _check_runs(command) -> None:
+    """The RUN paths a command was given, checked before it loads PyTorch: a wrong path
+    is said at once (sparc/model/files.py)."""
+    from pathlib import Path
+
+    from sparc.model.files import check_folder
+    from sparc.train.rundir import RunDir
+
+    given = getattr(command, "run_dir", None), *getattr(command, "runs", ())
+    for path in given:
+        if isinstance(path, Path):
+            check_folder(RunDir(path).model_folder())
+
+
+def _unknown_flag(args: list[str]) -> str | None:
+    """The first flag among ``args`` (after the command's name) that the command lacks."""
+    import warnings
+
+    import tyro
+
+    if not args or args[0] not in COMMANDS:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            parser = tyro.extras.get_parser(commands()[args[0]])
+    except Exception:  # a tyro without it: tyro's own message stands
+        return None
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for token in args[1:]:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("-") and not name.lstrip("-").replace(".", "", 1).isdigit() and name not in flags:
+            return name
+    return None
 
 
 def _threads_flag(args: list[str]) -> int | None:

@@ -13,7 +13,7 @@ from sparc.cli.common import Flat
 from sparc.cli.info import describe_model
 from sparc.demo import DemoConfig
 from sparc.errors import SparcError
-from sparc.model import SPARC, SPARCConfig
+from sparc.model import SPARCConfig
 from sparc.train import TrainConfig
 
 
@@ -63,12 +63,16 @@ class Train:
     CPUs this process may use — its CPU affinity (taskset) and its cgroup's CPU quota (README.md, 'Running beside other work')."""
 
     def run(self) -> None:
-        from sparc.train.distributed import Distributed, launched_by_torchrun
-
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
         if self.resume_lr is not None:
             TrainConfig(lr=self.resume_lr)  # the same checks as --lr
+        if not self.resume:
+            from sparc.data.store import FeatureStore
+
+            FeatureStore.open(self.store)  # a wrong path said at once, before PyTorch loads
+        from sparc.train.distributed import Distributed, launched_by_torchrun
+
         # Under torchrun, one rank of a data-parallel run (sparc.train.distributed).
         dist = Distributed.from_env(timeout_s=self.dist_timeout) if launched_by_torchrun() else None
         self._train(dist)
@@ -139,6 +143,7 @@ class ImportCheckpoint:
     """Replace an existing model at --out."""
 
     def run(self) -> None:
+        from sparc.model import SPARC
         from sparc.train.rundir import RUN
         from sparc.workspace import check_replaceable, mark, writing
 

@@ -6,13 +6,18 @@ Stores are filled by :mod:`sparc.extract` (datasets through backbones) or import
 from the original code's HDF5 files (:func:`import_h5`).
 """
 
-from sparc.data.describe import describe_store
-from sparc.data.h5import import import_h5
-from sparc.data.loader import Batch, BatchLoader
-from sparc.data.rows import RowMeta
 from sparc.data.splits import Split
-from sparc.data.store import FeatureStore
-from sparc.data.writer import StoreWriter
+from sparc.lazy import lazy_exports
+
+# The store and its loader load PyTorch: imported on first use (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {
+    "sparc.data.describe": ["describe_store"],
+    "sparc.data.h5import": ["import_h5"],
+    "sparc.data.loader": ["Batch", "BatchLoader"],
+    "sparc.data.rows": ["RowMeta"],
+    "sparc.data.store": ["FeatureStore"],
+    "sparc.data.writer": ["StoreWriter"],
+})
 
 __all__ = [
     "Batch",

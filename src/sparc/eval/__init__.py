@@ -8,28 +8,19 @@ latent's presence per stream);
 evaluations up in the shape of the paper's table. See ``README.md`` beside this file.
 """
 
-from sparc.eval.output.compare import Comparison, ComparisonRow, Floor, compare, render_comparison
-from sparc.eval.output.markdown import render_eval
-from sparc.eval.output.write import write_eval
-from sparc.eval.results import (
-    ConceptJaccard,
-    CrossNMSE,
-    DeadLatents,
-    EncodingReport,
-    EvalReport,
-    LatentPresence,
-    OneDProbe,
-    PairActiveSets,
-    PairJaccard,
-    ProbeReport,
-    ProbeResult,
-    RankFigures,
-    Reconstruction,
-    RetrievalReport,
-    RetrievalResult,
-)
 from sparc.eval.settings import EvalSettings
-from sparc.eval.streaming import evaluate
+from sparc.lazy import lazy_exports
+
+# The rest loads PyTorch (or matplotlib): imported on first use (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {
+    "sparc.eval.output.compare": ["Comparison", "ComparisonRow", "Floor", "compare", "render_comparison"],
+    "sparc.eval.output.markdown": ["render_eval"],
+    "sparc.eval.output.write": ["write_eval"],
+    "sparc.eval.results": ["ConceptJaccard", "CrossNMSE", "DeadLatents", "EncodingReport", "EvalReport",
+                           "LatentPresence", "OneDProbe", "PairActiveSets", "PairJaccard", "ProbeReport",
+                           "ProbeResult", "RankFigures", "Reconstruction", "RetrievalReport", "RetrievalResult"],
+    "sparc.eval.streaming": ["evaluate"],
+})
 
 __all__ = [
     "Comparison",

@@ -11,9 +11,15 @@ browsable report (README.md beside this file).
 - :mod:`.report` — the static site of ``sparc report``.
 """
 
-from sparc.explore.explorer import Explorer, QueryResult
-from sparc.explore.naming import Names, NamingSettings, name_latents, names_for_run
-from sparc.explore.stats import ENCODINGS, LatentStats, StatsSettings, compute_stats, stats_for_run
+from sparc.explore.settings import ENCODINGS, NamingSettings, StatsSettings
+from sparc.lazy import lazy_exports
+
+# The rest loads PyTorch: imported on first use (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {
+    "sparc.explore.explorer": ["Explorer", "QueryResult"],
+    "sparc.explore.naming": ["Names", "name_latents", "names_for_run"],
+    "sparc.explore.stats": ["LatentStats", "compute_stats", "stats_for_run"],
+})
 
 __all__ = ["ENCODINGS", "Explorer", "LatentStats", "Names", "NamingSettings", "QueryResult", "StatsSettings",
            "compute_stats", "name_latents", "names_for_run", "stats_for_run"]

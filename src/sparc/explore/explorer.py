@@ -35,9 +35,10 @@ from sparc.data.normalize import l2_normalize
 from sparc.errors import SparcError
 from sparc.eval.features import model_inputs
 from sparc.eval.streaming import check_streams
-from sparc.explore.naming import Names, NamingSettings, names_for_run
+from sparc.explore.naming import Names, names_for_run
+from sparc.explore.settings import NamingSettings, StatsSettings
 from sparc.explore.sources import backbone_for, encode_with, read_image, stream_modality, streams_of
-from sparc.explore.stats import LatentStats, StatsSettings, stats_for_run
+from sparc.explore.stats import LatentStats, stats_for_run
 from sparc.model import SPARC, SparseCode
 from sparc.train.rundir import RunDir, load_model
 

@@ -27,13 +27,11 @@ chance (the fraction of all entries that belong to it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -44,8 +42,9 @@ from sparc.data.normalize import l2_normalize
 from sparc.errors import SparcError
 from sparc.eval.features import model_inputs
 from sparc.eval.labels import ancestors, depth_of
+from sparc.explore.settings import NamingSettings
 from sparc.explore.sources import backbone_for, encode_with, streams_of
-from sparc.explore.stats import Encoding, LatentStats, explore_dir, load_if_current
+from sparc.explore.stats import LatentStats, explore_dir, load_if_current
 from sparc.explore.topn import TopN
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC
@@ -53,56 +52,6 @@ from sparc.model import SPARC
 NAMES_JSON = "names.json"
 FORMAT = "sparc-latent-names"
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class NamingSettings:
-    """How latents are named."""
-
-    encoding: Encoding = "joint"
-    """Codes whose top rows name the latents: joint (all streams together, the original's protocol) or independent (each stream alone)."""
-
-    top: int = 50
-    """Top labelled rows per latent and stream that vote for its name."""
-
-    min_purity: float = 0.3
-    """Accept a name when at least this fraction of those rows carry it."""
-
-    labels: Literal["given", "specific"] = "given"
-    """given: every label of a row votes (the original); specific: not the labels that are ancestors of the row's other labels."""
-
-    text_stream: str | None = None
-    """Text stream the vocabulary goes through (default: the first text stream)."""
-
-    vocabulary: Path | None = None
-    """A word list (one entry a line) instead of the store's label names and the captions outside the split."""
-
-    words: int = 5
-    """Vocabulary entries kept per latent."""
-
-    backbone: str | None = None
-    """FAMILY[:key=value,...] of the text stream's backbone, when its options cannot be read from the store's fingerprint."""
-
-    device: str = "cpu"
-    """Torch device of the text stream's backbone."""
-
-    def __post_init__(self) -> None:
-        if self.top < 1 or self.words < 1:
-            raise SparcError("top and words must be at least 1")
-        if not 0 <= self.min_purity <= 1:
-            raise SparcError(f"min_purity must be between 0 and 1, got {self.min_purity}")
-        if self.encoding not in ("joint", "independent"):
-            raise SparcError(f"encoding must be joint or independent, got {self.encoding!r}")
-
-    def identity(self) -> dict:
-        out = to_json(self)
-        out.pop("device")
-        if self.vocabulary is not None:
-            try:
-                out["vocabulary_sha256"] = hashlib.sha256(Path(self.vocabulary).read_bytes()).hexdigest()
-            except OSError as e:
-                raise SparcError(f"cannot read the vocabulary {self.vocabulary}: {e.strerror or e}") from None
-        return out
 
 
 @dataclass

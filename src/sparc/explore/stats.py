@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,12 +46,13 @@ from sparc.atomic import atomic_path, write_json
 from sparc.data import FeatureStore
 from sparc.data.splits import Split
 from sparc.device import check_device
-from sparc.errors import SparcError, require_at_least
+from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable
 from sparc.eval.features import encode_in_chunks
 from sparc.eval.labels import label_matrix
 from sparc.eval.metrics.concept_jaccard import ConceptCounter, concept_jaccard
 from sparc.eval.streaming import check_streams, rows_of_split
+from sparc.explore.settings import ENCODINGS, StatsSettings
 from sparc.explore.topn import TopN, hash_keys
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARC, SparseCode
@@ -60,8 +61,6 @@ from sparc.workspace import STATS, mark, writing
 
 T = TypeVar("T")
 
-Encoding = Literal["joint", "independent"]
-ENCODINGS: tuple[Encoding, ...] = ("joint", "independent")
 FORMAT = "sparc-latent-stats"
 VERSION = 1
 STATS_FILE = "stats.safetensors"
@@ -74,45 +73,6 @@ smaller positive values count in the first bin, larger ones in the last."""
 def explore_dir(run: str | Path, split: str) -> Path:
     """Where a run's statistics (and names) of ``split`` live (:class:`~sparc.train.rundir.RunDir`)."""
     return RunDir(run).explore_dir(split)
-
-
-@dataclass(frozen=True)
-class StatsSettings:
-    """What the statistics pass keeps. Saved with the statistics; changing any field
-    but ``chunk_rows``, ``device`` and ``progress`` recomputes them."""
-
-    split: str = "all"
-    """Split of the store to compute the statistics on (train, val, test or all; exploring reads every row by default, as the report does; 'sparc eval' keeps the held-out test split)."""
-
-    top: int = 50
-    """Top activating rows kept per latent, stream and encoding (the naming protocol reads the top 50)."""
-
-    quantile_bins: int = 10
-    """Activation quantile bins per latent and stream (rows sampled from across the activation range)."""
-
-    per_bin: int = 5
-    """Rows kept per quantile bin."""
-
-    seed: int = 0
-    """Seed of the sample of firing rows."""
-
-    chunk_rows: int = 2048
-    """Rows encoded at a time (memory grows with it: chunk_rows × n_latents × 4 bytes × streams)."""
-
-    device: str = "cpu"
-    """Torch device of the model."""
-
-    progress: bool = True
-    """Show a progress bar."""
-
-    def __post_init__(self) -> None:
-        require_at_least(self, 1, "top", "quantile_bins", "per_bin", "chunk_rows")
-        Split.parse(self.split)
-
-    def identity(self) -> dict:
-        """The fields that change the statistics."""
-        return {"split": str(Split.parse(self.split)), "top": self.top, "quantile_bins": self.quantile_bins,
-                "per_bin": self.per_bin, "seed": self.seed}
 
 
 @dataclass

@@ -5,8 +5,13 @@ through its public methods (``logits``/``select``/``encode``, ``decode``/``decod
 ``dead_mask``, ``reinit_latents_``, ``set_pre_bias_``, the decoder constraint).
 """
 
+from sparc.lazy import lazy_exports
 from sparc.model.config import SPARCConfig
-from sparc.model.outputs import ForwardOutput, Losses, SparseCode, StreamLogits, nmse, row_nmse
-from sparc.model.sparc import SPARC
+
+# SPARC and its outputs load PyTorch: imported on first use (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {
+    "sparc.model.sparc": ["SPARC"],
+    "sparc.model.outputs": ["ForwardOutput", "Losses", "SparseCode", "StreamLogits", "nmse", "row_nmse"],
+})
 
 __all__ = ["SPARC", "SPARCConfig", "ForwardOutput", "Losses", "SparseCode", "StreamLogits", "nmse", "row_nmse"]

@@ -11,16 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from sparc.atomic import atomic_path, write_json
 from sparc.errors import SparcError
 from sparc.jsonio import from_json
 from sparc.model.config import SPARCConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from sparc.model.sparc import SPARC
 
 CONFIG_FILE = "config.json"
@@ -61,6 +59,8 @@ def config_dict(model: SPARC) -> dict:
 
 def save(model: SPARC, path: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
@@ -70,16 +70,27 @@ def save(model: SPARC, path: str | Path) -> Path:
     return path
 
 
-def load(cls: type[SPARC], path: str | Path, device: str | torch.device = "cpu") -> SPARC:
-    """The model saved in folder ``path`` (see :meth:`sparc.model.SPARC.load`)."""
+def check_folder(path: str | Path) -> Path:
+    """``path`` if it holds a model's two files, else a one-line error (no PyTorch needed:
+    a wrong path is said at once)."""
     path = Path(path)
-    cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not cfg_file.exists() or not weights.exists():
+    if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
         raise SparcError(
             f"{path} holds no sparc model (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
             "pass a run directory written by 'sparc train' or 'sparc import-checkpoint' "
             "(a run still training: sparc.train.rundir.load_model reads its checkpoint)"
         )
+    return path
+
+
+def load(cls: type[SPARC], path: str | Path, device: str | torch.device = "cpu") -> SPARC:
+    """The model saved in folder ``path`` (see :meth:`sparc.model.SPARC.load`)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = check_folder(path)
+    cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
     try:
         meta = json.loads(cfg_file.read_text())
         streams = streams_of_config(meta, what=f"{cfg_file}: streams")

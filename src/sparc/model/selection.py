@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from sparc.errors import SparcError
 from sparc.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class SelectionRule:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparc.atomic import current_dir, old_of, write_json
 from sparc.errors import SparcError
-from sparc.model.files import CONFIG_FILE, WEIGHTS_FILE
+from sparc.model.files import CONFIG_FILE, WEIGHTS_FILE, check_folder
 from sparc.workspace import TEMPORARY, FolderKind
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ class RunDir:
 def load_model(path: str | Path, *, device: str = "cpu") -> SPARC:
     """The model a run directory holds (final, else its current checkpoint), or the
     model of a plain model folder."""
+    folder = check_folder(RunDir(path).model_folder())  # before PyTorch loads: a wrong path said at once
     from sparc.model import SPARC
 
-    return SPARC.load(RunDir(path).model_folder(), device=device)
+    return SPARC.load(folder, device=device)

@@ -32,7 +32,10 @@ Heatmap hook: ``RUN/heatmaps/index.json`` = ``{"latents": {"<latent>": {"<stream
 those images into ``DIR/heatmaps/`` and shows them on the latent's page.
 """
 
-from sparc.explore.report.build import HEATMAPS, write_report
 from sparc.explore.report.settings import ReportSettings
+from sparc.lazy import lazy_exports
+
+# Building loads PyTorch and Pillow: imported on first use (sparc/lazy.py).
+__getattr__ = lazy_exports(__name__, {"sparc.explore.report.build": ["HEATMAPS", "write_report"]})
 
 __all__ = ["HEATMAPS", "ReportSettings", "write_report"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparc.errors import SparcError, require_at_least
-from sparc.explore.stats import Encoding
+from sparc.explore.settings import Encoding
 
 
 @dataclass(frozen=True)
