@@ -102,6 +102,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     result.report = _report(cfg, result.runs["sparc"], out / "report")
     result.seconds["report"] = time.perf_counter() - t
     result.summary += f"\nBrowse the concepts of the SPARC run: open {result.report / 'index.html'}\n"
+    result.summary += "\n" + _closing(cfg, FeatureStore.open(result.store))
     write_text(out / "summary.md", result.summary)
     return result
 
@@ -198,8 +199,14 @@ def _summarise(cfg: DemoConfig, store, result: DemoResult) -> str:
         "",
         table,
         "",
-        f"Settings: {json.dumps(asdict(cfg), default=str)}",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _closing(cfg: DemoConfig, store) -> str:
+    """The summary's last section, once: the settings (folded) and the data's credits."""
+    lines = ["## Settings and data", "", "<details><summary>settings of both runs</summary>", "", "```json",
+             json.dumps(asdict(cfg), default=str, indent=1), "```", "", "</details>"]
     credits = store.dataset_info().get("credits")
     if credits:
         lines += ["", f"Data: {credits}"]

@@ -157,3 +157,23 @@ def test_stats_and_names_reused_from_python(world, tmp_path):
     assert logs == [] and again.stats.settings.top == 50 and again.names.words.shape[1] == 5
     assert json.loads((run / "explore-all" / "stats.json").read_text())["n_rows"] == first.stats.n_rows
     assert CONCEPTS[0] in first.names.vocabulary
+
+
+def test_the_readmes_store_and_new_inputs_snippet_runs(world, tmp_path, monkeypatch):
+    # The README's Python block for stores and new inputs, on the stand-in world.
+    from pathlib import Path
+
+    from tests.explore.world import concept_image
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("A store, and new inputs through a run's own backbones:\n\n```python\n")[1].split("```")[0]
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    concept_image({"seal": 0.8}).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    code = block.replace('"store/"', repr(str(world["store"]))).replace('"runs/sparc"', repr(str(run))) \
+        .replace('"dino"', '"img"')
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["x"].shape[1] == FeatureStore.open(world["store"]).streams["img"]
+    assert scope["code"].indices.shape[0] == 1 and scope["result"].latents and set(scope["result"].ranked)

@@ -173,7 +173,7 @@ class Demo:
 
         result = run_demo(self.demo)
         print()
-        print(result.summary)
+        print(result.summary.split("## Settings and data")[0].rstrip())  # the settings stay in summary.md
         timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
         print(f"output in {self.demo.out}/ (store/, runs/, report/, summary.md); {timing}")
         print(f"open the report in a browser: {result.report / 'index.html'}")
