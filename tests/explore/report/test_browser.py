@@ -104,7 +104,7 @@ def test_report_in_a_real_browser(browser, tmp_path_factory):
     page.screenshot(path=str(shots / "4-query.png"), full_page=True)
 
     page.goto(f"{url}#overview")
-    page.wait_for_selector("#overview h3")
+    page.wait_for_selector("#overview details summary.section")
     page.screenshot(path=str(shots / "5-overview.png"), full_page=True)
     assert problems == []
 

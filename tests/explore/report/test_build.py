@@ -68,8 +68,10 @@ def test_report_files_and_data(world, run, tmp_path):
 
 def test_evaluation_and_heatmap_hooks(world, run, tmp_path):
     (run / "eval-test" / "plots").mkdir(parents=True)
-    (run / "eval-test" / "eval.md").write_text("# eval\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (run / "eval-test" / "eval.md").write_text("# eval\n\n| a | b |\n|---|---|\n| **1** | <b>2</b> |\n\n"
+                                              "|A ∩ B| / |A ∪ B| per row\n\n![dead](plots/dead.png)\n")
     Image.new("RGB", (20, 10), "red").save(run / "eval-test" / "plots" / "firing.png")
+    Image.new("RGB", (20, 10), "red").save(run / "eval-test" / "plots" / "dead.png")
     (run / "heatmaps").mkdir()
     Image.new("RGB", (16, 16), "blue").save(run / "heatmaps" / "h.png")
     (run / "heatmaps" / "index.json").write_text(json.dumps({"latents": {"7": {"img": [["r3", "h.png"], ["r4", "gone.png"]]}}}))
@@ -79,8 +81,14 @@ def test_evaluation_and_heatmap_hooks(world, run, tmp_path):
     write_report(ex, tmp_path / "r", ReportSettings(progress=False))
     meta = _inline((tmp_path / "r" / "index.html").read_text(), "sparc-meta")
     ev = meta["overview"]["evaluations"][0]
-    assert ev["name"] == "eval-test" and ev["plots"] == ["plots/eval-test/firing.png"]
-    assert (tmp_path / "r" / ev["plots"][0]).exists()
+    # eval.md as HTML: Markdown rendered, raw HTML escaped, a formula not taken for a table, the
+    # plot it shows pointed at the report's copy (a link to the full size); the other plot below.
+    assert "<td><strong>1</strong></td>" in ev["html"] and "&lt;b&gt;2&lt;/b&gt;" in ev["html"]
+    assert "<p>|A ∩ B| / |A ∪ B| per row</p>" in ev["html"]
+    assert '<a class="plot" href="plots/eval-test/dead.png"' in ev["html"] and 'src="plots/eval-test/dead.png"' in ev["html"]
+    assert ev["name"] == "eval-test" and ev["plots"] == ["plots/eval-test/firing.png"] and ev["headline"] == []
+    assert (tmp_path / "r" / ev["plots"][0]).exists() and (tmp_path / "r" / "plots" / "eval-test" / "dead.png").exists()
+    assert "<table>" in meta["overview"]["localisation"][0]["html"]
     assert meta["overview"]["localisation"][0]["name"] == "localisation-test/localisation.md"
     assert meta["heatmaps"] is True
     details = _data(tmp_path / "r" / "data" / "latents-0000.js", "latents")

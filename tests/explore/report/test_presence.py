@@ -43,6 +43,8 @@ def test_the_report_carries_the_evaluations_presence(world, tmp_path):
     out, ev = _report(world, tmp_path)
     html = (out / "index.html").read_text()
     meta, table = _inline(html, "sparc-meta"), _inline(html, "sparc-table")
+    headline = meta["overview"]["evaluations"][0]["headline"]  # the overview opens with these
+    assert headline[0].endswith(f"on test ({ev.n_rows:,} rows)") and any(x.startswith("NMSE ") for x in headline)
     assert meta["presence"] == {"eval": "eval-test", "n_rows": ev.n_rows, "basis": "firing", "mostly": 0.8, "only": 0.99}
     assert table["presence"] == presence_labels(ev.presence)
     assert 'id="presence-help"' in html

@@ -21,6 +21,7 @@ from sparc.eval.results import EvalReport, LatentPresence
 from sparc.explore.explorer import Explorer
 from sparc.explore.name_table import headline
 from sparc.explore.neighbours import ALL, nearest_latents
+from sparc.explore.report.markdown import markdown_html
 from sparc.explore.report.settings import ReportSettings
 from sparc.explore.sources import RowImages, stream_modality
 from sparc.explore.stats import HIST_EDGES
@@ -300,26 +301,42 @@ def _overview(ex: Explorer, out: Path, settings: ReportSettings) -> dict:
         from sparc.explore.naming import render_evaluation
 
         info["naming"] = {"settings": to_json(names.settings), "text_stream": names.text_stream,
-                          "vocabulary": len(names.vocabulary), "evaluation": render_evaluation(names),
+                          "vocabulary": len(names.vocabulary), "evaluation": markdown_html(render_evaluation(names)),
                           "notes": names.notes}
     if ex.run is not None:
         for d in RunDir(ex.run).eval_dirs():
             if not (d / "eval.md").is_file():
                 continue
-            plots = []
+            plots = {}
             for p in sorted((d / "plots").glob("*.png")) if (d / "plots").is_dir() else []:
                 p = inside(ex.run, p.relative_to(ex.run), f"the run {ex.run}")
                 dest = Path("plots") / d.name / p.name
                 (out / dest).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(p, out / dest)
-                plots.append(dest.as_posix())
-            markdown = inside(ex.run, (d / "eval.md").relative_to(ex.run), f"the run {ex.run}").read_text()
-            info["evaluations"].append({"name": d.name, "markdown": markdown, "plots": plots})
+                plots[f"plots/{p.name}"] = dest.as_posix()
+            text = inside(ex.run, (d / "eval.md").relative_to(ex.run), f"the run {ex.run}").read_text()
+            # The plots eval.md shows appear where it shows them; any other below it.
+            info["evaluations"].append({"name": d.name, "html": markdown_html(text, plots), "headline": _headline(inside(ex.run, (d / "eval.json").relative_to(ex.run), f"the run {ex.run}")),
+                                        "plots": [v for k, v in plots.items() if f"]({k})" not in text]})
         for d in RunDir(ex.run).localisation_dirs():
             for f in sorted(d.glob("*.md")):
                 f = inside(ex.run, f.relative_to(ex.run), f"the run {ex.run}")
-                info["localisation"].append({"name": f"{d.name}/{f.name}", "markdown": f.read_text()})
+                info["localisation"].append({"name": f"{d.name}/{f.name}", "html": markdown_html(f.read_text())})
+        # The held-out evaluation leads (its headline figures open the overview).
+        info["evaluations"].sort(key=lambda e: (e["name"] != "eval-test", e["name"]))
     return info
+
+
+def _headline(eval_json: Path) -> list[str]:
+    """The evaluation's headline figures, one line each (what ``sparc eval`` prints), or
+    none when its eval.json cannot be read by this version."""
+    from sparc.eval import EvalReport
+    from sparc.eval.output.markdown import render_summary
+
+    try:
+        return render_summary(EvalReport.load(eval_json)).splitlines()
+    except (SparcError, OSError):
+        return []
 
 
 # ------------------------------------------------------------------------------ the report

@@ -110,35 +110,11 @@
 
   // ------------------------------------------------------------------ overview
 
-  function markdown(md) {
-    // a small renderer for the Markdown sparc writes: headings, tables, lists, paragraphs
-    var out = el("div", {cls: "md"});
-    var lines = md.split("\n");
-    var i = 0;
-    while (i < lines.length) {
-      var line = lines[i];
-      if (/^\|/.test(line)) {
-        var table = el("table", {cls: "grid"});
-        var head = true;
-        while (i < lines.length && /^\|/.test(lines[i])) {
-          var cells = lines[i].replace(/^\||\|$/g, "").split("|").map(function (c) { return c.trim(); });
-          if (!cells.every(function (c) { return /^:?-+:?$/.test(c); })) {
-            table.appendChild(el("tr", null, cells.map(function (c) { return el(head ? "th" : "td", {text: c}); })));
-            head = false;
-          }
-          i++;
-        }
-        out.appendChild(table);
-        continue;
-      }
-      var h = /^(#+)\s+(.*)$/.exec(line);
-      if (h) { out.appendChild(el("h" + Math.min(6, h[1].length + 2), {text: h[2]})); }
-      else if (/^\s*[-*]\s+/.test(line)) { out.appendChild(el("li", {text: line.replace(/^\s*[-*]\s+/, "")})); }
-      else if (/^!\[/.test(line.trim())) { /* images: the plots are shown below */ }
-      else if (line.trim()) { out.appendChild(el("p", {text: line})); }
-      i++;
-    }
-    return out;
+  function html(markup) {
+    // Markdown rendered when the report was built (markdown-it-py; raw HTML escaped)
+    var box = el("div", {cls: "md"});
+    box.innerHTML = markup;
+    return box;
   }
 
   function kv(obj) {
@@ -154,9 +130,34 @@
   function renderOverview() {
     var ov = META.overview;
     var box = clear(document.getElementById("overview"));
-    box.appendChild(el("h3", {text: "Model"}));
-    box.appendChild(kv(ov.model));
-    box.appendChild(el("h3", {text: "Streams"}));
+    // The figures first, the settings folded away at the end.
+    var lead = ov.evaluations.length ? ov.evaluations[0] : null;
+    if (lead && lead.headline.length) {
+      box.appendChild(el("h3", {text: "Headline figures (" + lead.name + ")"}));
+      box.appendChild(el("ul", {cls: "headline"}, lead.headline.map(function (line) { return el("li", {text: line}); })));
+    }
+    if (!ov.evaluations.length) {
+      box.appendChild(el("p", {cls: "note", text: "No evaluation in the run yet: run 'sparc eval RUN' and rebuild."}));
+    }
+    META.notes.forEach(function (n) { box.appendChild(el("p", {cls: "note", text: n})); });
+    ov.evaluations.forEach(function (ev) {
+      box.appendChild(el("details", {open: ev === lead ? "" : null}, [
+        el("summary", {cls: "section", text: "Evaluation (" + ev.name + ")"}), html(ev.html),
+        ev.plots.length ? el("div", {cls: "plots"}, ev.plots.map(function (p) {
+          return el("a", {href: p, target: "_blank"}, [el("img", {src: p, alt: p})]); })) : null]));
+    });
+    ov.localisation.forEach(function (loc) {
+      box.appendChild(el("details", {open: ""}, [el("summary", {cls: "section", text: "Localisation (" + loc.name + ")"}),
+        html(loc.html)]));
+    });
+    if (ov.naming && (ov.naming.evaluation || (ov.naming.notes || []).length)) {
+      var names = [el("summary", {cls: "section", text: "Names"})];
+      if (ov.naming.evaluation) { names.push(html(ov.naming.evaluation)); }
+      (ov.naming.notes || []).forEach(function (n) { names.push(el("p", {cls: "note", text: n})); });
+      box.appendChild(el("details", {open: ""}, names));
+    }
+    var settings = [el("summary", {cls: "section", text: "Settings: model, streams, store, statistics, names, training"}),
+      el("h4", {text: "Model"}), kv(ov.model), el("h4", {text: "Streams"})];
     var st = el("table", {cls: "grid"}, [el("tr", null, ["stream", "width", "modality", "backbone"].map(function (c) {
       return el("th", {text: c}); }))]);
     ov.streams.forEach(function (s) {
@@ -166,38 +167,13 @@
         el("td", null, [el("details", null, [el("summary", {text: (src.family || "not recorded") +
           (src.model ? " · " + src.model : "")}), el("pre", {text: JSON.stringify(src, null, 2)})])])]));
     });
-    box.appendChild(st);
-    box.appendChild(el("h3", {text: "Store"}));
-    box.appendChild(kv(ov.store));
-    box.appendChild(el("h3", {text: "Latent statistics"}));
-    box.appendChild(kv(ov.stats));
-    if (ov.naming) {
-      box.appendChild(el("h3", {text: "Names"}));
-      box.appendChild(kv(ov.naming.settings));
-      if (ov.naming.evaluation) { box.appendChild(markdown(ov.naming.evaluation)); }
-      (ov.naming.notes || []).forEach(function (n) { box.appendChild(el("p", {cls: "note", text: n})); });
-    }
-    if (ov.training) {
-      box.appendChild(el("h3", {text: "Training"}));
-      box.appendChild(el("details", null, [el("summary", {text: "train_config.json"}),
-        el("pre", {text: JSON.stringify(ov.training, null, 2)})]));
-    }
-    ov.evaluations.forEach(function (ev) {
-      box.appendChild(el("h3", {text: "Evaluation (" + ev.name + ")"}));
-      box.appendChild(markdown(ev.markdown));
-      var plots = el("div", {cls: "plots"});
-      ev.plots.forEach(function (p) { plots.appendChild(el("img", {src: p, alt: p})); });
-      box.appendChild(plots);
-    });
-    ov.localisation.forEach(function (loc) {
-      box.appendChild(el("h3", {text: "Localisation (" + loc.name + ")"}));
-      box.appendChild(markdown(loc.markdown));
-    });
-    if (!ov.evaluations.length) {
-      box.appendChild(el("p", {cls: "note", text: "No evaluation in the run yet: run 'sparc eval RUN' and rebuild."}));
-    }
-    META.notes.forEach(function (n) { box.appendChild(el("p", {cls: "note", text: n})); });
+    settings.push(st, el("h4", {text: "Store"}), kv(ov.store), el("h4", {text: "Latent statistics"}), kv(ov.stats));
+    if (ov.naming) { settings.push(el("h4", {text: "Names"}), kv(ov.naming.settings)); }
+    if (ov.training) { settings.push(el("h4", {text: "Training (train_config.json)"}),
+      el("pre", {text: JSON.stringify(ov.training, null, 2)})); }
+    box.appendChild(el("details", null, settings));
   }
+
 
   // ------------------------------------------------------------------ latent table
 
