@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
+from sparc.eval.truth_results import TruthReport
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARCConfig
 
@@ -354,6 +355,8 @@ class EvalReport:
     encodings: list[EncodingReport]
     retrieval: RetrievalReport | None
     probes: ProbeReport | None
+    truth: TruthReport | None = None
+    """Scores against the store's planted truth (docs/method.md §5.8), when it carries one (``sparc synth``)."""
     notes: list[str] = field(default_factory=list)
     """What was skipped and why, and other caveats."""
     seconds: dict[str, float] = field(default_factory=dict)
