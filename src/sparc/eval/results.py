@@ -356,7 +356,7 @@ class EvalReport:
     retrieval: RetrievalReport | None
     probes: ProbeReport | None
     truth: TruthReport | None = None
-    """Scores against the store's planted truth (docs/method.md §5.8), when it carries one (``sparc synth``)."""
+    """Scores against the store's planted truth (docs/method.md §5.9), when it carries one (``sparc synth``)."""
     notes: list[str] = field(default_factory=list)
     """What was skipped and why, and other caveats."""
     seconds: dict[str, float] = field(default_factory=dict)

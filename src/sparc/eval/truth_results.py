@@ -1,5 +1,5 @@
 """The typed results of scoring a model against a planted store's truth (eval.json's
-``truth``; docs/method.md §5.8). Every fraction is NaN (``null``) when there is nothing
+``truth``; docs/method.md §5.9). Every fraction is NaN (``null``) when there is nothing
 to count, e.g. the exclusive concepts of a store that has none."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ParentAbsorption:
 
 @dataclass(frozen=True)
 class TruthReport:
-    """A model scored against the planted truth of the store (docs/method.md §5.8)."""
+    """A model scored against the planted truth of the store (docs/method.md §5.9)."""
 
     n_concepts: int
     n_shared: int

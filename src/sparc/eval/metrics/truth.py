@@ -1,4 +1,4 @@
-"""A model scored against the planted truth of its store (docs/method.md §5.8).
+"""A model scored against the planted truth of its store (docs/method.md §5.9).
 
 Two kinds of figure. From the **decoder** alone: how close each true direction's best
 decoder row comes (recovered, median best cosine, one-to-one matched), whether one

@@ -9,7 +9,7 @@ from sparc.eval.truth_results import TruthReport
 
 
 def render_truth(t: TruthReport) -> list[str]:
-    """The "Planted truth" section of eval.md (docs/method.md §5.8)."""
+    """The "Planted truth" section of eval.md (docs/method.md §5.9)."""
     out = ["", "## Planted truth", "",
            f"The store carries the truth it was made with ({t.n_concepts} concepts: {t.n_shared} present in every "
            f"stream, {t.n_exclusive} exclusive to one). *recovered*: a decoder row at cos ≥ {t.threshold:g} to the "
