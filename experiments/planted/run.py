@@ -58,30 +58,35 @@ TRAIN = TrainConfig(lr=1e-3, batch_size=256, epochs=100, pre_bias_init="mean", s
 """§8's training settings (validation and checkpoints off: only the final model is scored)."""
 
 
-def train(store: FeatureStore, method: Method, k: int, train_cfg: TrainConfig, out: Path) -> tuple[SPARC, float]:
-    """The trained model of ``method`` at ``k`` (reused when ``out`` holds it finished) and
-    the seconds its training took (0 when reused)."""
+def train(store: FeatureStore, method: Method, k: int, train_cfg: TrainConfig,
+          out: Path) -> tuple[SPARC, float | None]:
+    """The trained model of ``method`` at ``k`` and the seconds its training took (None:
+    reused, ``out`` held it finished with the same settings)."""
     model_cfg = SPARCConfig(n_latents=N_LATENTS, k=k, **method.model)
     spec = new_spec(store, model_cfg, train_cfg)
     if finished_with(out, spec):
-        return SPARC.load(out), 0.0
+        return SPARC.load(out), None
     t0 = time.perf_counter()
     with open_run(out, spec, overwrite=True) as run:
         run.trainer.fit()
     return SPARC.load(out), time.perf_counter() - t0
 
 
-def table(rows: list[tuple[Method, int, TruthReport, float]]) -> str:
+def seconds(secs: float | None) -> str:
+    return "reused" if secs is None else f"{secs:.0f} s"
+
+
+def table(rows: list[tuple[Method, int, TruthReport, float | None]]) -> str:
     """The Markdown table of the scores."""
     head = ["method", "k", "recovered", "matched recovered", "median best cos", "shared aligned",
-            "aligned (firing)", "exclusive recovered", "exclusive latents P / R (firing)", "train s"]
+            "aligned (firing)", "exclusive recovered", "exclusive latents P / R (firing)", "training"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, k, r, secs in rows:
         c = r.classification_by("firing")
         out.append("| " + " | ".join([
             method.name, str(k), f"{r.recovered:.2f}", f"{r.matched_recovered:.2f}", f"{r.median_best_cos:.3f}",
             f"{r.shared_aligned:.2f}", f"{r.shared_aligned_firing:.2f}", f"{r.exclusive_recovered:.2f}",
-            f"{c.precision:.2f} / {c.recall:.2f}", f"{secs:.0f}"]) + " |")
+            f"{c.precision:.2f} / {c.recall:.2f}", seconds(secs)]) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -113,7 +118,7 @@ def main() -> None:
             rows.append((method, k, report, secs))
             print(f"{method.name}, k {k}: recovered {report.recovered:.2f}, shared aligned "
                   f"{report.shared_aligned:.2f}, exclusive recovered {report.exclusive_recovered:.2f} "
-                  f"({secs:.0f} s)", flush=True)
+                  f"({seconds(secs)})", flush=True)
     md = table(rows)
     print()
     print(md, end="")
