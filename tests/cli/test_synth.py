@@ -39,6 +39,7 @@ def test_synth_train_eval(tmp_path, capsys):
     assert report.truth is not None and report.truth.recovered == truth["recovered"]
     code, out, err = run(["compare", tmp_path / "run"], capsys)
     assert code == 0, err
+    assert "## Against the planted truth" in out
 
 
 def test_synth_errors_are_one_line(tmp_path, capsys):
