@@ -62,7 +62,8 @@ TEMPORARY = (".*.tmp", ".*.old", ".*.lock", MARKER)
 # The run directory's kinds are sparc.train.rundir's (RUN, STARTED_RUN), made from the
 # layout it owns; this module stays free of the model and training imports.
 STORE = FolderKind("feature store", "store",
-                   ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", *TEMPORARY))
+                   ("manifest.json", "rows.jsonl", "splits.npy", "features", "parts", "truth.npz",
+                    *TEMPORARY))
 EVAL = FolderKind("evaluation", "evaluation", ("eval.json", "eval.md", "plots", *TEMPORARY))
 EXTRACTION_WORK = FolderKind("extraction's work folder", "extraction-work", ("*",))
 LOCALISATION = FolderKind("localisation", "localisation",

@@ -1,4 +1,4 @@
-"""``sparc extract``, ``sparc import-h5`` and ``sparc store``: making and joining feature stores."""
+"""``sparc extract``, ``sparc import-h5``, ``sparc synth`` and ``sparc store``: making and joining feature stores."""
 
 from __future__ import annotations
 
@@ -156,6 +156,79 @@ class ImportH5:
         store = import_h5(streams, self.out, metadata=self.metadata, dataset=self.dataset,
                           dtype=self.dtype, normalize=self.normalize, drop_nonfinite=self.drop_nonfinite,
                           overwrite=self.overwrite, split_fractions=fractions, split_seed=self.split_seed)
+        print(describe_store(store))
+
+
+@dataclass
+class Synth:
+    """Make a feature store whose concepts are known (planted ground truth): shared, stream-exclusive and
+    parent/child concepts mapped into each stream by random linear maps, plus noise; the truth goes into
+    OUT/truth.npz and 'sparc eval' scores models against it. Defaults: the specification's §8 setting."""
+
+    out: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
+    """Store directory to create."""
+
+    stream: Annotated[tuple[str, ...], tyro.conf.arg(metavar="NAME=WIDTH")] = ("s1=96", "s2=64", "s3=48")
+    """One per stream, in order (at least two)."""
+
+    shared: int = 48
+    """Concepts present in every stream."""
+
+    exclusive: int = 12
+    """Concepts present in one stream only, this many per stream."""
+
+    parents: int = 0
+    """Parent concepts (in every stream), each with --children children active only with it."""
+
+    children: int = 2
+    """Children per parent."""
+
+    child_rate: float = 0.5
+    """Chance that an active parent brings one of its children."""
+
+    active: int = 3
+    """Concepts drawn per row among the shared, exclusive and parent ones (children come on top)."""
+
+    low: float = 0.5
+    """Smallest value of an active concept (values uniform in [low, high])."""
+
+    high: float = 1.5
+    """Largest value of an active concept."""
+
+    noise: float = 0.02
+    """Standard deviation of the Gaussian noise on every coordinate."""
+
+    nonlinear: str | None = None
+    """Bend this stream mildly non-linear (x = (1 − a)·y + a·σ·tanh(y/σ))."""
+
+    nonlinear_strength: float = 0.5
+    """a above, in [0, 1]."""
+
+    rows: int = 8000
+    """Rows of the store (split 80/10/10 into train/val/test)."""
+
+    seed: int = 0
+    """Seed of the directions, codes and noise."""
+
+    overwrite: bool = False
+    """Replace a store sparc wrote at OUT."""
+
+    def run(self) -> None:
+        from sparc.data import describe_store
+        from sparc.data.planted import PlantedSettings, make_planted
+
+        widths = {}
+        for name, text in named_values(self.stream, "NAME=WIDTH").items():
+            try:
+                widths[name] = int(text)
+            except ValueError:
+                raise SparcError(f"--stream {name}={text}: the width must be an integer") from None
+        settings = PlantedSettings(
+            streams=widths, shared=self.shared, exclusive=self.exclusive, parents=self.parents,
+            children=self.children, child_rate=self.child_rate, active=self.active, low=self.low, high=self.high,
+            noise=self.noise, nonlinear=self.nonlinear, nonlinear_strength=self.nonlinear_strength, rows=self.rows,
+            seed=self.seed)
+        store = make_planted(self.out, settings, overwrite=self.overwrite)
         print(describe_store(store))
 
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "push": ("share", "Push"),
     "train": ("train", "Train"),
     "import-h5": ("data", "ImportH5"),
+    "synth": ("data", "Synth"),
     "import-checkpoint": ("train", "ImportCheckpoint"),
     "info": ("info", "Info"),
     "eval": ("eval", "Eval"),

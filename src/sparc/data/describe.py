@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sparc.data.splits import STORED_SPLITS
 from sparc.data.store import FeatureStore
+from sparc.data.truth import TRUTH, PlantedTruth
 
 
 def describe_store(store: FeatureStore) -> str:
@@ -28,4 +29,9 @@ def describe_store(store: FeatureStore) -> str:
         f"labels      {n_labelled:,} labelled rows, {len(store.labels_vocab()):,} distinct labels",
         f"normalized  {'yes (unit L2 per vector)' if m.normalized else 'no'}{dropped}",
     ]
+    if (store.path / TRUTH).is_file():
+        truth = PlantedTruth.load(store.path / TRUTH)
+        kinds = ", ".join(f"{(truth.kind == k).sum()} {k}" for k in dict.fromkeys(truth.kind.tolist()))
+        lines.append(f"truth       planted ({TRUTH}): {truth.n_concepts} concepts ({kinds}); sparc eval scores "
+                     "models against it")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any
 from sparc.atomic import atomic_path, write_error, write_json
 from sparc.data.manifest import MANIFEST, PARTS_DIR, ROWS, SPLITS, Manifest, Part
 from sparc.data.store import FeatureStore
+from sparc.data.truth import TRUTH
 from sparc.data.writer import check_target
 from sparc.errors import SparcError
 from sparc.workspace import STORE, check_not_input, clean_stale, exclusive_lock, mark
@@ -60,6 +61,9 @@ def append_store(store: str | os.PathLike, other: str | os.PathLike) -> FeatureS
     with exclusive_lock(store, "sparc store append"):
         clean_stale(store)
         base, extra = FeatureStore.open(store), FeatureStore.open(other)
+        if (store / TRUTH).exists():
+            raise SparcError(f"{store} carries planted truth ({TRUTH}) for the rows it was made with and cannot "
+                             "grow; make a larger one with 'sparc synth --rows N'")
         check_compatible(base, extra)
         _drop_unlisted_parts(store, base.manifest)
         parts = list(base.manifest.part_list())

@@ -22,6 +22,9 @@ ROWS = "rows.jsonl"
 SPLITS = "splits.npy"
 PARTS_DIR = "parts"
 DTYPES = ("float32", "float16")
+EXTRA_FILES = ("truth.npz",)
+"""Files a store may hold beside its own: the planted ground truth of ``sparc synth``
+(sparc.data.truth), written with the store by StoreWriter.extra_file."""
 EXTENSIONS = ("dataset", "label_hierarchy", "skipped_rows", "shard")
 """Optional top-level keys: the dataset's description, its label hierarchy, the rows
 the extractor left out, and which shard of an extraction the store is (``sparc extract

@@ -17,6 +17,7 @@ import numpy as np
 from sparc.atomic import atomic_path
 from sparc.data.manifest import (
     DTYPES,
+    EXTRA_FILES,
     MANIFEST,
     ROWS,
     SPLITS,
@@ -198,6 +199,16 @@ class StoreWriter:
             assign_splits([m.group_id for m in meta], self.split_fractions, self.split_seed)
         )
         self.n_rows += len(meta)
+
+    def extra_file(self, name: str) -> Path:
+        """Where to write the store's extra file ``name`` (one of
+        :data:`~sparc.data.manifest.EXTRA_FILES`, e.g. the planted truth) inside the store
+        being written: it is published with the store, or not at all."""
+        if self._tmp is None:
+            raise RuntimeError("use StoreWriter as a context manager: `with StoreWriter(...) as w:`")
+        if name not in EXTRA_FILES:
+            raise ValueError(f"{name!r} is not a file a store may hold besides its own ({', '.join(EXTRA_FILES)})")
+        return self._tmp / name
 
     def _check_batch(
         self, features: Mapping[str, np.ndarray], meta: Sequence[RowMeta]

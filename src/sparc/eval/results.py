@@ -18,6 +18,7 @@ import numpy as np
 
 from sparc.errors import SparcError
 from sparc.eval.settings import EvalSettings
+from sparc.eval.truth_results import TruthReport
 from sparc.jsonio import from_json, to_json
 from sparc.model import SPARCConfig
 
@@ -102,7 +103,7 @@ class FiringHistogram:
 
 
 PresenceClass = Literal["shared", "mostly", "only", "dead"]
-"""A latent's stream presence (docs/method.md §5.9): ``shared`` (fires in several streams, none
+"""A latent's stream presence (docs/method.md §5.10): ``shared`` (fires in several streams, none
 holding ``presence_mostly`` of it), ``mostly`` (one stream holds at least ``presence_mostly``),
 ``only`` (one stream holds at least ``presence_only``), ``dead`` (fires in no stream)."""
 
@@ -113,7 +114,7 @@ PRESENCE_CLASSES: tuple[PresenceClass, ...] = ("shared", "mostly", "only", "dead
 class LatentPresence:
     """In which streams each latent is used, under the independent encoding (each stream
     encoded alone, so a latent is present in a stream only if that stream's input selects
-    it), and the taxonomy it gives (docs/method.md §5.9; thresholds in :class:`EvalSettings`).
+    it), and the taxonomy it gives (docs/method.md §5.10; thresholds in :class:`EvalSettings`).
 
     The per-latent values (``fires``, ``activation``, ``classes``, ``main_stream``) are
     what the report's latent pages show; the shares derive from them."""
@@ -418,6 +419,8 @@ class EvalReport:
     probes: ProbeReport | None
     presence: LatentPresence | None = None
     """Each latent's presence per stream and its class (None in an eval.json of an earlier sparc)."""
+    truth: TruthReport | None = None
+    """Scores against the store's planted truth (docs/method.md §5.10), when it carries one (``sparc synth``)."""
     notes: list[str] = field(default_factory=list)
     """What was skipped and why, and other caveats."""
     seconds: dict[str, float] = field(default_factory=dict)

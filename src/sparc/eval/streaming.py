@@ -19,6 +19,7 @@ import torch
 
 from sparc.data import FeatureStore
 from sparc.data.splits import Split
+from sparc.data.truth import load_truth
 from sparc.device import check_device
 from sparc.errors import SparcError
 from sparc.eval.codes import CodeTable, SharedFiring
@@ -42,6 +43,7 @@ from sparc.eval.metrics.probes.run import run_probes
 from sparc.eval.metrics.ranking import MatchKeys
 from sparc.eval.metrics.reconstruction import ReconstructionAccumulator
 from sparc.eval.metrics.retrieval import Retriever
+from sparc.eval.metrics.truth import score_truth
 from sparc.eval.results import EncodingReport, EvalReport
 from sparc.eval.sampling import group_codes, sample_rows
 from sparc.eval.settings import EvalSettings
@@ -146,6 +148,7 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     split = Split.parse(settings.split)
     rows = rows_of_split(store, split)
     N = len(rows)
+    truth = load_truth(store.path, store.n_rows)  # planted truth (sparc synth), checked before any work
     device = torch.device(check_device(settings.device))
     for name, p in model.named_parameters():
         if not bool(torch.isfinite(p).all()):
@@ -225,10 +228,16 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
         t0 = time.perf_counter()
         probes = run_probes(model, store, rows, codes, settings)
         seconds["probes"] = time.perf_counter() - t0
+    truth_report = None
+    if truth is not None:
+        t0 = time.perf_counter()
+        truth_report = score_truth(model, truth, rows, codes, chunk_rows=settings.chunk_rows)
+        seconds["truth"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
     return EvalReport(run=run, store=str(store.path), split=str(split), n_rows=N,
                       streams=dict(model.streams), model=model.cfg, settings=settings,
-                      encodings=encodings, retrieval=retrieval, probes=probes, presence=presence, notes=notes,
+                      encodings=encodings, retrieval=retrieval, probes=probes, presence=presence, truth=truth_report,
+                      notes=notes,
                       seconds={k: round(v, 3) for k, v in seconds.items()})
 
 

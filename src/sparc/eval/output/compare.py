@@ -19,6 +19,7 @@ from pathlib import Path
 from sparc.errors import SparcError
 from sparc.eval.output.markdown import fmt, table
 from sparc.eval.results import EvalReport
+from sparc.eval.truth_results import TruthReport
 from sparc.jsonio import to_json
 from sparc.train.rundir import EVAL_PREFIX, RunDir
 
@@ -86,7 +87,7 @@ class ComparisonRow:
     """Multi-label probe macro AP on latents, mean over streams."""
     probe_ap_raw: float
     presence_shared: int | None = None
-    """Latents shared by several streams under the independent encoding (docs/method.md §5.9);
+    """Latents shared by several streams under the independent encoding (docs/method.md §5.10);
     None for an evaluation without stream presence."""
     presence_mostly: int | None = None
     """Latents mostly in one stream."""
@@ -94,6 +95,8 @@ class ComparisonRow:
     """Latents in one stream only."""
     floors: list[Floor] = field(default_factory=list)
     """Each alignment figure above with its label-free value, null and excess."""
+    truth: TruthReport | None = None
+    """The scores against the store's planted truth, when it has one (docs/method.md §5.10)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def row_of(report: EvalReport, path: Path) -> ComparisonRow:
         presence_shared=report.presence.shared if report.presence else None,
         presence_mostly=report.presence.n_mostly if report.presence else None,
         presence_only=report.presence.n_only if report.presence else None,
-        floors=floors_of(report),
+        floors=floors_of(report), truth=report.truth,
     )
 
 
@@ -226,5 +229,18 @@ def render_comparison(c: Comparison) -> str:
             "against a random row of another group), mean ± sd over seeded shuffles. *excess* = observed − null, "
             "the label-specific part. Under joint global TopK the streams fire the same latents on the same rows, "
             "so the paper's concept J is close to its label-free value whatever the labels are."]
+    truths = [(r, r.truth) for r in c.rows if r.truth is not None]
+    if truths:
+        out += ["", "## Against the planted truth", "", table(
+            ["model", "run", "k", "recovered", "matched recovered", "median best cos", "shared aligned",
+             "aligned (firing)", "exclusive recovered", "exclusive latents P / R (firing)", "absorbed"],
+            [[r.model, r.name, str(r.k), fmt(t.recovered), fmt(t.matched_recovered), fmt(t.median_best_cos),
+              fmt(t.shared_aligned), fmt(t.shared_aligned_firing), fmt(t.exclusive_recovered),
+              f"{fmt(t.classification_by('firing').precision)} / {fmt(t.classification_by('firing').recall)}",
+              fmt(t.mean_absorbed())] for r, t in truths]), "",
+            "The store's known concepts (docs/method.md §5.10): *recovered* = a decoder row at cos ≥ 0.9 to the true "
+            "direction; *shared aligned* = one latent at cos ≥ 0.8 in every stream; *aligned (firing)* = one latent "
+            "firing in every stream, each encoded alone, for the concept; *absorbed* = rows with a child where the "
+            "parent's latent is silent and another latent carries the parent's direction."]
     out += [f"- note: {n}" for n in c.notes]
     return "\n".join(out) + "\n"

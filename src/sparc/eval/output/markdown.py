@@ -162,6 +162,11 @@ def render_eval(report: EvalReport) -> str:
         out.append(table(["stream", "classes", "mean test log-loss"],
                          [[o.stream, fmt(o.n_classes), fmt(o.mean_log_loss)] for o in pr.one_d]))
 
+    if report.truth is not None:
+        from sparc.eval.output.truth_markdown import render_truth  # it uses this module's fmt and table
+
+        out += render_truth(report.truth)
+
     if report.plots:
         out += ["", "## Plots", ""]
         for name, path in report.plots.items():
@@ -234,5 +239,9 @@ def render_summary(report: EvalReport) -> str:
     if report.probes:
         lines.append(f"probe macro AP: raw {fmt(report.probes.mean_ap('raw'))}, "
                      f"latents {fmt(report.probes.mean_ap('latents'))}, recon {fmt(report.probes.mean_ap('recon'))}")
+    if report.truth is not None:
+        from sparc.eval.output.truth_markdown import truth_summary
+
+        lines += truth_summary(report.truth)
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
