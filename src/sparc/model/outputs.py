@@ -15,11 +15,12 @@ class SparseCode(NamedTuple):
     """The k active latents of each sample of one stream.
 
     ``values`` may hold zeros: under global TopK a selected latent is ReLU'd per
-    stream, so it can be inactive in one stream and active in another.
+    stream, so it can be inactive in one stream and active in another; under BatchTopK
+    the rows with fewer latents than the widest are padded with entries of value 0.
     """
 
     indices: Tensor
-    """[batch, k] int64 latent ids."""
+    """[batch, k] int64 latent ids (BatchTopK: [batch, w], w the widest row's count)."""
     values: Tensor
     """[batch, k] non-negative activations."""
     n_latents: int
@@ -28,7 +29,7 @@ class SparseCode(NamedTuple):
     def dense(self) -> Tensor:
         """The code as a dense [batch, n_latents] tensor."""
         out = self.values.new_zeros(self.values.shape[0], self.n_latents)
-        return out.scatter_(1, self.indices, self.values)
+        return out.scatter_add_(1, self.indices, self.values)  # a padding entry may repeat a latent (value 0)
 
     def l0(self) -> Tensor:
         """[batch] number of nonzero entries per sample."""
@@ -56,6 +57,8 @@ class Losses(NamedTuple):
     """NMSE of stream ``target`` reconstructed from stream ``source``, keyed (target, source)."""
     auxk: dict[str, Tensor]
     """AuxK NMSE of each stream (0 when the stream has no dead latent)."""
+    prefix_nmse: dict[int, Tensor] = {}  # noqa: RUF012 (a NamedTuple's default: never mutated)
+    """Matryoshka: the mean self NMSE of each nested prefix, keyed by its size (empty otherwise)."""
 
     def named(self) -> dict[str, float]:
         """Flat name → value view for logging."""
@@ -63,6 +66,7 @@ class Losses(NamedTuple):
         out.update({f"nmse/{s}": v.item() for s, v in self.self_nmse.items()})
         out.update({f"cross_nmse/{t}<-{s}": v.item() for (t, s), v in self.cross_nmse.items()})
         out.update({f"auxk/{s}": v.item() for s, v in self.auxk.items()})
+        out.update({f"prefix_nmse/{m}": v.item() for m, v in self.prefix_nmse.items()})
         return out
 
 
