@@ -26,7 +26,7 @@ class Train:
     out: Path
     """Run directory to create (config.json, model.safetensors, metrics.jsonl, checkpoint/)."""
 
-    model: Annotated[SPARCConfig, Flat] = field(default_factory=SPARCConfig)
+    model: Annotated[SPARCConfig, Flat]
     train: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
 
     streams: tuple[str, ...] | None = None

@@ -154,7 +154,7 @@
   function renderOverview() {
     var ov = META.overview;
     var box = clear(document.getElementById("overview"));
-    box.appendChild(el("h3", {text: "Model"}));
+    box.appendChild(el("h3", {text: "Model" + (ov.model && ov.model.method ? " · method " + ov.model.method : "")}));
     box.appendChild(kv(ov.model));
     box.appendChild(el("h3", {text: "Streams"}));
     var st = el("table", {cls: "grid"}, [el("tr", null, ["stream", "width", "modality", "backbone"].map(function (c) {
