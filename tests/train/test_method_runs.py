@@ -114,3 +114,16 @@ def test_eval_compare_and_info_on_method_runs(store, tmp_path, capsys):
     assert [r["method"] for r in rows] == ["sparc", "batchtopk", "matryoshka"]
     assert [r["model"] for r in rows] == ["global + cross", "batchtopk + cross", "matryoshka + cross"]
     assert "| batchtopk + cross | batchtopk |" in out
+
+
+def test_batchtopk_is_refused_in_a_data_parallel_run():
+    from sparc.errors import SparcError
+    from sparc.model import SPARCConfig
+    from sparc.train.run import check_parallel
+
+    rank = object()  # any Distributed: the check reads only whether there is one
+    with pytest.raises(SparcError, match="chooses latents from the whole batch") as e:
+        check_parallel(SPARCConfig(method="batchtopk-local"), rank)
+    assert "\n" not in str(e.value)
+    check_parallel(SPARCConfig(method="batchtopk"), None)
+    check_parallel(SPARCConfig(method="matryoshka"), rank)

@@ -16,6 +16,8 @@ plus its tests. Attributes tell the model what the rule promises:
   pass may make when every stream is present (docs/method.md §4.3);
 - ``per_stream`` — each stream chooses from its own logits only, so the joint encoding
   of a sample is its independent one (evaluation encodes once);
+- ``batch_wide`` — a training choice depends on the whole batch (BatchTopK), which the
+  ranks of a data-parallel run hold in parts (such runs train in one process);
 - :meth:`SelectionRule.n_thresholds` — how many inference thresholds the model keeps
   for the rule (the buffer ``SPARC.batch_threshold``, saved with the weights; 0: none),
   estimated by :meth:`SelectionRule.observe` during training and read by
@@ -67,6 +69,7 @@ class SelectionRule:
     shares_latents = False
     certifiable = False
     per_stream = False
+    batch_wide = False
 
     def n_thresholds(self, n_streams: int) -> int:
         """How many inference thresholds a model of ``n_streams`` streams keeps (0: none)."""
@@ -134,6 +137,8 @@ class BatchTopK(SelectionRule):
     inference, every latent whose score exceeds the threshold estimated in training
     (the running mean of the smallest positive score kept), so a row's code does not
     depend on its batch (docs/method.md §1.8)."""
+
+    batch_wide = True
 
     def scores(self, logits_sbl: Tensor) -> Tensor:
         """[S'', B, L]: what the rule ranks (S'' = 1 for one mask for every stream)."""
