@@ -32,6 +32,10 @@ class Train:
     streams: tuple[str, ...] | None = None
     """Streams to train on (default: all streams of the store)."""
 
+    preset: str | None = None
+    """original: every setting of the authors' code (pre-bias at zero, dead after 1,000 steps and re-initialised
+    there; the methods sparc, local, no-cross), for exact reproduction (docs/method.md §3)."""
+
     resume: bool = False
     """Continue the run in --out from its last checkpoint (its saved settings are used)."""
 
@@ -66,6 +70,12 @@ class Train:
 
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
+        if self.preset is not None and self.resume:
+            raise SparcError("--preset goes with a fresh run; a resumed run keeps its recorded settings")
+        if self.preset is not None:
+            from sparc.train.config import apply_preset
+
+            self.model, self.train = apply_preset(self.preset, self.model, self.train)
         if self.resume_lr is not None:
             TrainConfig(lr=self.resume_lr)  # the same checks as --lr
         # Under torchrun, one rank of a data-parallel run (sparc.train.distributed).

@@ -163,7 +163,7 @@ class BatchTopK(SelectionRule):
         if theta is not None:
             return score_sbl > theta
         n, B, L = score_sbl.shape
-        top = score_sbl.reshape(n, B * L).topk(B * k, dim=1).indices
+        top = score_sbl.reshape(n, B * L).topk(B * k, dim=1, sorted=False).indices
         return torch.zeros(n, B * L, dtype=torch.bool, device=score_sbl.device).scatter_(1, top, True).view(n, B, L)
 
     def observe(self, logits_sbl: Tensor, sel: Selection, ctx: Context, decay: float) -> None:
