@@ -81,12 +81,13 @@ def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEng
                 rule.observe(chosen.logits, chosen.selection, model.selection_context(ids), model.cfg.threshold_decay)
     aux = auxk_selection(model, ids, chosen.logits_at, B)
     if aux is None:
-        val_sbk = torch.relu(model.values_at(ids, idx_sbk, pre_sbk, x_bd, engine=engine))
+        val_sbk = torch.relu(model.values_at(ids, idx_sbk, pre_sbk, x_bd, engine=engine, keep=keep))
     else:
         aux_idx, aux_pre, aux_keep, has_dead = aux
         ka = aux_idx.shape[2]
+        both = None if keep is None else torch.cat([keep, aux_keep > 0], dim=2)
         pre = model.values_at(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd,
-                              engine=engine)
+                              engine=engine, keep=both)
         val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
     if keep is not None:
         val_sbk = val_sbk * keep  # the padding's values are 0 (they take no gradient either)

@@ -281,7 +281,8 @@ class SPARC(nn.Module):
         """The training forward's choice of latents under the model's rule (:mod:`sparc.model.forward`)."""
         return self._select(inputs, self.cfg.topk, engine=engine)
 
-    def values_at(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None) -> Tensor:
+    def values_at(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None,
+                  keep: Tensor | None = None) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;
         ``pre_sbk``: the same values without gradient. ``engine``: the training forward's,
         whose gradient buffer and step in backward W_enc may take."""
@@ -289,7 +290,7 @@ class SPARC(nn.Module):
             self.kernels, self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
             tuple(ids), tuple(self.cols[i] for i in ids),
             None if engine is None else engine.grad_buffer("W_enc"),
-            None if engine is None else engine.table_step("W_enc"),
+            None if engine is None else engine.table_step("W_enc"), keep,
         )
 
     def encode(
