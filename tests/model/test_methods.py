@@ -11,7 +11,7 @@ from oracle import DenseSPARC
 from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.forward import code_rows
-from sparc.model.selection import Context, selection_rule
+from sparc.model.selection import Context, Selection, selection_rule, stack_selections
 
 from ._util import assert_close, make_inputs, make_model
 from .conftest import use_path
@@ -67,6 +67,19 @@ def test_batchtopk_threshold_running_estimate_and_inference():
     alone = rule.choose(logits[:1, :1], 2, eval_ctx._replace(streams=(0,)))  # one row, one stream: θ·1
     assert chosen(alone, 0) == [{0, 1, 2}]
     assert rule.choose_alone(logits, 2, eval_ctx).idx.shape[0] == 2
+
+
+def test_selections_of_different_widths_stack_with_distinct_padding():
+    """A rule's per-stream choices (choose_alone's default) made one selection."""
+    logits = t([[[4, 3, 2, 1]], [[1, 2, 3, 4]]])
+    parts = [Selection(torch.tensor([[[0, 1, 2]]]), torch.tensor([[[True, True, True]]])),
+             Selection(torch.tensor([[[3]]]), None)]
+    sel = stack_selections(parts, logits)
+    assert sel.idx.shape == (2, 1, 3)
+    assert chosen(sel, 0) == [{0, 1, 2}] and chosen(sel, 1) == [{3}]
+    assert len(set(sel.idx[1, 0].tolist())) == 3  # the padding repeats no latent
+    same = stack_selections([Selection(torch.tensor([[[0]]]), None)] * 2, logits)
+    assert same.keep is None and same.idx.shape == (2, 1, 1)
 
 
 def test_a_row_is_encoded_alike_in_any_batch_once_trained():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from sparc.model.selection import Selection
 
 KeyT = TypeVar("KeyT")
 
@@ -44,6 +47,23 @@ class StreamLogits(NamedTuple):
     """Names of the streams, in the model's order."""
     logits: Tensor
     """[n_streams, batch, n_latents] ``W_enc^s (x_s − b_pre^s) + b_lat^s``, without gradient."""
+
+
+class Chosen(NamedTuple):
+    """The latents a training forward chose (:meth:`SPARC.choose_for_step`)."""
+
+    ids: list[int]
+    """The model's indices of the streams given, in model order."""
+    selection: Selection
+    """The chosen latents [S', B, w] and their keep mask (None: no padding)."""
+    pre: Tensor
+    """[S', B, w] their logits, without gradient."""
+    logits_at: Callable[[int, Tensor], Tensor]
+    """``logits_at(a, latents)``: the logits [B, m] of the a-th stream given at ``latents`` [m] (for AuxK)."""
+    x_bd: Tensor
+    """[B, D] the inputs side by side (differentiable)."""
+    logits: Tensor | None
+    """[S', B, L] the logits the choice was made from (None: the certified bf16 pass made it)."""
 
 
 class Losses(NamedTuple):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -31,25 +30,8 @@ from sparc.model.engine import StepEngine
 from sparc.model.forward import training_forward
 from sparc.model.kernels import Kernels, uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
-from sparc.model.outputs import ForwardOutput, SparseCode, StreamLogits
+from sparc.model.outputs import Chosen, ForwardOutput, SparseCode, StreamLogits
 from sparc.model.selection import Context, Selection, selection_rule
-
-
-class Chosen(NamedTuple):
-    """The latents a training forward chose (:meth:`SPARC.choose_for_step`)."""
-
-    ids: list[int]
-    """The model's indices of the streams given, in model order."""
-    selection: Selection
-    """The chosen latents [S', B, w] and their keep mask (None: no padding)."""
-    pre: Tensor
-    """[S', B, w] their logits, without gradient."""
-    logits_at: Callable[[int, Tensor], Tensor]
-    """``logits_at(a, latents)``: the logits [B, m] of the a-th stream given at ``latents`` [m] (for AuxK)."""
-    x_bd: Tensor
-    """[B, D] the inputs side by side (differentiable)."""
-    logits: Tensor | None
-    """[S', B, L] the logits the choice was made from (None: the certified bf16 pass made it)."""
 
 
 class SPARC(nn.Module):
