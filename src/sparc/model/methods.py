@@ -36,8 +36,6 @@ class Method:
     """Whether it trains with the cross-reconstruction loss (cross_coef > 0; default 1)."""
     nested: bool = False
     """Whether the dictionary is nested (Matryoshka prefixes, ``SPARCConfig.matryoshka``)."""
-    reference: str = ""
-    """Where the method comes from, for the docs and ``--help``."""
 
 
 METHODS: Registry[Method] = Registry("method", ("sparc.model.methods",), name_attribute="name")
@@ -99,15 +97,15 @@ def default_prefixes(n_latents: int, k: int) -> tuple[int, ...]:
 
 
 def inferred(cfg: SPARCConfig) -> str:
-    """The method of a config that names none, from its settings."""
+    """The method of a config that names none, from its settings: prefixes make
+    Matryoshka, global TopK without the cross loss no-cross, otherwise the method of
+    the rule (whatever its cross weight)."""
     if cfg.matryoshka:
         return "matryoshka"
     topk = cfg.topk or "global"
-    for name in METHODS.names():
-        m = METHODS.get(name)
-        if m.topk == topk and not m.nested and m.cross == (cfg.cross_coef is None or cfg.cross_coef > 0):
-            return name
-    return {"local": "local", "batch-global": "batchtopk", "batch-local": "batchtopk-local"}.get(topk, topk)
+    if topk == "global":
+        return "no-cross" if cfg.cross_coef == 0 else "sparc"
+    return next(name for name in METHODS.names() if METHODS.get(name).topk == topk)
 
 
 def resolve(cfg: SPARCConfig) -> Resolved:
