@@ -31,6 +31,13 @@ Usage::
     python benchmarks/train_step.py --no-thp             # without transparent huge pages
     python benchmarks/train_step.py --device cuda --dtype bfloat16 --batch-size 4096
     python benchmarks/train_step.py --device cuda --autocast   # sparc under bf16 autocast
+    python benchmarks/train_step.py --methods sparc,batchtopk,matryoshka --skip-dense
+                                                         # other methods' steps beside SPARC's
+
+With ``--methods``, each method's step (``sparc train --method``) is timed on every path,
+interleaved with the others, from the same weights and batch; its loss is checked
+against the dense oracle first, and its step is reported against SPARC's on the same
+path (target on the CPU: BatchTopK and Matryoshka within 1.5x of SPARC).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ TARGET_VS_DENSE_DEAD = 6.0  # ... with latents dead (AuxK on)
 TARGET_VS_FLOOR = 1.3  # (a)/(c) must be at most this
 TARGET_VS_DENSE_GPU = 10.0  # on a GPU at batch 4,096: (b)/(a) at least this
 TARGET_VS_GEMM_GPU = 1.5  # ... and (a)/(d) at most this
+TARGET_METHOD_VS_SPARC = 1.5  # another method's step over SPARC's, on the CPU, at most this
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -69,7 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=64)
     p.add_argument("--auxk", type=int, default=64, help="k_aux of the AuxK loss")
     p.add_argument("--dims", default="1024,768,768", help="comma-separated stream dimensions")
-    p.add_argument("--topk", choices=("global", "local"), default="global")
+    p.add_argument("--topk", choices=("global", "local"), default="global",
+                   help="the selection rule of the 'sparc' contender (local: the local-TopK baseline)")
+    p.add_argument("--methods", default="sparc",
+                   help="comma-separated methods to time side by side (sparc train --method): sparc, local, "
+                        "no-cross, batchtopk, batchtopk-local, matryoshka; matryoshka with its default prefixes "
+                        "(L/16, L/4, L)")
     p.add_argument("--dead-fraction", type=float, default=0.0,
                    help="fraction of latents (per stream) held dead before every step, so AuxK runs")
     p.add_argument("--steps", type=int, default=20, help="measured steps of sparc and the floor")
@@ -98,6 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.paths is not None:
         args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     args.dims = [int(d) for d in args.dims.split(",") if d.strip()]
+    args.methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip())) or ["sparc"]
     if not args.dims or min(args.dims) < 1:
         p.error("--dims needs positive integers, e.g. 1024,768,768")
     if not 0.0 <= args.dead_fraction <= 1.0:
@@ -288,6 +302,9 @@ def main(argv=None) -> int:
     streams = dict(zip(names, args.dims))
     D, L, B = sum(args.dims), args.n_latents, args.batch_size
     cfg = SPARCConfig(n_latents=L, k=args.k, auxk=args.auxk, topk=args.topk)
+    # Each method's config: 'sparc' is the config above (its --topk), the others by name.
+    cfgs = {m: cfg if m == "sparc" else SPARCConfig(n_latents=L, k=args.k, auxk=args.auxk, method=m)
+            for m in args.methods}
     facts = machine_facts(torch, threads, device)
     if args.paths is None:
         args.paths = default_paths(torch, device)
@@ -300,7 +317,8 @@ def main(argv=None) -> int:
     print(f"  THP     : THP_MEM_ALLOC_ENABLE={facts['THP_MEM_ALLOC_ENABLE']} | "
           f"sysfs enabled: {facts['thp_sysfs']}")
     print(f"  config  : streams {'/'.join(map(str, args.dims))} (D={D}), L={L}, k={args.k}, "
-          f"auxk={args.auxk}, batch {B}, topk={args.topk}, dead fraction {args.dead_fraction}")
+          f"auxk={args.auxk}, batch {B}, topk={args.topk}, dead fraction {args.dead_fraction}"
+          + (f", methods {', '.join(args.methods)}" if args.methods != ["sparc"] else ""))
 
     # One normalised random batch, shared by all three.
     batch = {s: F.normalize(torch.randn(B, d), dim=1).to(device, dtype) for s, d in streams.items()}
@@ -343,16 +361,36 @@ def main(argv=None) -> int:
           f"max |diff| over {len(pairs)} loss terms = {max_diff:.2e} ({worst})"
           f"{'' if same else f'  <-- WARNING: not {args.dtype} round-off'}; AuxK active: {auxk_on}")
     del out
+    # The other methods against the oracle too (it covers BatchTopK's training choice
+    # and Matryoshka's prefixes), from the same weights.
+    method_base = {}
+    for m in args.methods:
+        if m == "sparc":
+            method_base[m] = model
+            continue
+        mm = SPARC(streams, cfgs[m], device=device, dtype=dtype).train()
+        mm.load_state_dict(model.state_dict(), strict=False)  # BatchTopK's threshold starts unset
+        method_base[m] = mm
+        dm = DenseSPARC(mm).train()
+        with torch.no_grad():
+            mo = mm(batch)
+            d_m = float(dm(batch)[3])
+        diff = abs(float(mo.losses.total) - d_m)
+        ok = diff <= (1e-5 if dtype == torch.float32 else 3e-2) * max(1.0, abs(d_m))
+        mark_dead(mm.samples_since_fired)
+        print(f"  check   : {m}: loss {float(mo.losses.total):.6f} vs dense {d_m:.6f}, |diff| {diff:.2e}"
+              f"{'' if ok else f'  <-- WARNING: not {args.dtype} round-off'}")
+        del mo, dm
     print()
 
     # ---- (a) sparc, one contender per kernel path, each with its own copy of the model
     from sparc.model.engine import StepEngine
     from sparc.train.optim import SPARCAdam
 
-    def sparc_contender(path: str):
+    def sparc_contender(path: str, method: str = "sparc"):
         # Each contender its own model on its own path, with its own training engine.
-        m = SPARC(streams, cfg, device=device, dtype=dtype).train()
-        m.load_state_dict(model.state_dict())
+        m = SPARC(streams, cfgs[method], device=device, dtype=dtype).train()
+        m.load_state_dict(method_base[method].state_dict())
         m.use_kernels(path.split("+")[0])
         engine = StepEngine(m, bf16_select="on" if path.endswith("+bf16") else "off")
         # The trainer's optimizer: Adam + the decoder constraint, the tables stepped in backward.
@@ -368,9 +406,12 @@ def main(argv=None) -> int:
         return m, step
 
     sparc_models, sparc_steps = {}, {}
-    for path in args.paths:
-        sparc_models[path], sparc_steps[path] = sparc_contender(path)
-    step_sparc = sparc_steps[args.paths[-1]]
+    for method in args.methods:
+        for path in args.paths:
+            key = path if method == "sparc" else f"{method}:{path}"
+            sparc_models[key], sparc_steps[key] = sparc_contender(path, method)
+    first = args.paths[-1] if "sparc" in args.methods else f"{args.methods[0]}:{args.paths[-1]}"
+    step_sparc = sparc_steps[first]
 
     # ---- (b) the literal dense formulation
     opt_b = torch.optim.Adam(dense.parameters(), lr=1e-4, fused=True)
@@ -402,14 +443,17 @@ def main(argv=None) -> int:
     peak_n = args.peak_size or (8192 if device.type == "cuda" else 2048)
     peak_tflops = measured_peak_tflops(torch, device, dtype, peak_n, sync)
 
+    def contender_key(key: str) -> str:  # 'sparc/fused', 'batchtopk/fused', ...
+        return f"sparc/{key}" if ":" not in key else "{}/{}".format(*key.split(":"))
+
     contenders = {
-        f"sparc/{path}": Contender(sparc_steps[path], warmup=args.warmup, steps=args.steps,
-                                   before=lambda m=sparc_models[path]: mark_dead(m.samples_since_fired), sync=sync)
-        for path in args.paths
+        contender_key(key): Contender(sparc_steps[key], warmup=args.warmup, steps=args.steps,
+                                      before=lambda m=sparc_models[key]: mark_dead(m.samples_since_fired), sync=sync)
+        for key in sparc_steps
     }
     contenders["floor"] = Contender(step_floor, warmup=args.warmup, steps=args.steps, sync=sync)
     contenders["gemm"] = Contender(step_gemm, warmup=args.warmup, steps=args.steps, sync=sync)
-    before_a = contenders[f"sparc/{args.paths[-1]}"].before
+    before_a = contenders[contender_key(first)].before
     if not args.skip_dense:
         contenders["dense"] = Contender(
             step_dense, warmup=args.dense_warmup, steps=args.dense_steps,
@@ -437,7 +481,8 @@ def main(argv=None) -> int:
             sort_by="self_cuda_time_total" if on_gpu else "self_cpu_time_total", row_limit=15)
 
     # ---- report
-    labels = {f"sparc/{p}": f"(a) sparc, {p}" for p in args.paths}
+    labels = {contender_key(key): f"(a) {contender_key(key).split('/')[0]}, {key.split(':')[-1]}"
+              for key in sparc_steps}
     labels.update({"dense": "(b) dense (original)", "floor": "(c) floor (GEMM + Adam)",
                    "gemm": "(d) encoder GEMM"})
     print()
@@ -464,7 +509,17 @@ def main(argv=None) -> int:
     on_gpu = device.type == "cuda"
     target_dense = TARGET_VS_DENSE_GPU if on_gpu else (
         TARGET_VS_DENSE_DEAD if args.dead_fraction > 0 else TARGET_VS_DENSE)
-    for path in args.paths:
+    for m in args.methods:
+        if m == "sparc" or "sparc" not in args.methods:
+            continue
+        for path in args.paths:
+            r = ratios[f"{m}_over_sparc/{path}"] = results[f"{m}/{path}"]["median_ms"] / results[f"sparc/{path}"]["median_ms"]
+            r_min = ratios[f"{m}_over_sparc_min/{path}"] = (results[f"{m}/{path}"]["min_ms"]
+                                                           / results[f"sparc/{path}"]["min_ms"])
+            print(f"{m}/sparc {path:12s} = {r:6.2f}x  (of minima {r_min:6.2f}x)"
+                  + ("" if on_gpu else f"  target: <= {TARGET_METHOD_VS_SPARC:g}x  "
+                     f"{'met' if r <= TARGET_METHOD_VS_SPARC else 'NOT met'}"))
+    for path in args.paths if "sparc" in args.methods else []:
         a, a_min = results[f"sparc/{path}"]["median_ms"], results[f"sparc/{path}"]["min_ms"]
         if "dense" in results:
             r = ratios[f"dense_over_sparc/{path}"] = results["dense"]["median_ms"] / a
@@ -493,7 +548,8 @@ def main(argv=None) -> int:
     if args.json:
         report = {
             "config": {"dims": args.dims, "n_latents": L, "k": args.k, "auxk": args.auxk,
-                       "batch_size": B, "topk": args.topk, "dead_fraction": args.dead_fraction,
+                       "batch_size": B, "topk": args.topk, "methods": args.methods,
+                       "dead_fraction": args.dead_fraction,
                        "device": str(device), "dtype": args.dtype, "autocast": args.autocast,
                        "thp": not args.no_thp, "seed": args.seed},
             "machine": facts,

@@ -3,7 +3,9 @@
 Every logit matrix is dense, every decode is a dense [B, L] × [L, d] product and the
 AuxK code is a top-k over logits masked to the dead latents. It is slow by design: it
 is the oracle the efficient model is tested against, and the baseline of
-``benchmarks/train_step.py``.
+``benchmarks/train_step.py``. It covers the methods too: BatchTopK in training (the top
+B·k of the batch's summed or per-stream logits, as a dense mask) and Matryoshka (each
+prefix's code, masked to latents below its size, decoded densely on its own).
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ class DenseSPARC(nn.Module):
         names = [s for s in self.names if s in inputs]
         logits = {s: (inputs[s] - self.pre[s]) @ self.enc[s].t() + self.lat[s] for s in names}
         codes = {}
-        if cfg.topk == "global":
+        if cfg.topk in ("batch-global", "batch-local"):
+            B, L = logits[names[0]].shape
+            scores = ({s: torch.stack([logits[t] for t in names]).sum(0) for s in names} if cfg.topk == "batch-global"
+                      else logits)
+            for s in names:
+                top = scores[s].detach().flatten().topk(B * cfg.k).indices
+                mask = torch.zeros(B * L, dtype=logits[s].dtype).scatter(0, top, 1.0).view(B, L)
+                codes[s] = torch.relu(logits[s]) * mask
+        elif cfg.topk == "global":
             idx = torch.stack([logits[s] for s in names]).sum(0).topk(cfg.k, dim=1).indices
             for s in names:
                 codes[s] = torch.zeros_like(logits[s]).scatter(1, idx, torch.relu(logits[s].gather(1, idx)))
@@ -72,10 +82,25 @@ class DenseSPARC(nn.Module):
             auxk[s] = dense_nmse(aux, inputs[s] - recons[s].detach() + self.pre[s].detach())
         self_nmse = {s: dense_nmse(recons[s], inputs[s]) for s in names}
         cross_nmse = {ts: dense_nmse(r, inputs[ts[0]]) for ts, r in cross.items()}
-        total = torch.stack(list(self_nmse.values())).mean()
+        if cfg.matryoshka:
+            # Matryoshka: every prefix's code decodes every stream on its own; the
+            # reconstruction terms are the mean over prefixes (docs/method.md §1.9).
+            terms = []
+            for m in cfg.matryoshka:
+                cut = {s: codes[s][:, :m] for s in names}
+                own = torch.stack([dense_nmse(cut[s] @ self.dec[s][:, :m].t() + self.pre[s], inputs[s])
+                                   for s in names]).mean()
+                pairs = [dense_nmse(cut[s] @ self.dec[t][:, :m].t() + self.pre[t], inputs[t])
+                         for t in names for s in names if s != t]
+                if pairs and cfg.cross_coef:
+                    own = own + cfg.cross_coef * torch.stack(pairs).mean()
+                terms.append(own)
+            total = torch.stack(terms).mean()
+        else:
+            total = torch.stack(list(self_nmse.values())).mean()
         if cfg.auxk and cfg.auxk_coef:
             total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
-        if cross_nmse and cfg.cross_coef:
+        if cross_nmse and cfg.cross_coef and not cfg.matryoshka:
             total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
         return codes, recons, cross, total, self_nmse, cross_nmse, auxk
 

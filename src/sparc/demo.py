@@ -168,7 +168,7 @@ def _cached_store(cfg: DemoConfig, path: Path):
 def _train(cfg: DemoConfig, store, run_dir: Path, topk: TopK) -> Path:
     from sparc.train import finished_with, new_spec, open_run
 
-    spec = new_spec(store, dataclasses.replace(cfg.model, topk=topk), cfg.train)
+    spec = new_spec(store, dataclasses.replace(cfg.model, method=None, topk=topk), cfg.train)
     if finished_with(run_dir, spec):
         print(f"reusing the finished run {run_dir}")
         return run_dir

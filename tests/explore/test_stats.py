@@ -122,3 +122,30 @@ def test_bad_settings():
         StatsSettings(top=0)
     with pytest.raises(SparcError):
         StatsSettings(split="nope")
+
+
+@pytest.mark.parametrize("method", ["batchtopk", "batchtopk-local"])
+def test_stats_of_a_batchtopk_model_equal_the_dense_computation(store, method):
+    """Rows with different numbers of latents (and, per stream, different widths): the
+    code tables widen, padding counts for nothing, chunking changes nothing."""
+    from sparc.model import SPARC, SPARCConfig
+
+    torch.manual_seed(0)
+    model = SPARC(store.streams, SPARCConfig(n_latents=32, k=4, method=method)).eval()
+    with torch.no_grad():
+        model.b_lat.normal_(std=0.05)
+        model.batch_threshold.fill_(0.05)  # as if trained: each row thresholded on its own
+    settings = StatsSettings(split="all", top=5, quantile_bins=3, per_bin=2, chunk_rows=7, progress=False)
+    stats = compute_stats(model, store, settings)
+    rows = store.split_rows("all")
+    dense = _dense_codes(model, store, rows)
+    for e, enc in enumerate(ENCODINGS):
+        for s, name in enumerate(model.names):
+            z = dense[enc][name]
+            assert np.array_equal(stats.fires[e, s], (z > 0).sum(0))
+            np.testing.assert_allclose(stats.act_sum[e, s], z.sum(0), rtol=1e-5, atol=1e-6)
+    widths = {int((dense["joint"][s] > 0).sum(1).max()) for s in model.names}
+    assert max(widths) > 4  # some row holds more than k latents
+    for name in model.names:
+        np.testing.assert_allclose(stats.code(name, slice(None)).dense().numpy(), dense["independent"][name],
+                                   rtol=1e-6)

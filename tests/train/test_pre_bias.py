@@ -63,3 +63,44 @@ def test_trainer_starts_the_pre_bias_at_the_first_batch(tmp_path, method):
         want = x.mean(0) if method == "mean" else geometric_median(x)
         # one Adam step of lr 1e-9 moves each entry by at most ~1e-9
         torch.testing.assert_close(model.b_pre.detach()[col].double(), want, atol=1e-7, rtol=0)
+
+
+def test_the_default_is_the_mean_and_the_original_preset_restores_the_authors_settings():
+    from sparc.train.config import apply_preset
+
+    assert TrainConfig().pre_bias_init == "mean"
+    model, train = apply_preset("original", SPARCConfig(topk="local"), TrainConfig(batch_size=128))
+    assert train.pre_bias_init == "zero"
+    assert model.dead_after_samples == train.resample_after_samples == 128_000
+    assert model.method == "local" and train.batch_size == 128
+    for m, t, message in [
+        (SPARCConfig(method="batchtopk"), TrainConfig(), "trains the methods sparc, local and no-cross"),
+        (SPARCConfig(), TrainConfig(pre_bias_init="median"), "drop --pre-bias-init median"),
+        (SPARCConfig(dead_after_samples=1000), TrainConfig(), "drop --dead-after-samples"),
+        (SPARCConfig(), TrainConfig(resample_after_samples=10), "drop --resample-after-samples"),
+    ]:
+        with pytest.raises(SparcError, match=message) as e:
+            apply_preset("original", m, t)
+        assert "\n" not in str(e.value)
+    with pytest.raises(SparcError, match="unknown preset 'paper'"):
+        apply_preset("paper", SPARCConfig(), TrainConfig())
+
+
+def test_sparc_train_preset_original_records_the_authors_settings(tmp_path, capsys):
+    import json
+
+    from sparc.cli.main import main
+
+    store = make_store(tmp_path / "store", n_rows=100)
+    small = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--max-steps", "2", "--no-progress"]
+    assert main(["train", str(store), "--out", str(tmp_path / "orig"), *small, "--preset", "original"]) == 0
+    spec = json.loads((tmp_path / "orig" / "train_config.json").read_text())
+    assert spec["train"]["pre_bias_init"] == "zero" and spec["model"]["dead_after_samples"] == 32_000
+    assert main(["train", str(store), "--out", str(tmp_path / "new"), *small]) == 0
+    assert json.loads((tmp_path / "new" / "train_config.json").read_text())["train"]["pre_bias_init"] == "mean"
+    capsys.readouterr()
+    assert main(["train", str(store), "--out", str(tmp_path / "bad"), *small, "--preset", "original",
+                 "--method", "matryoshka"]) == 2
+    err = capsys.readouterr().err
+    assert "--preset original is the authors' code" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -82,7 +82,7 @@ def describe_model(model: SPARC) -> str:
     dead = model.dead_mask().float().mean(1)
     n_params = sum(p.numel() for p in model.parameters())
     lines = [
-        f"SPARC model: {cfg.n_latents} latents, k={cfg.k}, topk={cfg.topk}, auxk={cfg.auxk}, "
+        f"SPARC model: method {cfg.method}, {cfg.n_latents} latents, k={cfg.k}, topk={cfg.topk}, auxk={cfg.auxk}, "
         f"cross_coef={cfg.cross_coef}, {n_params / 1e6:.2f}M parameters",
         "streams: " + ", ".join(f"{s} ({d})" for s, d in model.streams.items()),
         "dead latents (by training counters): "

@@ -27,11 +27,15 @@ class Train:
     out: Path
     """Run directory to create (config.json, model.safetensors, metrics.jsonl, checkpoint/)."""
 
-    model: Annotated[SPARCConfig, Flat] = field(default_factory=SPARCConfig)
+    model: Annotated[SPARCConfig, Flat]
     train: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
 
     streams: tuple[str, ...] | None = None
     """Streams to train on (default: all streams of the store)."""
+
+    preset: str | None = None
+    """original: every setting of the authors' code (pre-bias at zero, dead after 1,000 steps and re-initialised
+    there; the methods sparc, local, no-cross), for exact reproduction (docs/method.md §3)."""
 
     resume: bool = False
     """Continue the run in --out from its last checkpoint (its saved settings are used)."""
@@ -65,6 +69,12 @@ class Train:
     def run(self) -> None:
         if self.resume_lr is not None and not self.resume:
             raise SparcError("--resume-lr goes with --resume; for a new run use --lr")
+        if self.preset is not None and self.resume:
+            raise SparcError("--preset goes with a fresh run; a resumed run keeps its recorded settings")
+        if self.preset is not None:
+            from sparc.train.config import apply_preset
+
+            self.model, self.train = apply_preset(self.preset, self.model, self.train)
         if self.resume_lr is not None:
             TrainConfig(lr=self.resume_lr)  # the same checks as --lr
         if not self.resume:

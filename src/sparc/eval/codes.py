@@ -1,4 +1,10 @@
-"""Sparse codes of every evaluated row, kept as (indices, values) — never dense N×L."""
+"""Sparse codes of every evaluated row, kept as (indices, values) — never dense N×L.
+
+A table is as wide as its widest code: a rule whose rows hold different numbers of
+latents (BatchTopK) pads the shorter rows with entries of value 0, and so does a table
+made wider by a later chunk (its padding repeats the row's first latent, with value 0:
+every reader counts a latent where its value is positive, and sums values).
+"""
 
 from __future__ import annotations
 
@@ -23,10 +29,15 @@ class CodeTable:
         self.values = np.zeros((n_rows, k), dtype=np.float32)
 
     def put(self, start: int, code: SparseCode) -> None:
-        """Store ``code`` as rows ``start, start + 1, ...``."""
-        n = code.indices.shape[0]
-        self.indices[start:start + n] = code.indices.cpu().numpy()
-        self.values[start:start + n] = code.values.float().cpu().numpy()
+        """Store ``code`` as rows ``start, start + 1, ...`` (the table widens to a wider code)."""
+        self.widen(code.indices.shape[1])
+        idx, val = padded(code.indices.cpu().numpy(), code.values.float().cpu().numpy(), self.indices.shape[1])
+        self.indices[start:start + len(idx)] = idx
+        self.values[start:start + len(idx)] = val
+
+    def widen(self, width: int) -> None:
+        """At least ``width`` entries per row, the new ones padding of value 0."""
+        self.indices, self.values = padded(self.indices, self.values, width)
 
     def code(self, rows: np.ndarray | slice, device: str | torch.device = "cpu") -> SparseCode:
         """The codes of ``rows`` as a :class:`SparseCode` (int64 indices)."""
@@ -52,17 +63,40 @@ class SharedFiring:
     def put(self, start: int, codes: dict[str, SparseCode]) -> None:
         """Store the codes of rows ``start, start + 1, ...`` (indices shared by the streams)."""
         first = codes[self.streams[0]].indices
-        n = first.shape[0]
+        n, w = first.shape
+        if w > self.indices.shape[1]:
+            extra = w - self.indices.shape[1]
+            self.indices = np.concatenate([self.indices, np.repeat(self.indices[:, :1], extra, axis=1)], axis=1)
+            self.fired = np.concatenate([self.fired, np.zeros((*self.fired.shape[:2], extra), dtype=bool)], axis=2)
+        width = self.indices.shape[1]
         for s, name in enumerate(self.streams):
             code = codes[name]
             if not torch.equal(code.indices, first):
                 raise ValueError("SharedFiring needs codes whose streams share their indices (joint global TopK)")
-            self.fired[s, start:start + n] = (code.values > 0).cpu().numpy()
-        self.indices[start:start + n] = first.cpu().numpy()
+            self.fired[s, start:start + n] = 0
+            self.fired[s, start:start + n, :w] = (code.values > 0).cpu().numpy()
+        self.indices[start:start + n] = padded(first.cpu().numpy(), np.zeros(first.shape, np.float32), width)[0]
 
     def stream(self, name: str) -> _FiringView:
         """A view with ``code(rows)`` for stream ``name``, as :meth:`CodeTable.code`."""
         return _FiringView(self, self.streams.index(name))
+
+
+def padded(indices: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, values) with at least ``width`` entries per row: the added ones repeat
+    each row's first latent, with value 0."""
+    extra = width - indices.shape[1]
+    if extra <= 0:
+        return indices, values
+    return (np.concatenate([indices, np.repeat(indices[:, :1], extra, axis=1)], axis=1),
+            np.concatenate([values, np.zeros((len(values), extra), dtype=values.dtype)], axis=1))
+
+
+def same_width(tables: list[CodeTable]) -> None:
+    """Widen ``tables`` to the widest of them (to stack their arrays)."""
+    width = max(t.indices.shape[1] for t in tables)
+    for t in tables:
+        t.widen(width)
 
 
 class _FiringView:
@@ -98,5 +132,6 @@ def dense_transposed(code: SparseCode, values: Tensor | None = None) -> Tensor:
     B, k = code.indices.shape
     out = vals.new_zeros(code.n_latents, B)
     cols = torch.arange(B, device=vals.device).repeat_interleave(k)
-    out.index_put_((code.indices.reshape(-1), cols), vals.reshape(-1))
+    # Accumulated: a padding entry may repeat a latent of its row (with value 0).
+    out.index_put_((code.indices.reshape(-1), cols), vals.reshape(-1), accumulate=True)
     return out

@@ -50,7 +50,7 @@ def encode_in_chunks(model: SPARC, store: FeatureStore, streams: Sequence[str], 
                      chunk_rows: int, device: torch.device, *, progress: bool, desc: str) -> Iterator[EncodedChunk]:
     """The sorted store ``rows`` encoded ``chunk_rows`` at a time, in order, with a
     progress bar (``desc``) when ``progress``."""
-    local = model.cfg.topk == "local"
+    local = model.joint_is_independent
     n = len(rows)
     with tqdm(total=n, disable=not progress, desc=desc, unit="row", unit_scale=True, dynamic_ncols=True) as bar:
         for a in range(0, n, chunk_rows):
@@ -58,6 +58,6 @@ def encode_in_chunks(model: SPARC, store: FeatureStore, streams: Sequence[str], 
             x = {s: model_inputs(store, s, rows[a:b]).to(device) for s in streams}
             # One encoder pass serves both encodings (docs/method.md §5).
             logits = model.logits(x)
-            independent = model.select(logits, "local")
+            independent = model.select(logits, alone=True)
             yield EncodedChunk(a, b, x, independent if local else model.select(logits), independent)
             bar.update(b - a)

@@ -166,7 +166,7 @@ def evaluate(model: SPARC, store: FeatureStore, settings: EvalSettings = EvalSet
     else:
         notes.append("no evaluated row has labels: concept Jaccard and probes skipped")
 
-    local = model.cfg.topk == "local"
+    local = model.joint_is_independent
     states = {"joint": _EncodingState(streams, model.n_latents, label_sets)}
     states["independent"] = states["joint"] if local else _EncodingState(streams, model.n_latents, label_sets)
     codes = {s: CodeTable(N, model.cfg.k, model.n_latents) for s in streams}

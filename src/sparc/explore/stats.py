@@ -47,7 +47,7 @@ from sparc.data import FeatureStore
 from sparc.data.splits import Split
 from sparc.device import check_device
 from sparc.errors import SparcError
-from sparc.eval.codes import CodeTable
+from sparc.eval.codes import CodeTable, same_width
 from sparc.eval.features import encode_in_chunks
 from sparc.eval.labels import label_matrix
 from sparc.eval.metrics.concept_jaccard import ConceptCounter, concept_jaccard
@@ -331,6 +331,7 @@ def compute_stats(model: SPARC, store: FeatureStore, settings: StatsSettings = S
         for s in streams:
             codes[s].put(chunk.start, chunk.independent[s])
     arrays = acc.finish()
+    same_width([codes[s] for s in streams])  # BatchTopK's streams may differ in their widest row
     return LatentStats(
         settings=settings, streams=streams, n_latents=model.n_latents, k=model.cfg.k, rows=np.asarray(rows),
         codes_idx=np.stack([codes[s].indices for s in streams]), codes_val=np.stack([codes[s].values for s in streams]),

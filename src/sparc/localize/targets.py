@@ -105,7 +105,7 @@ def target_values(model: SPARC, stream: str, x: Tensor, queries: Sequence[Query]
                 continue
             if target == "dense":
                 with torch.no_grad():
-                    txt = model.encode({ts: t}, topk="local")[ts]
+                    txt = model.encode({ts: t}, alone=True)[ts]
                 h = model.latent_logits(stream, xs, txt.indices)
                 out = out.index_put((idx,), (torch.relu(h) * (txt.values > 0).to(h.dtype)).sum(dim=1))
                 continue
@@ -113,9 +113,9 @@ def target_values(model: SPARC, stream: str, x: Tensor, queries: Sequence[Query]
                 codes = model.encode({stream: xs, ts: t})
                 img, txt = codes[stream], codes[ts]
             else:
-                img = model.encode({stream: xs}, topk="local")[stream]
+                img = model.encode({stream: xs}, alone=True)[stream]
                 with torch.no_grad():
-                    txt = model.encode({ts: t}, topk="local")[ts]
+                    txt = model.encode({ts: t}, alone=True)[ts]
             if given:  # the sum over given latents, codes from the joint / independent encoding
                 dense_txt = torch.zeros(len(rows), model.n_latents, dtype=img.values.dtype, device=x.device)
                 for j, p in enumerate(rows):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from sparc.errors import SparcError
 from sparc.jsonio import from_json
 
-TopK = Literal["global", "local"]
+TopK = Literal["global", "local", "batch-global", "batch-local"]
 """The selection rules of :mod:`sparc.model.selection`, as the CLI lists them."""
 
 
@@ -21,10 +21,13 @@ class SPARCConfig:
     """Number of latents L, shared by every stream."""
 
     k: int = 64
-    """Active latents per sample (TopK)."""
+    """Active latents per sample (TopK; BatchTopK: on average over the batch)."""
 
-    topk: TopK = "global"
-    """'global': one set of k latents per sample, chosen from the summed logits of the streams present (SPARC). 'local': each stream chooses its own k (the baseline)."""
+    method: str | None = None
+    """The method (docs/method.md §1.8-1.9): sparc (global TopK + cross loss), local (local TopK + cross loss), no-cross (global TopK, cross_coef 0), batchtopk (BatchTopK of the summed logits), batchtopk-local (BatchTopK per stream), matryoshka (nested prefixes on SPARC's rules). Default: the method --topk, --cross-coef and --matryoshka make (sparc)."""
+
+    topk: TopK | None = None
+    """The selection rule. 'global': one set of k latents per sample, chosen from the summed logits of the streams present (SPARC). 'local': each stream chooses its own k (the baseline). 'batch-global' / 'batch-local': BatchTopK. Default: the method's."""
 
     auxk: int = 64
     """k_aux: latents of the auxiliary loss, chosen among each stream's dead latents (0 turns the auxiliary loss off)."""
@@ -32,8 +35,14 @@ class SPARCConfig:
     auxk_coef: float = 1 / 32
     """Weight of the auxiliary (AuxK) loss."""
 
-    cross_coef: float = 1.0
-    """Weight of the cross-reconstruction loss (0 gives the 'no cross' ablation)."""
+    cross_coef: float | None = None
+    """Weight of the cross-reconstruction loss. Default: the method's (1; 0 for no-cross)."""
+
+    matryoshka: tuple[int, ...] = ()
+    """Matryoshka's nested prefix sizes in latents, growing and ending at n_latents (e.g. 512 2048 8192). Default with --method matryoshka: L/16, L/4, L."""
+
+    threshold_decay: float = 0.999
+    """BatchTopK: decay of the running estimate of the inference threshold (the smallest positive score a training batch keeps)."""
 
     fire_threshold: float = 1e-3
     """A latent fires on a sample when its code value exceeds this."""
@@ -49,9 +58,14 @@ class SPARCConfig:
                 f"k must satisfy 1 <= k < n_latents ({self.n_latents}), got k={self.k}; "
                 "pick a smaller k or more latents"
             )
-        from sparc.model.selection import selection_rule  # the registered rules (docs/architecture.md)
+        from sparc.model.methods import resolve  # the registered methods (docs/architecture.md)
 
-        selection_rule(self.topk)
+        # The method fixes the settings that make it (its rule, cross loss, prefixes):
+        # filled here, so a config always holds them as the model uses them.
+        for name, value in zip(("method", "topk", "cross_coef", "matryoshka"), resolve(self)):
+            object.__setattr__(self, name, value)
+        if not (math.isfinite(self.threshold_decay) and 0 <= self.threshold_decay < 1):
+            raise SparcError(f"threshold_decay must be in [0, 1), got {self.threshold_decay}")
         if self.auxk < 0:
             raise SparcError(f"auxk must be non-negative, got {self.auxk}")
         for name in ("auxk_coef", "cross_coef", "fire_threshold"):
@@ -63,6 +77,11 @@ class SPARCConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_method(self, method: str) -> SPARCConfig:
+        """This config under another method: its own settings kept, the method's filled afresh."""
+        return replace(self, method=method, topk=None, cross_coef=None if self.method == "no-cross" or method == "no-cross"
+                       else self.cross_coef, matryoshka=())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, what: str = "model config") -> SPARCConfig:

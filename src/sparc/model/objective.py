@@ -23,13 +23,26 @@ if TYPE_CHECKING:
 
 
 def total_loss(self_nmse: dict[str, Tensor], cross_nmse: dict[tuple[str, str], Tensor],
-               auxk: dict[str, Tensor], cfg: SPARCConfig) -> Tensor:
+               auxk: dict[str, Tensor], cfg: SPARCConfig, nested: Tensor | None = None) -> Tensor:
     """SPARC's objective: the mean self-reconstruction NMSE, plus ``auxk_coef`` times the
-    mean AuxK term and ``cross_coef`` times the mean cross-reconstruction NMSE."""
-    total = torch.stack(list(self_nmse.values())).mean()
+    mean AuxK term and ``cross_coef`` times the mean cross-reconstruction NMSE.
+
+    ``nested`` [P, S', S'] (Matryoshka; docs/method.md §1.9): every prefix's (source,
+    target) NMSE; the reconstruction terms are then the mean over the P prefixes of
+    each prefix's mean self NMSE plus ``cross_coef`` times its mean cross NMSE (the
+    last prefix, the whole dictionary, is the one ``self_nmse``/``cross_nmse`` hold)."""
+    if nested is None:
+        total = torch.stack(list(self_nmse.values())).mean()
+    else:
+        P, n = nested.shape[:2]
+        diag = torch.eye(n, dtype=torch.bool, device=nested.device)
+        per_prefix = nested[:, diag].mean(1)
+        if n > 1 and cfg.cross_coef:
+            per_prefix = per_prefix + cfg.cross_coef * nested[:, ~diag].mean(1)
+        total = per_prefix.mean()
     if cfg.auxk_coef and cfg.auxk:
         total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
-    if cross_nmse and cfg.cross_coef:
+    if nested is None and cross_nmse and cfg.cross_coef:
         total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
     return total
 
@@ -69,20 +82,28 @@ def auxk_selection(model: SPARC, ids: list[int], logits_at: Callable[[int, Tenso
 
 
 def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor, main_rd: Tensor,
-                          aux_rd: Tensor, x_bd: Tensor, aux) -> ForwardOutput:
-    """The forward's output from its decoded rows: ``main_rd`` [n·B, D] (source a's code
-    decoded into every stream's columns, row block a), ``aux_rd`` (the AuxK codes, each in
-    its own stream's columns), the inputs ``x_bd`` [B, D] and ``aux`` (the AuxK selection
-    or None; :meth:`sparc.model.SPARC.forward`)."""
+                          aux_rd: Tensor, x_bd: Tensor, aux, *, prefixes: int = 1) -> ForwardOutput:
+    """The forward's output from its decoded rows: ``main_rd`` [n·P·B, D] (source a's code,
+    cut to prefix p, decoded into every stream's columns: row block a·P + p; P =
+    ``prefixes``, 1 without nested prefixes), ``aux_rd`` (the AuxK codes, each in its
+    own stream's columns), the inputs ``x_bd`` [B, D] and ``aux`` (the AuxK selection or
+    None; :mod:`sparc.model.forward`)."""
     n, B, _ = idx_sbk.shape
-    D = model.W_dec.shape[1]
+    D, P = model.W_dec.shape[1], prefixes
     names = [model.names[i] for i in ids]
     # Every (source, target) pair's NMSE at once: the residual of each source's decode in
     # all columns, its squares summed per stream block (docs/method.md §2.1); absent
     # streams' columns weigh 0.
-    num_abt, den_bt = model.kernels.block_sse(main_rd, model.b_pre, x_bd, n, [model.cols[i] for i in ids])
-    pair_at = num_abt.div(den_bt).mean(1)                                  # [source, target]
-    main_abd = main_rd.view(n, B, D)                                        # source a → all streams
+    num_abt, den_bt = model.kernels.block_sse(main_rd, model.b_pre, x_bd, n * P, [model.cols[i] for i in ids])
+    pair_all = num_abt.div(den_bt).mean(1)                                  # [source·prefix, target]
+    nested = None
+    if P > 1:
+        nested = pair_all.view(n, P, n).transpose(0, 1)                     # [prefix, source, target]
+        pair_at = nested[-1]
+        main_abd = main_rd.view(n, P, B, D)[:, -1]                          # the whole dictionary's
+    else:
+        pair_at = pair_all                                                  # [source, target]
+        main_abd = main_rd.view(n, B, D)                                    # source a → all streams
     # Made on access (OnAccess), as this forward would have made them: the pre-bias as it
     # is now (an optimizer step may follow), the same grad mode, no autocast.
     b_pre, grad, device = model.b_pre.clone(), torch.is_grad_enabled(), x_bd.device.type
@@ -120,6 +141,11 @@ def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk
                 target = x_bd[:, col] - main_const[a, :, col]
                 res = aux_bd[:, col] + model.b_pre[col] - target
                 auxk[s] = ((res * res).sum(1) / (target * target).sum(1)).mean()
-    total = total_loss(self_nmse, cross_nmse, auxk, model.cfg)
+    total = total_loss(self_nmse, cross_nmse, auxk, model.cfg, nested)
     codes = {s: SparseCode(idx_sbk[j], val_sbk[j], model.n_latents) for j, s in enumerate(names)}
-    return ForwardOutput(codes, OnAccess(recons), OnAccess(cross), Losses(total, self_nmse, cross_nmse, auxk))
+    prefix_nmse = {}
+    if nested is not None:  # each prefix's mean self NMSE, for the log
+        diag = torch.eye(n, dtype=torch.bool, device=nested.device)
+        prefix_nmse = dict(zip(model.cfg.matryoshka, nested[:, diag].mean(1).detach().unbind(0)))
+    return ForwardOutput(codes, OnAccess(recons), OnAccess(cross),
+                         Losses(total, self_nmse, cross_nmse, auxk, prefix_nmse))

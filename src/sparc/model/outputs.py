@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from sparc.model.selection import Selection
 
 KeyT = TypeVar("KeyT")
 
@@ -15,11 +18,12 @@ class SparseCode(NamedTuple):
     """The k active latents of each sample of one stream.
 
     ``values`` may hold zeros: under global TopK a selected latent is ReLU'd per
-    stream, so it can be inactive in one stream and active in another.
+    stream, so it can be inactive in one stream and active in another; under BatchTopK
+    the rows with fewer latents than the widest are padded with entries of value 0.
     """
 
     indices: Tensor
-    """[batch, k] int64 latent ids."""
+    """[batch, k] int64 latent ids (BatchTopK: [batch, w], w the widest row's count)."""
     values: Tensor
     """[batch, k] non-negative activations."""
     n_latents: int
@@ -28,7 +32,7 @@ class SparseCode(NamedTuple):
     def dense(self) -> Tensor:
         """The code as a dense [batch, n_latents] tensor."""
         out = self.values.new_zeros(self.values.shape[0], self.n_latents)
-        return out.scatter_(1, self.indices, self.values)
+        return out.scatter_add_(1, self.indices, self.values)  # a padding entry may repeat a latent (value 0)
 
     def l0(self) -> Tensor:
         """[batch] number of nonzero entries per sample."""
@@ -45,6 +49,23 @@ class StreamLogits(NamedTuple):
     """[n_streams, batch, n_latents] ``W_enc^s (x_s − b_pre^s) + b_lat^s``, without gradient."""
 
 
+class Chosen(NamedTuple):
+    """The latents a training forward chose (:meth:`SPARC.choose_for_step`)."""
+
+    ids: list[int]
+    """The model's indices of the streams given, in model order."""
+    selection: Selection
+    """The chosen latents [S', B, w] and their keep mask (None: no padding)."""
+    pre: Tensor
+    """[S', B, w] their logits, without gradient."""
+    logits_at: Callable[[int, Tensor], Tensor]
+    """``logits_at(a, latents)``: the logits [B, m] of the a-th stream given at ``latents`` [m] (for AuxK)."""
+    x_bd: Tensor
+    """[B, D] the inputs side by side (differentiable)."""
+    logits: Tensor | None
+    """[S', B, L] the logits the choice was made from (None: the certified bf16 pass made it)."""
+
+
 class Losses(NamedTuple):
     """Loss components of one batch (docs/method.md §2). Per-term values are unweighted."""
 
@@ -56,6 +77,8 @@ class Losses(NamedTuple):
     """NMSE of stream ``target`` reconstructed from stream ``source``, keyed (target, source)."""
     auxk: dict[str, Tensor]
     """AuxK NMSE of each stream (0 when the stream has no dead latent)."""
+    prefix_nmse: dict[int, Tensor] = {}  # noqa: RUF012 (a NamedTuple's default: never mutated)
+    """Matryoshka: the mean self NMSE of each nested prefix, keyed by its size (empty otherwise)."""
 
     def named(self) -> dict[str, float]:
         """Flat name → value view for logging."""
@@ -63,6 +86,7 @@ class Losses(NamedTuple):
         out.update({f"nmse/{s}": v.item() for s, v in self.self_nmse.items()})
         out.update({f"cross_nmse/{t}<-{s}": v.item() for (t, s), v in self.cross_nmse.items()})
         out.update({f"auxk/{s}": v.item() for s, v in self.auxk.items()})
+        out.update({f"prefix_nmse/{m}": v.item() for m, v in self.prefix_nmse.items()})
         return out
 
 

@@ -27,11 +27,11 @@ from sparc.model import files
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
+from sparc.model.forward import training_forward
 from sparc.model.kernels import Kernels, uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
-from sparc.model.objective import auxk_selection, reconstruction_losses
-from sparc.model.outputs import ForwardOutput, SparseCode, StreamLogits
-from sparc.model.selection import selection_rule
+from sparc.model.outputs import Chosen, ForwardOutput, SparseCode, StreamLogits
+from sparc.model.selection import Context, Selection, selection_rule
 
 
 class SPARC(nn.Module):
@@ -81,6 +81,9 @@ class SPARC(nn.Module):
         self.register_buffer(
             "samples_since_fired", torch.zeros(S, L, dtype=torch.int64, device=device)
         )
+        if n_thresholds := selection_rule(cfg.topk).n_thresholds(S):
+            # BatchTopK's inference thresholds, estimated in training (negative: not yet).
+            self.register_buffer("batch_threshold", torch.full((n_thresholds,), -1.0, **kw))
         # Checked when used (use_kernels), not here: a model is often built on the CPU
         # and moved to the device its path runs on.
         self.kernel_choice = kernel_paths.default_choice() if kernels is None else kernels
@@ -102,6 +105,8 @@ class SPARC(nn.Module):
         self.b_pre.zero_()
         self.b_lat.zero_()
         self.samples_since_fired.zero_()
+        if hasattr(self, "batch_threshold"):
+            self.batch_threshold.fill_(-1)
 
     @property
     def n_latents(self) -> int:
@@ -177,10 +182,22 @@ class SPARC(nn.Module):
             torch.addmm(self.b_lat[i].to(dt), u_bd[:, col].to(dt), self.W_enc[:, col].t().to(dt), out=logits_sbl[n])
         return logits_sbl
 
+    def selection_context(self, ids: list[int]) -> Context:
+        """What a selection rule reads besides the logits of the streams ``ids``."""
+        return Context(self.training, getattr(self, "batch_threshold", None), tuple(ids))
+
     @torch.no_grad()
-    def _topk(self, logits_sbl: Tensor, topk: TopK) -> Tensor:
-        """[S', B, k] indices chosen from ``logits_sbl`` by the selection rule ``topk``."""
-        return selection_rule(topk).choose(logits_sbl, self.cfg.k)
+    def _choose(self, logits_sbl: Tensor, topk: TopK, ids: list[int], alone: bool = False) -> Selection:
+        """The latents chosen from ``logits_sbl`` by the selection rule ``topk`` (each
+        stream by itself with ``alone``)."""
+        rule, ctx = selection_rule(topk), self.selection_context(ids)
+        return (rule.choose_alone if alone else rule.choose)(logits_sbl, self.cfg.k, ctx)
+
+    @property
+    def joint_is_independent(self) -> bool:
+        """Whether each stream chooses from its own logits only (local rules), so the
+        joint encoding of a sample is its independent one."""
+        return selection_rule(self.cfg.topk).per_stream
 
     def logits(self, inputs: Mapping[str, Tensor]) -> StreamLogits:
         """Encoder logits ``W_enc^s (x_s − b_pre^s) + b_lat^s`` of the streams given, in
@@ -194,24 +211,30 @@ class SPARC(nn.Module):
         return StreamLogits(tuple(self.names[i] for i in ids), logits_sbl)
 
     @torch.no_grad()
-    def select(self, logits: StreamLogits, topk: TopK | None = None) -> dict[str, SparseCode]:
+    def select(self, logits: StreamLogits, topk: TopK | None = None, *, alone: bool = False) -> dict[str, SparseCode]:
         """Sparse codes chosen from ``logits`` (no gradient).
 
         ``topk="global"`` picks one set of latents from the summed logits of the
         streams in ``logits`` (the joint code); ``"local"`` lets every stream pick its
-        own, which for a global model is the *independent* encoding (each stream
-        encoded alone). Default: the model's own TopK. Equal, bitwise, to
-        :meth:`encode` of the same inputs.
-        """
-        idx_sbk = self._topk(logits.logits, topk or self.cfg.topk)
-        val_sbk = torch.relu(logits.logits.gather(2, idx_sbk))
-        return {s: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents) for n, s in enumerate(logits.streams)}
+        own. Default: the model's own rule. ``alone``: each stream encoded as if it
+        were given alone under that rule — the *independent* encoding (for global TopK,
+        local TopK). Equal, bitwise, to :meth:`encode` of the same inputs.
 
-    def _select(self, inputs: Mapping[str, Tensor], topk: TopK, *, engine: StepEngine | None = None):
-        """Choose the active latents of the streams given. Returns (ids, idx_sbk
-        [S', B, k], pre_sbk [S', B, k] (their logits, no grad), logits_at, x_bd [B, D]
-        (differentiable)), where ``logits_at(a, latents)`` gives the logits [B, m] of
-        the a-th stream given at ``latents`` [m] (for AuxK).
+        A rule whose rows hold different numbers of latents (BatchTopK) pads the shorter
+        rows with latents of value 0 (docs/method.md §1.8).
+        """
+        ids = [self.stream_index(s) for s in logits.streams]
+        sel = self._choose(logits.logits, topk or self.cfg.topk, ids, alone)
+        val_sbk = self._masked(torch.relu(logits.logits.gather(2, sel.idx)), sel.keep)
+        return {s: SparseCode(sel.idx[n], val_sbk[n], self.n_latents) for n, s in enumerate(logits.streams)}
+
+    @staticmethod
+    def _masked(val_sbw: Tensor, keep: Tensor | None) -> Tensor:
+        return val_sbw if keep is None else val_sbw * keep
+
+    def _select(self, inputs: Mapping[str, Tensor], topk: TopK, *, engine: StepEngine | None = None,
+                alone: bool = False) -> Chosen:
+        """Choose the active latents of the streams given (each by itself with ``alone``).
 
         ``engine``: the training engine, whose certified bf16 encoder pass (where it is on)
         makes the choice of a certifiable rule with every stream present (docs/method.md
@@ -221,7 +244,7 @@ class SPARC(nn.Module):
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
         if (engine is not None and rule.certifiable and engine.certifies and len(ids) == len(self.names)
-                and x_bd.shape[0] > 0):
+                and x_bd.shape[0] > 0 and not alone):
             with torch.no_grad():
                 u_bd = (x_bd - self.b_pre).contiguous()
                 sel = engine.certified_global_topk(u_bd)
@@ -230,12 +253,18 @@ class SPARC(nn.Module):
                 col, i = self.cols[ids[a]], ids[a]
                 return torch.addmm(self.b_lat[i, latents], u_bd[:, col], self.W_enc[latents, col].t())
 
-            return ids, sel.idx.expand(len(ids), -1, -1), sel.pre, logits_at, x_bd
+            return Chosen(ids, Selection(sel.idx.expand(len(ids), -1, -1), None), sel.pre, logits_at, x_bd, None)
         logits_sbl = self._logits_of(ids, x_bd)
-        idx_sbk = rule.choose(logits_sbl, self.cfg.k)
-        return ids, idx_sbk, logits_sbl.gather(2, idx_sbk), lambda a, latents: logits_sbl[a][:, latents], x_bd
+        chosen = self._choose(logits_sbl, topk, ids, alone)
+        return Chosen(ids, chosen, logits_sbl.gather(2, chosen.idx), lambda a, latents: logits_sbl[a][:, latents], x_bd,
+                      logits_sbl)
 
-    def _values(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None) -> Tensor:
+    def choose_for_step(self, inputs: Mapping[str, Tensor], *, engine: StepEngine | None = None) -> Chosen:
+        """The training forward's choice of latents under the model's rule (:mod:`sparc.model.forward`)."""
+        return self._select(inputs, self.cfg.topk, engine=engine)
+
+    def values_at(self, ids, idx_sbk, pre_sbk, x_bd, *, engine: StepEngine | None = None,
+                  keep: Tensor | None = None) -> Tensor:
         """[S', B, k'] encoder values (before the ReLU) at ``idx_sbk``, differentiable;
         ``pre_sbk``: the same values without gradient. ``engine``: the training forward's,
         whose gradient buffer and step in backward W_enc may take."""
@@ -243,23 +272,25 @@ class SPARC(nn.Module):
             self.kernels, self.W_enc, self.b_pre, self.b_lat, x_bd, pre_sbk, idx_sbk,
             tuple(ids), tuple(self.cols[i] for i in ids),
             None if engine is None else engine.grad_buffer("W_enc"),
-            None if engine is None else engine.table_step("W_enc"),
+            None if engine is None else engine.table_step("W_enc"), keep,
         )
 
     def encode(
-        self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None
+        self, inputs: Mapping[str, Tensor], *, topk: TopK | None = None, alone: bool = False
     ) -> dict[str, SparseCode]:
         """Sparse codes of any subset of streams, differentiable.
 
         Under global TopK the latents are chosen from the summed logits of the streams
-        given, so encoding one stream alone (or passing ``topk="local"``) gives the
-        independent encoding used to test alignment honestly.
+        given, so encoding one stream alone (or passing ``alone=True``) gives the
+        independent encoding used to test alignment honestly. In eval mode a BatchTopK
+        model thresholds each row's logits (docs/method.md §1.8), so a row's code does
+        not depend on its batch; its codes pad the shorter rows with values 0.
         """
-        ids, idx_sbk, pre_sbk, _, x_bd = self._select(inputs, topk or self.cfg.topk)
-        val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd))
+        c = self._select(inputs, topk or self.cfg.topk, alone=alone)
+        val_sbk = self._masked(torch.relu(self.values_at(c.ids, c.selection.idx, c.pre, c.x_bd)), c.selection.keep)
         return {
-            self.names[i]: SparseCode(idx_sbk[n], val_sbk[n], self.n_latents)
-            for n, i in enumerate(ids)
+            self.names[i]: SparseCode(c.selection.idx[n], val_sbk[n], self.n_latents)
+            for n, i in enumerate(c.ids)
         }
 
     def latent_logits(self, stream: str, x: Tensor, latents: Tensor) -> Tensor:
@@ -318,57 +349,12 @@ class SPARC(nn.Module):
         engine that makes the step fast (:mod:`sparc.model.engine`); the losses are the
         same without one, up to the certified selection's round-off.
         """
-        ids, idx_sbk, pre_sbk, logits_at, x_bd = self._select(inputs, self.cfg.topk, engine=engine)
-        n, B, k = idx_sbk.shape
-        D = self.W_dec.shape[1]
-        if self.training:
-            with torch.no_grad():
-                self._count_firing(ids, idx_sbk, torch.relu(pre_sbk),
-                                   None if engine is None else engine.reduce_firing)
-        aux = auxk_selection(self, ids, logits_at, B)
-        # One encoder call and one decoder call serve the codes and the AuxK codes, so
-        # each weight gets a single gradient tensor.
-        if aux is None:
-            val_sbk = torch.relu(self._values(ids, idx_sbk, pre_sbk, x_bd, engine=engine))
-            crow = uniform_crow(n * B, k, idx_sbk.device)
-            col, val = idx_sbk.reshape(-1), val_sbk.reshape(-1)
-        else:
-            aux_idx, aux_pre, aux_keep, has_dead = aux
-            ka = aux_idx.shape[2]
-            pre = self._values(ids, torch.cat([idx_sbk, aux_idx], dim=2), torch.cat([pre_sbk, aux_pre], dim=2), x_bd,
-                               engine=engine)
-            val_sbk, aux_val = torch.relu(pre[..., :k]), torch.relu(pre[..., k:]) * aux_keep
-            crow = torch.cat([uniform_crow(n * B, k, idx_sbk.device),
-                              n * B * k + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
-            col = torch.cat([idx_sbk.reshape(-1), aux_idx.reshape(-1)])
-            val = torch.cat([val_sbk.reshape(-1), aux_val.reshape(-1)])
-        # Under global TopK the n sources of a sample share their k latents: each
-        # selected decoder row is read once for all of them.
-        shared = (n, B) if selection_rule(self.cfg.topk).shares_latents else (1, 0)
-        lo = hi = None
-        if aux is not None:  # an AuxK code reconstructs its own stream only
-            starts = torch.tensor([self.cols[i].start for i in ids], device=x_bd.device)
-            stops = torch.tensor([self.cols[i].stop for i in ids], device=x_bd.device)
-            lo = torch.cat([torch.zeros(n * B, dtype=torch.long, device=x_bd.device), starts.repeat_interleave(B)])
-            hi = torch.cat([torch.full((n * B,), D, dtype=torch.long, device=x_bd.device),
-                            stops.repeat_interleave(B)])
-        out = DecodeSelected.apply(self.kernels, self.W_dec, crow, col, val, shared,
-                                   None if engine is None else engine.grad_buffer("W_dec"), lo, hi,
-                                   None if engine is None else engine.table_step("W_dec"))
-        # Row block b of the first n·B rows: source b decoded into every stream's columns.
-        # The pieces are cut with one split and one unbind each, whose backward puts the
-        # gradient together once; indexing a piece per stream pair would allocate a zero
-        # tensor of the whole output for each pair (most of a step with large batches).
-        main_rd, aux_rd = out.split([n * B, out.shape[0] - n * B])
-        # The losses in the weights' dtype even under autocast: sums of squares over
-        # thousands of columns are no place for bfloat16.
-        with torch.autocast(x_bd.device.type, enabled=False):
-            return reconstruction_losses(self, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux)
+        return training_forward(self, inputs, engine)
 
     # ------------------------------------------------------------------ dead latents
 
     @torch.no_grad()
-    def _count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor,
+    def count_firing(self, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor,
                       reduce: Callable[[Tensor], None] | None) -> None:
         n, B = idx_sbk.shape[:2]
         # fired_sl[a, l]: how many of stream a's rows fired latent l (one scatter, no

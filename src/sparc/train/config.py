@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, get_args
 
 from sparc.errors import SparcError
 from sparc.jsonio import from_json
+from sparc.model.config import SPARCConfig
 
 PreBiasInit = Literal["zero", "mean", "median"]
 
@@ -55,8 +56,8 @@ class TrainConfig:
     validate: bool = True
     """Measure the losses on the validation split after every epoch."""
 
-    pre_bias_init: PreBiasInit = "zero"
-    """Start each stream's pre-bias at 'zero' (the original's), or at the 'mean' or geometric 'median' of the first training batch; on features with a large common direction (E5, CNN pools) 'mean' keeps far more latents alive (experiments/README.md)."""
+    pre_bias_init: PreBiasInit = "mean"
+    """Start each stream's pre-bias at the 'mean' (the default) or geometric 'median' of the first training batch, or at 'zero' (the original's; --preset original). On features with a large common direction (E5, CNN pools) the zero start leaves most latents unselectable (docs/method.md §3.2)."""
 
     resample_after_samples: int | None = 2_560_000
     """Re-initialise a latent of a stream once it has been dead there for this many samples (10× the AuxK threshold, so AuxK gets its chance first). None: never."""
@@ -97,6 +98,40 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PRESETS = ("original",)
+"""``sparc train --preset``: named sets of settings."""
+
+ORIGINAL_DEAD_STEPS = 1000
+"""The authors' code: a latent is dead (feeds AuxK, and is re-initialised) after 1,000 steps without firing."""
+
+
+def apply_preset(name: str, model: SPARCConfig, train: TrainConfig) -> tuple[SPARCConfig, TrainConfig]:
+    """The settings of ``model`` and ``train`` under preset ``name``; a one-line error
+    where a setting given contradicts it.
+
+    ``original``: every setting of the authors' code — the pre-bias starts at zero, a
+    latent is dead after 1,000 steps (``dead_after_samples`` = 1,000 × batch size) and is
+    re-initialised at that same threshold; the methods are the paper's (sparc, local,
+    no-cross). What no setting expresses is listed in docs/method.md, "Departures from
+    the original"."""
+    if name not in PRESETS:
+        raise SparcError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if model.method not in ("sparc", "local", "no-cross"):
+        raise SparcError(f"--preset original is the authors' code, which trains the methods sparc, local and no-cross, "
+                         f"not {model.method!r}")
+    dead = ORIGINAL_DEAD_STEPS * train.batch_size
+    defaults_m, defaults_t = SPARCConfig(), TrainConfig()
+    if train.pre_bias_init not in ("zero", defaults_t.pre_bias_init):
+        raise SparcError(f"--preset original starts the pre-bias at zero; drop --pre-bias-init {train.pre_bias_init}")
+    if model.dead_after_samples not in (dead, defaults_m.dead_after_samples):
+        raise SparcError(f"--preset original counts a latent dead after 1,000 steps ({dead:,} samples at batch "
+                         f"{train.batch_size}); drop --dead-after-samples")
+    if train.resample_after_samples not in (dead, defaults_t.resample_after_samples):
+        raise SparcError("--preset original re-initialises latents at the dead threshold; drop --resample-after-samples")
+    return (replace(model, dead_after_samples=dead),
+            replace(train, pre_bias_init="zero", resample_after_samples=dead))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, what: str = "training config") -> TrainConfig:

@@ -202,9 +202,11 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
         if spec is not None and not resume:
             check_device(spec.train.device)
             check_not_input(run_dir, [spec.store])
+            check_parallel(spec.model, dist)
         lock.enter_context(exclusive_lock(run_dir, "sparc train"))
         run = _open_locked(run_dir, spec, lock, resume=resume, overwrite=overwrite, store=store, lr=lr,
                            other_store=other_store, backend=backend, dist=dist)
+        check_parallel(run.spec.model, dist)
     except BaseException as e:
         lock.close()
         if dist is not None:  # the other ranks wait for the run: tell them why there is none
@@ -213,6 +215,15 @@ def open_run(run_dir: str | Path, spec: RunSpec | None = None, *, resume: bool =
     if dist is not None:
         _send_run(run, dist)
     return run
+
+
+def check_parallel(model: SPARCConfig | None, dist: Distributed | None) -> None:
+    """A one-line error for a method whose choice needs the whole batch in one process."""
+    from sparc.model.selection import selection_rule
+
+    if dist is not None and model is not None and selection_rule(model.topk).batch_wide:
+        raise SparcError(f"method {model.method!r} chooses latents from the whole batch, which the ranks of a "
+                         "data-parallel run hold in parts; train it in one process (without torchrun)")
 
 
 def _send_run(run: Run, dist: Distributed) -> None:

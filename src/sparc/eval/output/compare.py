@@ -54,7 +54,10 @@ class ComparisonRow:
     name: str
     path: str
     model: str
-    """"global + cross", "global, no cross", "local + cross" or "local, no cross"."""
+    """"global + cross", "global, no cross", "local + cross" or "local, no cross" (the paper's four
+    variants); for the other methods their name, "+ cross" or ", no cross"."""
+    method: str
+    """The run's method (``sparc train --method``)."""
     n_latents: int
     k: int
     split: str
@@ -131,7 +134,14 @@ def find_eval(path: str | Path, split: str = "test") -> Path:
 
 def model_kind(report: EvalReport) -> str:
     cross = report.model.cross_coef > 0
-    return f"{report.model.topk} {'+ cross' if cross else ', no cross'}".replace(" ,", ",")
+    paper = report.model.method in ("sparc", "no-cross", "local")  # the paper's variants keep its names
+    kind = report.model.topk if paper else report.model.method
+    return f"{kind} {'+ cross' if cross else ', no cross'}".replace(" ,", ",")
+
+
+def kind_order(kind: str) -> int:
+    """The paper's four variants first, in its order, then the other methods."""
+    return MODEL_ORDER.index(kind) if kind in MODEL_ORDER else len(MODEL_ORDER)
 
 
 def floors_of(report: EvalReport) -> list[Floor]:
@@ -156,7 +166,8 @@ def row_of(report: EvalReport, path: Path) -> ComparisonRow:
     nan = math.nan
     name = report.run or (path.parent.parent.name if path.parent.name.startswith(EVAL_PREFIX) else path.parent.name)
     return ComparisonRow(
-        name=name, path=str(path), model=model_kind(report), n_latents=report.model.n_latents,
+        name=name, path=str(path), model=model_kind(report), method=report.model.method,
+        n_latents=report.model.n_latents,
         k=report.model.k, split=report.split, n_rows=report.n_rows,
         concept_jaccard=cj.mean_all if cj else nan, concept_jaccard_active=cj.mean_active if cj else nan,
         concept_jaccard_independent=ci.mean_all if ci else nan,
@@ -185,7 +196,7 @@ def compare(paths: Sequence[str | Path], split: str = "test") -> Comparison:
         f = find_eval(p, split)
         loaded.append((EvalReport.load(f), f))
     rows = [row_of(r, f) for r, f in loaded]
-    order = sorted(range(len(rows)), key=lambda i: (MODEL_ORDER.index(rows[i].model), rows[i].name))
+    order = sorted(range(len(rows)), key=lambda i: (kind_order(rows[i].model), rows[i].model, rows[i].name))
     rows = [rows[i] for i in order]
     notes = []
     for what, get in (("stores", lambda r: r.store), ("splits", lambda r: (r.split, r.n_rows)),
@@ -201,11 +212,11 @@ def compare(paths: Sequence[str | Path], split: str = "test") -> Comparison:
 
 def render_comparison(c: Comparison) -> str:
     """The comparison as a Markdown table with a legend."""
-    header = ["model", "run", "L", "k", "concept J (all L)", "concept J (active)", "concept J indep.",
+    header = ["model", "method", "run", "L", "k", "concept J (all L)", "concept J (active)", "concept J indep.",
               "per-sample J indep.", "dead all / some / alive all", "NMSE", "cross NMSE",
               "cross NMSE indep.", "R@1 latents", "R@1 cross-recon", "R@1 latents group-aware",
               "R@1 cross-recon group-aware", "probe AP latents", "probe AP raw", "shared / mostly one / one only"]
-    rows = [[r.model, r.name, fmt(r.n_latents), str(r.k), fmt(r.concept_jaccard), fmt(r.concept_jaccard_active),
+    rows = [[r.model, r.method, r.name, fmt(r.n_latents), str(r.k), fmt(r.concept_jaccard), fmt(r.concept_jaccard_active),
              fmt(r.concept_jaccard_independent), fmt(r.active_set_jaccard),
              f"{r.dead_in_all:,} / {r.dead_in_some:,} / {r.alive_in_all:,}", fmt(r.nmse, 4), fmt(r.cross_nmse, 4),
              fmt(r.cross_nmse_independent, 4), fmt(r.r1_latents), fmt(r.r1_cross_recon),

@@ -39,7 +39,8 @@ def render_eval(report: EvalReport) -> str:
         f"# Evaluation of `{report.run or 'model'}`",
         "",
         f"Store `{report.store}`, split **{report.split}** ({report.n_rows:,} rows). "
-        f"Model: {m.n_latents:,} latents, k = {m.k}, {m.topk} TopK, cross_coef = {m.cross_coef:g}; streams "
+        f"Model: method {m.method}, {m.n_latents:,} latents, k = {m.k}, {m.topk} TopK, cross_coef = {m.cross_coef:g}"
+        + (f", prefixes {', '.join(map(str, m.matryoshka))}" if m.matryoshka else "") + "; streams "
         + ", ".join(f"{s} ({d})" for s, d in report.streams.items()) + ".",
         "",
         "*joint*: all streams of a row encoded together (the model's forward). *independent*: each stream "

@@ -59,13 +59,17 @@ class SelectLogits(torch.autograd.Function):
     streams side by side), ``values_sbk`` [S', B, k] (the logits at ``idx_sbk``, with
     latent bias), ``idx_sbk`` [S', B, k], ``stream_ids`` (S' ints), ``cols`` (S' column
     slices), ``grad_buf`` (None or a persistent buffer for W_enc's gradient). Returns the
-    values [S', B, k] before the ReLU; ``table_step`` (None, or see the module docstring).
+    values [S', B, k] before the ReLU; ``table_step`` (None, or see the module docstring);
+    ``keep_sbk`` (None, or [S', B, k] bool: False on padding slots, whose values the
+    caller zeroes — their weight gradient is then left out of the kernels' pass, so a
+    rule's padding costs nothing there).
     """
 
     @staticmethod
     def forward(ctx, kernels, W_enc, b_pre, b_lat, x_bd, values_sbk, idx_sbk, stream_ids, cols, grad_buf,
-                table_step=None):
+                table_step=None, keep_sbk=None):
         ctx.kernels = kernels
+        ctx.keep = keep_sbk
         ctx.save_for_backward(W_enc, b_pre, x_bd, idx_sbk)
         ctx.stream_ids, ctx.cols, ctx.n_streams = stream_ids, cols, b_lat.shape[0]
         ctx.W_enc, ctx.grad_buf, ctx.table_step = W_enc, grad_buf, table_step
@@ -106,13 +110,18 @@ class SelectLogits(torch.autograd.Function):
             lo, hi = (t.repeat_interleave(B) for t in block_bounds(ctx.cols, dev))
             u_bd = (x_bd - b_pre).contiguous()
             crow, col, val = uniform_crow(n * B, k, dev), idx_sbk.reshape(-1), grad_sbk.reshape(-1)
+            if ctx.keep is not None:  # padding slots left out (their gradient is 0)
+                kept = ctx.keep.reshape(-1)
+                crow = torch.zeros(n * B + 1, dtype=torch.long, device=dev)
+                torch.cumsum(ctx.keep.reshape(n * B, k).sum(1), 0, out=crow[1:])
+                col, val = col[kept], val[kept].contiguous()
             if step is not None:
                 rsum = K.spmm_t_step(crow, col, val, u_bd, ctx.W_enc.detach(), step, arow=arow, lo=lo, hi=hi,
                                      block_coef=c_all if ctx.needs_input_grad[2] else None)
                 grad_b_pre = None if rsum is None else rsum.neg_()
             else:
                 grad_W = _weight_grad(K, ctx.W_enc, ctx.grad_buf, crow, col, val, u_bd, L, arow=arow, lo=lo, hi=hi)
-        return None, grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None, None
+        return None, grad_W, grad_b_pre, grad_b_lat, grad_x, None, None, None, None, None, None, None
 
 
 class DecodeSelected(torch.autograd.Function):

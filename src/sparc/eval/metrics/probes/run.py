@@ -39,7 +39,7 @@ def encode_rows(model: SPARC, store: FeatureStore, rows: np.ndarray, chunk: int,
     parts: dict[str, list[SparseCode]] = {s: [] for s in model.names}
     for a in range(0, len(rows), chunk):
         x = {s: model_inputs(store, s, rows[a:a + chunk]).to(device) for s in model.names}
-        for s, code in model.select(model.logits(x), "local").items():
+        for s, code in model.select(model.logits(x), alone=True).items():
             parts[s].append(SparseCode(code.indices.cpu(), code.values.cpu(), code.n_latents))
     return {s: SparseCode(torch.cat([p.indices for p in ps]), torch.cat([p.values for p in ps]),
                           model.n_latents) for s, ps in parts.items()}

@@ -157,7 +157,7 @@
       box.appendChild(el("details", {open: ""}, names));
     }
     var settings = [el("summary", {cls: "section", text: "Settings: model, streams, store, statistics, names, training"}),
-      el("h4", {text: "Model"}), kv(ov.model), el("h4", {text: "Streams"})];
+      el("h4", {text: "Model" + (ov.model && ov.model.method ? " · method " + ov.model.method : "")}), kv(ov.model), el("h4", {text: "Streams"})];
     var st = el("table", {cls: "grid"}, [el("tr", null, ["stream", "width", "modality", "backbone"].map(function (c) {
       return el("th", {text: c}); }))]);
     ov.streams.forEach(function (s) {
