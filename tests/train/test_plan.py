@@ -58,5 +58,5 @@ def test_sparc_train_says_its_plan_and_warns_on_little_data(tmp_path, capsys):
                           "--no-progress"], capsys)
     assert code == 0, err
     assert "training on " in out and "batch 256: 1 steps per epoch × 2 epochs = 2 steps" in out
-    assert "warning: the batch (256 rows) is larger than the training split" in err
-    assert "warning: only 2 steps" in err and "--batch-size 8 --lr 0.001" in err
+    assert "warning: the batch (256 rows) is larger than the training split" in out
+    assert "warning: only 2 steps" in out and "--batch-size 8 --lr 0.001" in out and err == ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -108,8 +107,8 @@ class Train:
             if main:
                 plan = run.trainer.plan()
                 print(plan.describe(run.spec.train))
-                for warning in plan.warnings:
-                    print(f"warning: {warning}", file=sys.stderr)
+                for warning in plan.warnings:  # advice on the plan, beside it (stderr keeps errors)
+                    print(f"warning: {warning}")
             try:
                 run.trainer.fit()
             except KeyboardInterrupt:
