@@ -60,7 +60,11 @@ def test_heatmap_latent_text_and_words(world, tmp_path, capsys):
     assert "Grad-CAM on the last convolutional block of efficientnet-lite: latents 1, 2" in out
     h = np.load(tmp_path / "lat.npy")
     assert h.shape == (448, 448) and h.dtype == np.float32 and 0 <= h.min() and h.max() <= 1
-    assert Image.open(tmp_path / "lat.png").size == (448, 448)
+    pic = Image.open(tmp_path / "lat.png").convert("RGB")
+    assert pic.size[0] == 448 and pic.size[1] > 448  # the map, then its legend
+    # the legend's colour scale: jet from dark blue (0) at the left to dark red (1) at the right
+    bar = [y for y in range(448, pic.size[1]) if pic.getpixel((8, y))[:2] == (0, 0) and pic.getpixel((8, y))[2] > 120]
+    assert bar and pic.getpixel((448 - 8, bar[0]))[0] > 120 and pic.getpixel((448 - 8, bar[0]))[2] < 10
     code, out, err = run(["heatmap", world["run"], image, "--text", "grinning face", "--target", "sum",
                           "--out", tmp_path / "txt.png"], capsys)
     assert code == 0, err

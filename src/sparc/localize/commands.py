@@ -55,7 +55,7 @@ def _image(cmd) -> None:
 
     from sparc.explore.sources import read_image
     from sparc.localize.heatmap import ImageMapper, to_image
-    from sparc.localize.render import overlay, save_png
+    from sparc.localize.render import overlay, save_png, with_legend
     from sparc.localize.targets import Query, check_latents
 
     if bool(cmd.latent) == (cmd.text is not None):
@@ -81,7 +81,7 @@ def _image(cmd) -> None:
     got = mapper.maps([image], [(0, query)])
     seconds = time.perf_counter() - t
     h = to_image(got.maps[0], (image.height, image.width))
-    save_png(overlay(image, h, max_side=1024), cmd.out)
+    save_png(with_legend(overlay(image, h, max_side=1024), f"{what}; {mapper.describe()}"), cmd.out)
     if cmd.npy is not None:
         Path(cmd.npy).parent.mkdir(parents=True, exist_ok=True)
         np.save(cmd.npy, h.astype(np.float32))

@@ -32,6 +32,38 @@ def overlay(image: Image.Image, map_: np.ndarray, *, alpha: float = 0.5, max_sid
     return Image.blend(image, heat, alpha)
 
 
+def with_legend(im: Image.Image, title: str) -> Image.Image:
+    """``im`` above a strip that says what it shows: ``title`` (the prompt or latents and
+    the method) and the colour scale, from the map's lowest (0) to its highest (1) value."""
+    font = _font(13)
+    pad, bar_h = 6, 10
+    width = max(im.width, 320)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines, line = [], ""
+    for word in title.split():  # wrapped to the picture's width
+        trial = f"{line} {word}".strip()
+        if line and probe.textlength(trial, font=font) > width - 2 * pad:
+            lines.append(line)
+            trial = word
+        line = trial
+    lines.append(line)
+    strip_h = pad + 17 * len(lines) + bar_h + 20
+    out = Image.new("RGB", (width, im.height + strip_h), "white")
+    out.paste(im, ((width - im.width) // 2, 0))
+    d = ImageDraw.Draw(out)
+    y = im.height + pad
+    for text in lines:
+        d.text((pad, y), text, fill=(30, 30, 30), font=font)
+        y += 17
+    bar = Image.fromarray(_jet(np.tile(np.linspace(0, 1, width - 2 * pad)[None, :], (bar_h, 1))))
+    out.paste(bar, (pad, y))
+    small = _font(11)
+    d.text((pad, y + bar_h + 2), "0 (lowest)", fill=(90, 90, 90), font=small)
+    right = "1 (highest of this map)"
+    d.text((width - pad - probe.textlength(right, font=small), y + bar_h + 2), right, fill=(90, 90, 90), font=small)
+    return out
+
+
 def save_png(im: Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,15 @@
 
   // ------------------------------------------------------------------ rows
 
+  var ROW_OF_ID = null;
+  function rowOfId(id) {
+    if (ROW_OF_ID === null) {
+      ROW_OF_ID = {};
+      ROWS.id.forEach(function (x, i) { ROW_OF_ID[x] = i; });
+    }
+    return ROW_OF_ID.hasOwnProperty(id) ? ROW_OF_ID[id] : null;
+  }
+
   function rowView(i, value, mode, marks) {
     // mode: "image" (thumbnail + caption tooltip) or "text" (caption, words shaded)
     var caption = ROWS.caption[i];
@@ -283,13 +292,22 @@
   // ------------------------------------------------------------------ latent page
 
   function histogram(counts, width, height) {
-    var max = Math.max.apply(null, counts.concat([1]));
+    // Only the bins from the first to the last that hold rows (one empty bin either side):
+    // the axis follows the latent's activations, not the whole 0.001–100 range.
+    var lo = counts.findIndex(function (c) { return c > 0; });
+    var hi = counts.length - 1 - counts.slice().reverse().findIndex(function (c) { return c > 0; });
+    if (lo < 0) { lo = 0; hi = counts.length - 1; }
+    lo = Math.max(0, lo - 1);
+    hi = Math.min(counts.length - 1, hi + 1);
+    var shown = counts.slice(lo, hi + 1);
+    var edge = function (i) { return META.hist_edges[lo + i]; };
+    var max = Math.max.apply(null, shown.concat([1]));
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     svg.setAttribute("class", "hist");
-    var w = width / counts.length;
-    counts.forEach(function (c, i) {
+    var w = width / shown.length;
+    shown.forEach(function (c, i) {
       if (!c) { return; }
       var h = Math.max(1, (height - 14) * c / max);
       var r = document.createElementNS(ns, "rect");
@@ -298,18 +316,44 @@
       r.setAttribute("width", Math.max(1, w - 1).toFixed(1));
       r.setAttribute("height", h.toFixed(1));
       var t = document.createElementNS(ns, "title");
-      t.textContent = c + " rows with activation " + fmt(META.hist_edges[i], 3) + "–" + fmt(META.hist_edges[i + 1], 3);
+      t.textContent = c + " rows with activation " + fmt(edge(i), 3) + "–" + fmt(edge(i + 1), 3);
       r.appendChild(t);
       svg.appendChild(r);
     });
-    [0, Math.floor(counts.length / 2), counts.length].forEach(function (i) {
+    [0, Math.floor(shown.length / 2), shown.length].forEach(function (i) {
       var t = document.createElementNS(ns, "text");
       t.setAttribute("x", Math.min(width - 24, i * w).toFixed(1));
       t.setAttribute("y", String(height - 1));
-      t.textContent = fmt(META.hist_edges[i], 3);
+      t.textContent = fmt(edge(i), 3);
       svg.appendChild(t);
     });
+    svg.appendChild(document.createElementNS(ns, "title")).textContent = "activation histogram (log scale)";
     return svg;
+  }
+
+  function mergedRows(list, mode, marks) {
+    // Text rows that repeat a caption shown once, with how many rows carry it (and the highest value).
+    var box = el("div", {cls: "rows " + mode});
+    if (mode !== "text") {
+      list.forEach(function (rv) { box.appendChild(rowView(rv[0], rv[1], mode, marks)); });
+      return box;
+    }
+    var seen = {};
+    list.forEach(function (rv) {
+      var key = ROWS.caption[rv[0]] || ROWS.id[rv[0]];
+      if (seen[key]) {
+        seen[key].n += 1;
+        seen[key].count.textContent = " ×" + seen[key].n;
+        return;
+      }
+      var row = rowView(rv[0], rv[1], mode, marks);
+      var count = el("span", {cls: "repeat"});
+      var caption = row.querySelector(".caption");
+      row.insertBefore(count, caption ? caption.nextSibling : null);
+      seen[key] = {n: 1, count: count};
+      box.appendChild(row);
+    });
+    return box;
   }
 
   function marksOf(l, detail) {
@@ -363,23 +407,24 @@
         }
         col.appendChild(histogram(ds.hist, 300, 70));
         col.appendChild(el("h4", {text: "Top activations"}));
-        var top = el("div", {cls: "rows " + mode});
-        ds.top.forEach(function (rv) { top.appendChild(rowView(rv[0], rv[1], mode, marks)); });
+        var top = mergedRows(ds.top, mode, marks);
         if (!ds.top.length) { top.appendChild(el("p", {cls: "note", text: "never fires"})); }
         col.appendChild(top);
         if (ds.bins.length && ds.top.length) {
           col.appendChild(el("h4", {text: "Across the activation range (quantile bins, high to low)"}));
-          var bins = el("div", {cls: "rows " + mode});
-          ds.bins.forEach(function (bin) { bin.forEach(function (rv) { bins.appendChild(rowView(rv[0], rv[1], mode, marks)); }); });
-          col.appendChild(bins);
+          col.appendChild(mergedRows([].concat.apply([], ds.bins), mode, marks));
         }
         if (ds.heatmaps.length) {
           col.appendChild(el("h4", {text: "Heatmaps"}));
           // image streams: maps over the top images; text streams: top captions, words shaded
           var words = mode === "text";
           var hm = el("div", {cls: words ? "rows heat-words" : "rows image"});
-          ds.heatmaps.forEach(function (h) { hm.appendChild(el("figure", {cls: words ? "words" : "thumb", title: h[0]}, [
-            el("img", {src: h[1], alt: "heatmap of " + h[0]}), el("figcaption", {text: h[0]})])); });
+          ds.heatmaps.forEach(function (h) {
+            var r = rowOfId(h[0]);
+            var label = r === null ? h[0] : (ROWS.caption[r] || h[0]);
+            hm.appendChild(el("figure", {cls: words ? "words" : "thumb", title: h[0] + " — " + label}, [
+              el("a", {href: h[1], target: "_blank"}, [el("img", {src: h[1], alt: "heatmap of " + label})]),
+              el("figcaption", {text: label})])); });
           col.appendChild(hm);
         }
         col.appendChild(el("h4", {text: "Nearest latents (decoder cosine in " + s.name + ")"}));
