@@ -16,7 +16,7 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="sparc serve needs: pip install 'sparc-sae[serve]'")
 pytest.importorskip("uvicorn", reason="sparc serve needs: pip install 'sparc-sae[serve]'")
-pytest.importorskip("multipart", reason="sparc serve needs: pip install 'sparc-sae[serve]'")
+pytest.importorskip("python_multipart", reason="sparc serve needs: pip install 'sparc-sae[serve]'")
 
 from sparc.errors import SparcError  # noqa: E402
 from sparc.explore import Explorer  # noqa: E402

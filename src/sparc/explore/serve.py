@@ -48,7 +48,7 @@ MAX_UPLOAD_BYTES = 32 * 2**20
 def require_web() -> None:
     """A one-line error unless the ``serve`` extra is installed."""
     try:
-        import multipart  # noqa: F401  (Starlette's form parser)
+        import python_multipart  # noqa: F401  (Starlette's form parser)
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
