@@ -159,6 +159,13 @@ def test_a_served_report_queries_text_it_has_never_seen(browser, served, tmp_pat
         page.wait_for_selector("#query-result .stream[data-stream='txt'] .textrow")
         captions = page.locator("#query-result .stream[data-stream='txt'] .caption").all_inner_texts()
         assert "whale" in captions[0]
+        # a row of the answer, clicked: queried by its own code in its stream
+        clicked = page.get_attribute("#query-result .stream[data-stream='txt'] [data-row]", "data-row")
+        page.click("#query-result .stream[data-stream='txt'] [data-row]")
+        page.wait_for_selector(f"#query-result .note:has-text('row {clicked} (txt) encoded by txt alone')")
+        expected = [x["row"] for x in live.row(clicked, "txt")["ranked"]["img"]]
+        shown = page.locator("#query-result .stream[data-stream='img'] [data-row]")
+        assert [shown.nth(i).get_attribute("data-row") for i in range(shown.count())] == expected
         # the server's one-line error is said in the box
         page.evaluate("window.sparcLive.query('a shark', 'raw')")
         page.wait_for_selector("#query-result .note.error")

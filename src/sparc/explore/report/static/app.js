@@ -501,7 +501,7 @@
     var found = matches(text);
     if (!found.length) {
       box.appendChild(el("p", {cls: "note", text: "No row of this report has a caption or label containing every word of '" +
-        text + "'. Opened from disk the box matches stored captions only; `sparc serve` encodes any text or image."}));
+        text + "'. Opened from disk the box matches stored captions only; sparc serve RUN encodes any text or image."}));
       return;
     }
     var pick = chosen === undefined ? 0 : chosen;

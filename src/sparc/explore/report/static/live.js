@@ -16,23 +16,25 @@
     return null;
   }
 
-  function rowView(row, mode) {
+  function rowView(row, mode, stream) {
     var el = R.el;
-    var tip = row.row + (row.caption ? " — " + row.caption : "") + (row.labels.length ? " [" + row.labels.join(", ") + "]" : "");
+    var tip = row.row + (row.caption ? " — " + row.caption : "") + (row.labels.length ? " [" + row.labels.join(", ") + "]" : "") +
+      " (click: query with this row in " + stream + ")";
     var val = el("span", {cls: "val", text: R.fmt(row.score, 2)});
+    var again = function () { queryRow(row.row, stream); };
     if (mode === "image" && row.thumb) {
-      return el("figure", {cls: "thumb", title: tip, "data-row": row.row}, [
+      return el("figure", {cls: "thumb live-row", title: tip, "data-row": row.row, onclick: again}, [
         el("img", {src: row.thumb, alt: row.caption || row.row, loading: "lazy"}), val,
         el("figcaption", {text: row.caption || row.row})]);
     }
-    return el("div", {cls: "textrow", title: tip, "data-row": row.row}, [val,
+    return el("div", {cls: "textrow live-row", title: tip, "data-row": row.row, onclick: again}, [val,
       el("span", {cls: "caption", text: row.caption || row.row}),
       row.labels.length ? el("span", {cls: "labels", text: row.labels.join(", ")}) : null]);
   }
 
   function render(a) {
     var el = R.el, box = R.clear(document.getElementById("query-result"));
-    box.appendChild(el("p", {cls: "note", text: "Answered by sparc serve in " + R.fmt(a.seconds, 2) + " s: " + a.query +
+    box.appendChild(el("p", {cls: "note", text: "Answered by sparc serve in " + R.fmt(a.seconds, 3) + " s: " + a.query +
       " encoded by " + a.stream + " alone; rows of the " + a.split + " split (" + INFO.n_rows + " rows)."}));
     box.appendChild(el("h3", {text: "Latents fired in " + a.stream + " (" + a.latents.length + ")"}));
     var ul = el("ul", {cls: "query-latents"});
@@ -51,7 +53,7 @@
       var col = el("div", {cls: "stream", "data-stream": s, "data-mode": mode}, [
         el("h3", {text: s + ": rows by cosine of sparse codes"})]);
       var rows = el("div", {cls: "rows " + mode});
-      a.ranked[s].forEach(function (r) { rows.appendChild(rowView(r, mode)); });
+      a.ranked[s].forEach(function (r) { rows.appendChild(rowView(r, mode, s)); });
       if (!rows.firstChild) { rows.appendChild(el("p", {cls: "note", text: "no row shares a latent"})); }
       col.appendChild(rows);
       cols.appendChild(col);
@@ -75,6 +77,10 @@
       if (n !== asked) { return; }
       R.clear(box).appendChild(R.el("p", {cls: "note error", text: "the server did not answer (" + e + "); is sparc serve still running?"}));
     });
+  }
+
+  function queryRow(id, stream) {
+    ask(JSON.stringify({row: id, stream: stream}), {"Content-Type": "application/json"}, "row " + id);
   }
 
   function queryImage(file) {
