@@ -200,6 +200,14 @@ def test_a_report_written_earlier_is_served_as_it_is(served, tmp_path):
     (tmp_path / "index.html").write_text("<html></html>")
     with pytest.raises(SparcError, match="is not a report written by sparc report"):
         prepare_report(ex, tmp_path, ReportSettings(progress=False))
+    # a folder to build in must be new, empty or a report, and outside the run
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(SparcError, match="refusing to replace it: choose a new or empty --report$"):
+        prepare_report(ex, tmp_path / "notes", ReportSettings(progress=False))
+    with pytest.raises(SparcError, match="^--report .* overlaps the input"):
+        prepare_report(ex, ex.run / "report", ReportSettings(progress=False))
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me" and not (ex.run / "report").exists()
 
 
 def test_default_report_lies_beside_the_run(tmp_path):

@@ -304,12 +304,16 @@ def prepare_report(ex: Explorer, report: Path, settings, *, rebuild: bool = Fals
     """The report folder to serve: ``report`` as it is when it holds one (unless
     ``rebuild``), else written there by :func:`~sparc.explore.report.write_report`."""
     from sparc.explore.report import write_report
+    from sparc.workspace import REPORT, check_not_input, check_replaceable
 
     report = Path(report)
     if (report / "index.html").is_file() and not rebuild:
         report_rows(report)  # a readable report, or a one-line error
         log(f"serving the report in {report} (as written earlier; --rebuild writes it again)")
         return report
+    # write_report checks these too; here its messages name this command's flag.
+    check_not_input(report, [ex.store.path] + ([ex.run] if ex.run is not None else []), "--report")
+    check_replaceable(report, REPORT, "choose a new or empty --report")
     info = write_report(ex, report, settings, log=log)
     for note in info.notes:
         log(f"note: {note}")
