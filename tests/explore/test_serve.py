@@ -200,6 +200,16 @@ def test_a_report_written_earlier_is_served_as_it_is(served, tmp_path):
     (tmp_path / "index.html").write_text("<html></html>")
     with pytest.raises(SparcError, match="is not a report written by sparc report"):
         prepare_report(ex, tmp_path, ReportSettings(progress=False))
+    # a report of another model
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(report, other)
+    index = other / "index.html"
+    index.write_text(index.read_text().replace('"n_latents":48', '"n_latents":64', 1))
+    with pytest.raises(SparcError, match=r"^the report in .* is of another model \(64 latents, streams img, txt, raw; "
+                                         r"this run: 48, img, txt, raw\); add --rebuild"):
+        prepare_report(ex, other, ReportSettings(progress=False))
     # a folder to build in must be new, empty or a report, and outside the run
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep me")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -293,6 +294,23 @@ def run_forever(app, sock: socket.socket) -> None:
     _uvicorn(app).run(sockets=[sock])
 
 
+def check_report_fits(report: Path, ex: Explorer) -> None:
+    """Refuse a report of another model: its latent pages would not be the latents the
+    answers name."""
+    text = (Path(report) / "index.html").read_text(errors="replace")
+    m = re.search(r'<script id="sparc-meta" type="application/json">(.*?)</script>', text, re.S)
+    try:
+        meta = json.loads(m.group(1)) if m else None
+        streams, n_latents = [x["name"] for x in meta["streams"]], meta["n_latents"]
+    except (ValueError, KeyError, TypeError):
+        raise SparcError(f"{report} is not a report written by sparc report (its index.html has no settings); "
+                         "remove --report to build one") from None
+    if streams != list(ex.model.names) or n_latents != ex.model.n_latents:
+        raise SparcError(f"the report in {report} is of another model ({n_latents} latents, streams "
+                         f"{', '.join(streams)}; this run: {ex.model.n_latents}, {', '.join(ex.model.names)}); "
+                         "add --rebuild to write it again, or give another --report")
+
+
 def default_report(run: Path) -> Path:
     """Where ``sparc serve`` keeps the report it builds: beside the run (a report may not
     lie inside its run), ``<run>-report``."""
@@ -309,6 +327,7 @@ def prepare_report(ex: Explorer, report: Path, settings, *, rebuild: bool = Fals
     report = Path(report)
     if (report / "index.html").is_file() and not rebuild:
         report_rows(report)  # a readable report, or a one-line error
+        check_report_fits(report, ex)
         log(f"serving the report in {report} (as written earlier; --rebuild writes it again)")
         return report
     # write_report checks these too; here its messages name this command's flag.
