@@ -1,4 +1,4 @@
-"""``sparc stats``, ``names``, ``latent``, ``query`` and ``report``: looking inside a run (sparc.explore)."""
+"""``sparc stats``, ``names``, ``latent``, ``query``, ``report`` and ``serve``: looking inside a run (sparc.explore)."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ class Query:
 
 @dataclass
 class Report:
-    """Write a static site to browse the run's concept space (opens from disk, no server)."""
+    """Write a static site to browse the run's concept space (opens from disk, no server; its query box then matches stored captions only: sparc serve RUN queries any text or image live)."""
 
     run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
     """Run directory (from 'sparc train') or model directory."""
@@ -265,3 +265,59 @@ class Report:
         for note in info.notes:
             print(f"note: {note}")
         print(info.summary())
+
+
+@dataclass
+class Serve:
+    """Serve the run's report on a local web server whose query box encodes any text or dropped image live (needs the serve extra)."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
+    """Run directory (from 'sparc train') or model directory."""
+
+    report: Path | None = None
+    """Report folder to serve (written there first when it holds none; default: RUN-report beside the run)."""
+
+    rebuild: bool = False
+    """Write the report again even when the folder holds one."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (default loopback: only this machine; the server has no authentication)."""
+
+    port: int = 8000
+    """Port to listen on (0: any free port)."""
+
+    store: Path | None = None
+    """Feature store (default: the store the run was trained on)."""
+
+    split: str = "all"
+    """Split whose rows queries rank and the report shows (default all: every row, as sparc report)."""
+
+    top: int = 10
+    """Rows per stream in an answer (a query may ask for up to 100)."""
+
+    settings: Annotated[ReportSettings, Flat] = field(default_factory=ReportSettings)
+
+    device: str = "cpu"
+    """Torch device of the model and backbones."""
+
+    def run(self) -> None:
+        from sparc.explore.serve import MAX_TOP, bind, require_web
+
+        require_web()
+        if not 1 <= self.top <= MAX_TOP:
+            raise SparcError(f"--top must be between 1 and {MAX_TOP}, got {self.top}")
+        sock = bind(self.host, self.port)  # a taken port is said before anything loads
+        try:
+            self._serve(sock)
+        finally:
+            sock.close()
+
+    def _serve(self, sock) -> None:
+        from sparc.explore.serve import LiveQueries, default_report, make_app, prepare_report, run_forever, url_of
+
+        ex = _explorer(self.run_dir, self.store, self.split, device=self.device, progress=self.settings.progress,
+                       backbone_device=self.device)
+        report = prepare_report(ex, self.report or default_report(self.run_dir), self.settings, rebuild=self.rebuild)
+        live = LiveQueries(ex, report, top=self.top)
+        print(f"sparc serve: {url_of(sock)} (Ctrl-C stops it)", flush=True)
+        run_forever(make_app(live, report), sock)

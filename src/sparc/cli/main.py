@@ -29,6 +29,7 @@ COMMANDS = {
     "latent": ("explore", "Latent"),
     "query": ("explore", "Query"),
     "report": ("explore", "Report"),
+    "serve": ("explore", "Serve"),
     "heatmap": ("localize", "Heatmap"),
     "localize": ("localize", "Localize"),
 }

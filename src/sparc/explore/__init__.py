@@ -8,7 +8,8 @@ browsable report (README.md beside this file).
   through a text stream, measured against each other;
 - :mod:`.explorer` — :class:`Explorer`: a run with its store, statistics and names;
   text / image / row queries through the stores' own backbones;
-- :mod:`.report` — the static site of ``sparc report``.
+- :mod:`.report` — the static site of ``sparc report``;
+- :mod:`.serve` — ``sparc serve``: the report on a local web server, with live queries.
 """
 
 from sparc.explore.settings import ENCODINGS, NamingSettings, StatsSettings

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -144,26 +145,29 @@ def max_image_pixels() -> int:
     return value
 
 
-def read_image(path: str | Path, *, max_side: int | None = WORK_SIDE) -> Image.Image:
-    """An RGB image from a file, its longer side at most ``max_side`` (None: as stored);
-    a one-line SparcError when it does not decode or has more pixels than the limit
-    (:func:`max_image_pixels`), checked from its header before decoding. Decoding holds
-    at most about 3 bytes a pixel of the limit, then the scaled copy."""
-    path = Path(path)
-    if not path.is_file():
-        raise SparcError(f"image {path} does not exist")
+def read_image(path: str | Path | BinaryIO, *, max_side: int | None = WORK_SIDE, name: str | None = None) -> Image.Image:
+    """An RGB image from a file (a path, or an open binary file such as an upload's
+    bytes, called ``name`` in messages), its longer side at most ``max_side`` (None: as
+    stored); a one-line SparcError when it does not decode or has more pixels than the
+    limit (:func:`max_image_pixels`), checked from its header before decoding. Decoding
+    holds at most about 3 bytes a pixel of the limit, then the scaled copy."""
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+        if not path.is_file():
+            raise SparcError(f"image {path} does not exist")
+    what = name or f"image {path}"
     limit = max_image_pixels()
     try:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > limit:
-                raise SparcError(f"image {path} is {w}×{h} ({w * h / 1e6:.0f} Mpx), over the limit of "
+                raise SparcError(f"{what} is {w}×{h} ({w * h / 1e6:.0f} Mpx), over the limit of "
                                  f"{limit / 1e6:g} Mpx; scale it down, or raise SPARC_MAX_IMAGE_PIXELS")
             if max_side is not None:
                 im.draft("RGB", (max_side, max_side))  # JPEG decodes at 1/2, 1/4 or 1/8 scale
             rgb = im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise SparcError(f"cannot read image {path}: {e}; give a PNG, JPEG or WebP file") from None
+        raise SparcError(f"cannot read {what}: {e}; give a PNG, JPEG or WebP file") from None
     if max_side is not None and max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side))
     return rgb

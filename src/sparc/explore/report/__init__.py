@@ -25,7 +25,9 @@ JavaScript (``assets/app.js``) with no library. Pages:
 - **query** — type a caption or a label: the rows the report holds that match it, the
   latents of the best match's code (in a text stream), and the rows of every other
   stream ranked by the cosine of their sparse codes — the query engine of
-  :class:`~sparc.explore.Explorer`, offline, over the rows the report carries.
+  :class:`~sparc.explore.Explorer`, offline, over the rows the report carries (the box
+  says so). Served by ``sparc serve`` (:mod:`sparc.explore.serve`), ``assets/live.js``
+  finds the server's API and the box encodes any text or image live instead.
 
 Heatmap hook: ``RUN/heatmaps/index.json`` = ``{"latents": {"<latent>": {"<stream>":
 [["<row id>", "<image path relative to RUN/heatmaps>"], ...]}}}``; the report copies

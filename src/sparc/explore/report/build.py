@@ -375,7 +375,7 @@ def _write_report(ex: Explorer, out: Path, settings: ReportSettings, t0: float) 
         for n_chunks, a in enumerate(range(0, st.n_latents, settings.chunk_latents), 1):
             (tmp / "data" / f"latents-{n_chunks - 1:04d}.js").write_text(
                 chunk_js.render(kind="latents", index=n_chunks - 1, data=details[a:a + settings.chunk_latents]))
-        for name in ("app.js", "style.css"):
+        for name in ("app.js", "live.js", "style.css"):
             shutil.copyfile(HERE / "static" / name, tmp / "assets" / name)
         streams = [{"name": s, "modality": stream_modality(ex.store, s)} for s in st.streams]
         meta = {

@@ -515,11 +515,14 @@
   }
 
   function runQuery(text, stream, chosen) {
+    // Served by `sparc serve` (assets/live.js found its API): the server encodes the text.
+    if (window.sparcLive) { window.sparcLive.query(text, stream); return; }
     var box = clear(document.getElementById("query-result"));
     if (!ROWS) { box.appendChild(el("p", {cls: "note", text: "loading rows…"})); return; }
     var found = matches(text);
     if (!found.length) {
-      box.appendChild(el("p", {cls: "note", text: "No row of this report has a caption or label matching '" + text + "'."}));
+      box.appendChild(el("p", {cls: "note", text: "No row of this report has a caption or label containing every word of '" +
+        text + "'. Opened from disk the box matches stored captions only; sparc serve RUN encodes any text or image."}));
       return;
     }
     var pick = chosen === undefined ? 0 : chosen;
@@ -595,6 +598,9 @@
     else if (h === "#overview") { show("overview"); }
     else { show("latents"); }
   }
+
+  // What assets/live.js (the served page's live query box) shares with this file.
+  window.sparcReport = {el: el, clear: clear, fmt: fmt, table: TABLE, route: route};
 
   renderOverview();
   wireTable();
