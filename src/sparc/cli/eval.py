@@ -64,10 +64,21 @@ class Compare:
     split: str = "test"
     """Which eval-<split>/ to read from run directories."""
 
+    stability: bool = False
+    """Instead: match the latents of runs that differ only by their seed (decoder directions, Hungarian method) and report how many a new seed finds again (docs/method.md §5.11)."""
+
+    threshold: float = 0.7
+    """--stability: a matched latent is found again when its partner's decoder cosine is at least this."""
+
     def run(self) -> None:
         from sparc.atomic import write_json, write_text
         from sparc.eval import compare, render_comparison
 
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise SparcError(f"{self.out} exists and is not a directory; choose another --out")
+        if self.stability:
+            self._stability()
+            return
         comparison = compare(self.paths, self.split)
         md = render_comparison(comparison)
         print(md, end="")
@@ -77,3 +88,18 @@ class Compare:
             write_text(self.out / "compare.md", md)
             write_json(self.out / "compare.json", comparison.to_json())
             print(f"wrote {self.out / 'compare.md'} and {self.out / 'compare.json'}")
+
+    def _stability(self) -> None:
+        from sparc.atomic import write_json, write_text
+        from sparc.eval.stability import render_stability, stability
+        from sparc.jsonio import to_json
+        from sparc.train.rundir import load_model
+
+        names = [p.name for p in self.paths]
+        report = stability([load_model(p) for p in self.paths], names, self.threshold)
+        md = render_stability(report)
+        print(md, end="")
+        if self.out is not None:
+            write_text(self.out / "stability.md", md)
+            write_json(self.out / "stability.json", to_json(report))
+            print(f"wrote {self.out / 'stability.md'} and {self.out / 'stability.json'}")
