@@ -153,3 +153,21 @@ def test_help(command, capsys):
         main([command, "--help"])
     assert e.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_sparc_steer_edits_a_row_and_says_what_moved(world, tmp_path, capsys):
+    out = tmp_path / "edited.npy"
+    code_ = main(["steer", str(world["run"]), "--row", "r2", "--stream", "img", "--to", "txt", "--add-text", "a whale",
+                  "--zero", "0", "--out", str(out), "--top", "3"])
+    printed = capsys.readouterr()
+    assert code_ == 0, printed.err
+    assert "add the latents of 'a whale':" in printed.out and "img → txt: 2 edit(s)" in printed.out
+    assert "nearest txt rows before:" in printed.out and "nearest txt rows after:" in printed.out
+    assert "label probe (trained on the store's own features):" in printed.out
+    assert np.load(out).shape == (1, FeatureStore.open(world["store"]).streams["txt"])
+    for args, msg in ((["--row", "r2"], "no edit"), (["--row", "r2", "--zero", "999"], "latent 999 does not exist"),
+                      (["--zero", "1"], "give --row ID or --features"),
+                      (["--row", "r2", "--zero", "1", "--out", str(tmp_path / "x.txt")], "written as .npy")):
+        assert main(["steer", str(world["run"]), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 1, err

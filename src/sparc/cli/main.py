@@ -30,6 +30,7 @@ COMMANDS = {
     "query": ("explore", "Query"),
     "report": ("explore", "Report"),
     "serve": ("explore", "Serve"),
+    "steer": ("steer", "Steer"),
     "heatmap": ("localize", "Heatmap"),
     "localize": ("localize", "Localize"),
 }

@@ -85,17 +85,24 @@ def predict(probe: LinearProbe, x: Inputs, batch: int = 8192) -> Tensor:
         if n else torch.zeros(0, probe.bias.shape[0])
 
 
-def fit_multilabel_probe(
-    fit: Inputs, y_fit: Tensor, select: Inputs, y_select: Tensor, report: Inputs, y_report: Tensor,
-    *, epochs: int, batch_size: int, lr: float, seed: int,
-) -> ProbeFit:
-    """Train on ``fit``, keep the epoch with the lowest loss on ``select``, score ``report``.
+class TrainedProbe(NamedTuple):
+    """A probe with the scaling of its inputs: ``scores(x)`` gives its logits."""
 
-    ``y_*`` are bool [n, C] over the same classes.
-    """
+    probe: LinearProbe
+    scaler: Standardizer
+    best_epoch: int
+
+    def scores(self, x: Inputs) -> Tensor:
+        return predict(self.probe, self.scaler(x))
+
+
+def train_probe(fit: Inputs, y_fit: Tensor, select: Inputs, y_select: Tensor, *, epochs: int, batch_size: int,
+                lr: float, seed: int) -> TrainedProbe:
+    """Train on ``fit`` (standardised by its own statistics), keep the epoch with the
+    lowest loss on ``select``. ``y_*`` are bool [n, C] over the same classes."""
     gen = torch.Generator().manual_seed(seed)
     scaler = Standardizer(fit)
-    fit, select, report = scaler(fit), scaler(select), scaler(report)
+    fit, select = scaler(fit), scaler(select)
     d_in = fit.n_latents if isinstance(fit, SparseCode) else fit.shape[1]
     probe = LinearProbe(d_in, y_fit.shape[1], y_fit.float().mean(0))
     opt = torch.optim.Adam(probe.parameters(), lr=lr, fused=probe.weight.device.type in ("cpu", "cuda"))
@@ -115,5 +122,17 @@ def fit_multilabel_probe(
         if select_loss < best[0] or best[2] is None:
             best = (select_loss, epoch, {k: v.detach().clone() for k, v in probe.state_dict().items()})
     probe.load_state_dict(best[2])
-    return ProbeFit(report_ap=macro_ap(predict(probe, report), y_report),
-                    select_ap=macro_ap(predict(probe, select), y_select), best_epoch=best[1])
+    return TrainedProbe(probe, scaler, best[1])
+
+
+def fit_multilabel_probe(
+    fit: Inputs, y_fit: Tensor, select: Inputs, y_select: Tensor, report: Inputs, y_report: Tensor,
+    *, epochs: int, batch_size: int, lr: float, seed: int,
+) -> ProbeFit:
+    """Train on ``fit``, keep the epoch with the lowest loss on ``select``, score ``report``.
+
+    ``y_*`` are bool [n, C] over the same classes.
+    """
+    trained = train_probe(fit, y_fit, select, y_select, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    return ProbeFit(report_ap=macro_ap(trained.scores(report), y_report),
+                    select_ap=macro_ap(trained.scores(select), y_select), best_epoch=trained.best_epoch)
