@@ -5,7 +5,9 @@ AuxK code is a top-k over logits masked to the dead latents. It is slow by desig
 is the oracle the efficient model is tested against, and the baseline of
 ``benchmarks/train_step.py``. It covers the methods too: BatchTopK in training (the top
 B·k of the batch's summed or per-stream logits, as a dense mask) and Matryoshka (each
-prefix's code, masked to latents below its size, decoded densely on its own).
+prefix's code, masked to latents below its size, decoded densely on its own) and USAE
+(in training the one source drawn, encoded alone, decoding every stream; the NMSE
+summed over the targets).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sparc.model import SPARC
+from sparc.model.usae import drawn
 
 
 def dense_nmse(recon: Tensor, x: Tensor) -> Tensor:
@@ -37,10 +40,16 @@ class DenseSPARC(nn.Module):
                 self.pre[s] = nn.Parameter(model.b_pre[col].clone())
                 self.lat[s] = nn.Parameter(model.b_lat[i].clone())
         self.register_buffer("counters", model.samples_since_fired.clone())
+        if hasattr(model, "source_draws"):
+            self.register_buffer("draws", model.source_draws.clone())
 
     def forward(self, inputs: dict[str, Tensor]):
         cfg = self.cfg
-        names = [s for s in self.names if s in inputs]
+        targets = names = [s for s in self.names if s in inputs]
+        if cfg.method == "usae" and self.training:  # the source drawn, as sparc.model.usae specifies
+            seed, count = (int(v) for v in self.draws)
+            names = [targets[drawn(seed, count, len(targets))]]
+            self.draws[1] += 1
         logits = {s: (inputs[s] - self.pre[s]) @ self.enc[s].t() + self.lat[s] for s in names}
         codes = {}
         if cfg.topk in ("batch-global", "batch-local"):
@@ -61,7 +70,7 @@ class DenseSPARC(nn.Module):
                 codes[s] = torch.zeros_like(logits[s]).scatter(1, top.indices, torch.relu(top.values))
         recons = {s: codes[s] @ self.dec[s].t() + self.pre[s] for s in names}
         cross = {
-            (t, s): codes[s] @ self.dec[t].t() + self.pre[t] for t in names for s in names if s != t
+            (t, s): codes[s] @ self.dec[t].t() + self.pre[t] for t in targets for s in names if s != t
         }
         if self.training:
             B = next(iter(inputs.values())).shape[0]
@@ -96,11 +105,14 @@ class DenseSPARC(nn.Module):
                     own = own + cfg.cross_coef * torch.stack(pairs).mean()
                 terms.append(own)
             total = torch.stack(terms).mean()
+        elif cfg.method == "usae":  # each source's NMSE summed over the targets, mean over the sources
+            pairs = [*self_nmse.values(), *(cfg.cross_coef * v for v in cross_nmse.values())]
+            total = torch.stack(pairs).sum() / len(names)
         else:
             total = torch.stack(list(self_nmse.values())).mean()
         if cfg.auxk and cfg.auxk_coef:
             total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
-        if cross_nmse and cfg.cross_coef and not cfg.matryoshka:
+        if cross_nmse and cfg.cross_coef and not cfg.matryoshka and cfg.method != "usae":
             total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
         return codes, recons, cross, total, self_nmse, cross_nmse, auxk
 

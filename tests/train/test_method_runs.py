@@ -17,7 +17,7 @@ from tests.train.test_interruptions import assert_same_metrics, assert_same_weig
 
 ARGS = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "3",
         "--log-every", "1", "--no-progress", "--auxk", "8", "--dead-after-samples", "64"]
-METHODS = {"batchtopk": [], "batchtopk-local": [], "matryoshka": ["--matryoshka", "8", "16", "32"]}
+METHODS = {"batchtopk": [], "batchtopk-local": [], "matryoshka": ["--matryoshka", "8", "16", "32"], "usae": []}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,11 @@ def test_a_killed_run_of_a_method_resumes_to_the_same_bits(store, tmp_path, meth
     model = SPARC.load(out)
     if method.startswith("batchtopk"):  # the threshold was estimated, saved and restored
         assert (model.batch_threshold > 0).all()
+    elif method == "usae":  # the draws went on from the checkpoint's: one per step
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        steps = [r for r in steps if r.get("split") != "val"]
+        assert int(model.source_draws[1]) == steps[-1]["step"]
+        assert len({next(k for k in r if k.startswith("nmse/")) for r in steps}) > 1  # sources vary
     else:
         logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])  # a training step
         assert {"prefix_nmse/8", "prefix_nmse/16", "prefix_nmse/32"} <= set(logged)
@@ -95,7 +100,7 @@ def test_the_help_lists_every_method():
 
 def test_eval_compare_and_info_on_method_runs(store, tmp_path, capsys):
     runs = {}
-    for method in ("sparc", "batchtopk", "matryoshka"):
+    for method in ("sparc", "batchtopk", "matryoshka", "usae"):
         runs[method] = tmp_path / method
         code, _, err = run(["train", store, "--out", runs[method], *ARGS, "--method", method], capsys)
         assert code == 0, err
@@ -111,8 +116,8 @@ def test_eval_compare_and_info_on_method_runs(store, tmp_path, capsys):
     code, out, err = run(["compare", *runs.values(), "--out", tmp_path / "cmp"], capsys)
     assert code == 0, err
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["sparc", "batchtopk", "matryoshka"]
-    assert [r["model"] for r in rows] == ["global + cross", "batchtopk + cross", "matryoshka + cross"]
+    assert [r["method"] for r in rows] == ["sparc", "batchtopk", "matryoshka", "usae"]
+    assert [r["model"] for r in rows] == ["global + cross", "batchtopk + cross", "matryoshka + cross", "usae + cross"]
     assert "| batchtopk + cross | batchtopk |" in out
 
 

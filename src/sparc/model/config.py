@@ -24,7 +24,7 @@ class SPARCConfig:
     """Active latents per sample (TopK; BatchTopK: on average over the batch)."""
 
     method: str | None = None
-    """The method (docs/method.md §1.8-1.9): sparc (global TopK + cross loss), local (local TopK + cross loss), no-cross (global TopK, cross_coef 0), batchtopk (BatchTopK of the summed logits), batchtopk-local (BatchTopK per stream), matryoshka (nested prefixes on SPARC's rules). Default: the method --topk, --cross-coef and --matryoshka make (sparc)."""
+    """The method (docs/method.md §1.8-1.10): sparc (global TopK + cross loss), local (local TopK + cross loss), no-cross (global TopK, cross_coef 0), batchtopk (BatchTopK of the summed logits), batchtopk-local (BatchTopK per stream), matryoshka (nested prefixes on SPARC's rules), usae (per step one stream drawn at random, encoded by its own TopK, decodes every stream; the NMSE summed over the targets). Default: the method --topk, --cross-coef and --matryoshka make (sparc)."""
 
     topk: TopK | None = None
     """The selection rule. 'global': one set of k latents per sample, chosen from the summed logits of the streams present (SPARC). 'local': each stream chooses its own k (the baseline). 'batch-global' / 'batch-local': BatchTopK. Default: the method's."""

@@ -21,9 +21,11 @@ from torch import Tensor
 
 from sparc.model.kernels import uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected
+from sparc.model.methods import METHODS
 from sparc.model.objective import auxk_selection, reconstruction_losses
 from sparc.model.outputs import ForwardOutput
 from sparc.model.selection import selection_rule
+from sparc.model.usae import draw_source
 
 if TYPE_CHECKING:
     from sparc.model.engine import StepEngine
@@ -69,7 +71,16 @@ def group_bounds_of(model: SPARC, device: torch.device) -> Tensor | None:
 def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEngine | None) -> ForwardOutput:
     """:meth:`sparc.model.SPARC.forward`."""
     rule = selection_rule(model.cfg.topk)
-    chosen = model.choose_for_step(inputs, engine=engine)
+    targets = None
+    if model.training and METHODS.get(model.cfg.method).sampled_source:
+        # USAE: one stream of those given, drawn for this step, is encoded alone; its
+        # code decodes every stream given (the targets).
+        targets = model._streams_of(inputs)
+        source = model.names[draw_source(model.source_draws, targets)]
+        chosen = model.choose_for_step({source: inputs[source]}, engine=engine)
+        chosen = chosen._replace(x_bd=model._side_by_side(inputs, targets))
+    else:
+        chosen = model.choose_for_step(inputs, engine=engine)
     ids, (idx_sbk, keep), pre_sbk, x_bd = chosen.ids, chosen.selection, chosen.pre, chosen.x_bd
     n, B, k = idx_sbk.shape
     D = model.W_dec.shape[1]
@@ -121,4 +132,5 @@ def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEng
     # The losses in the weights' dtype even under autocast: sums of squares over
     # thousands of columns are no place for bfloat16.
     with torch.autocast(x_bd.device.type, enabled=False):
-        return reconstruction_losses(model, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux, prefixes=P)
+        return reconstruction_losses(model, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux, prefixes=P,
+                                     targets=targets)

@@ -23,13 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from sparc.errors import SparcError
-from sparc.model import files
+from sparc.model import files, usae
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
 from sparc.model.forward import training_forward
 from sparc.model.kernels import Kernels, uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
+from sparc.model.methods import METHODS
 from sparc.model.outputs import Chosen, ForwardOutput, SparseCode, StreamLogits
 from sparc.model.selection import Context, Selection, selection_rule
 
@@ -84,6 +85,8 @@ class SPARC(nn.Module):
         if n_thresholds := selection_rule(cfg.topk).n_thresholds(S):
             # BatchTopK's inference thresholds, estimated in training (negative: not yet).
             self.register_buffer("batch_threshold", torch.full((n_thresholds,), -1.0, **kw))
+        if METHODS.get(cfg.method).sampled_source:  # USAE's (seed, steps drawn), saved with the weights
+            self.register_buffer("source_draws", torch.zeros(2, dtype=torch.int64, device=device))
         # Checked when used (use_kernels), not here: a model is often built on the CPU
         # and moved to the device its path runs on.
         self.kernel_choice = kernel_paths.default_choice() if kernels is None else kernels
@@ -107,6 +110,8 @@ class SPARC(nn.Module):
         self.samples_since_fired.zero_()
         if hasattr(self, "batch_threshold"):
             self.batch_threshold.fill_(-1)
+        if hasattr(self, "source_draws"):
+            self.source_draws.copy_(usae.new_state())
 
     @property
     def n_latents(self) -> int:
