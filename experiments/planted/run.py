@@ -50,6 +50,8 @@ METHODS: list[Method] = [
     Method("local TopK + cross", "local", {"topk": "local", "cross_coef": 1.0}),
     Method("global TopK, no cross", "global-nocross", {"topk": "global", "cross_coef": 0.0}),
     Method("USAE (one source drawn per step)", "usae", {"method": "usae"}),
+    Method("SPARC + 12 exclusive latents per stream", "sparc-exclusive",
+           {"method": "sparc", "exclusive": ("s1:12", "s2:12", "s3:12")}),
 ]
 """The methods compared; add one here to add it to the table."""
 

@@ -70,7 +70,49 @@ def test_a_killed_run_of_a_method_resumes_to_the_same_bits(store, tmp_path, meth
         assert {"prefix_nmse/8", "prefix_nmse/16", "prefix_nmse/32"} <= set(logged)
 
 
+@pytest.mark.parametrize("path", [("pytorch", "off"), ("fused", "on")], ids="+".join)
+def test_exclusive_latents_stay_zero_through_a_killed_and_resumed_run(store, tmp_path, path):
+    """--exclusive: the rows of each stream's own latents are exactly zero in the other
+    streams after training, and a killed run resumes to the uninterrupted run's bits."""
+    from sparc.model.exclusive import allowed
+
+    kernel_path, select = path
+    if kernel_path == "fused" and kernels.resolve("auto", "cpu", torch.float32) != "fused":
+        pytest.skip("numba is not installed: no fused CPU kernels")
+    names = list(json.loads((store / "manifest.json").read_text())["streams"])
+    args = [*ARGS, "--exclusive", f"{names[0]}:3", f"{names[-1]}:2", "--kernels", kernel_path, "--bf16-select", select]
+    ref = tmp_path / "ref"
+    assert main(["train", str(store), "--out", str(ref), *args]) == 0
+    assert json.loads((ref / "config.json").read_text())["config"]["exclusive"] == [f"{names[0]}:3", f"{names[-1]}:2"]
+    out = tmp_path / "run"
+    code = """
+        from sparc.train.trainer import Trainer
+        step = Trainer.step
+        def killing(self, batch):
+            if self.step_count == 4:
+                die()
+            return step(self, batch)
+        Trainer.step = killing
+    """
+    done = run_killed(code, "train", str(store), "--out", str(out), *args)
+    assert done.returncode == -9, done.stderr
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
+    assert_same_weights(ref, out)
+    assert_same_metrics(ref, out)
+    model = SPARC.load(out)
+    assert model.latent_owner.tolist()[-5:] == [0, 0, 0, len(names) - 1, len(names) - 1]
+    ok = allowed(model)
+    for s, col in enumerate(model.cols):
+        assert torch.count_nonzero(model.W_dec[~ok[s], col]) == 0
+        assert torch.count_nonzero(model.W_enc[~ok[s], col]) == 0
+        assert torch.count_nonzero(model.b_lat[s, ~ok[s]]) == 0
+        assert (model.W_dec[ok[s], col] != 0).any(1).all()  # its own rows learned, unit rows
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--exclusive", "nosuch:2"], "--exclusive names stream 'nosuch', which is not among the streams"),
+    (["--exclusive", "a:0"], "must number at least 1"),
+    (["--exclusive", "a:20", "b:12"], "gives 32 exclusive latents, but n_latents is 32"),
     (["--method", "topk-batch"], "unknown method 'topk-batch'"),
     (["--method", "matryoshka", "--matryoshka", "16", "8", "32"], "must grow"),
     (["--method", "matryoshka", "--matryoshka", "8", "16"], "must be the whole dictionary"),

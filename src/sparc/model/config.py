@@ -41,6 +41,9 @@ class SPARCConfig:
     matryoshka: tuple[int, ...] = ()
     """Matryoshka's nested prefix sizes in latents, growing and ending at n_latents (e.g. 512 2048 8192). Default with --method matryoshka: L/16, L/4, L."""
 
+    exclusive: tuple[str, ...] = ()
+    """Stream-exclusive latents, STREAM:N each (e.g. dino:12 clip:12): N latents of that stream only, their encoder and decoder rows exactly zero in every other stream (docs/method.md §1.11); the last latents of the dictionary. The shared latents keep the method's rules."""
+
     threshold_decay: float = 0.999
     """BatchTopK: decay of the running estimate of the inference threshold (the smallest positive score a training batch keeps)."""
 
@@ -64,6 +67,11 @@ class SPARCConfig:
         # filled here, so a config always holds them as the model uses them.
         for name, value in zip(("method", "topk", "cross_coef", "matryoshka"), resolve(self)):
             object.__setattr__(self, name, value)
+        from sparc.model.exclusive import parse
+
+        object.__setattr__(self, "exclusive", tuple(str(e) for e in self.exclusive))
+        if parse(self.exclusive, self.n_latents) and self.matryoshka:
+            raise SparcError("--exclusive does not go with --method matryoshka yet; drop one of them")
         if not (math.isfinite(self.threshold_decay) and 0 <= self.threshold_decay < 1):
             raise SparcError(f"threshold_decay must be in [0, 1), got {self.threshold_decay}")
         if self.auxk < 0:

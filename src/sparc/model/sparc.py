@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from sparc.errors import SparcError
-from sparc.model import files, usae
+from sparc.model import exclusive, files, usae
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
@@ -85,6 +85,9 @@ class SPARC(nn.Module):
         if n_thresholds := selection_rule(cfg.topk).n_thresholds(S):
             # BatchTopK's inference thresholds, estimated in training (negative: not yet).
             self.register_buffer("batch_threshold", torch.full((n_thresholds,), -1.0, **kw))
+        if cfg.exclusive:  # each latent's owning stream (−1: shared), from the config: not saved
+            self.register_buffer("latent_owner", exclusive.owners(cfg.exclusive, L, self.names).to(device),
+                                 persistent=False)
         if METHODS.get(cfg.method).sampled_source:  # USAE's (seed, steps drawn), saved with the weights
             self.register_buffer("source_draws", torch.zeros(2, dtype=torch.int64, device=device))
         # Checked when used (use_kernels), not here: a model is often built on the CPU
@@ -103,6 +106,8 @@ class SPARC(nn.Module):
         for col, dim in zip(self.cols, self.streams.values()):
             bound = 1 / math.sqrt(dim)
             self.W_enc[:, col].uniform_(-bound, bound)
+        if self.cfg.exclusive:
+            exclusive.zero_outside_(self)
         self.W_dec.copy_(self.W_enc)
         self.normalize_decoder_()
         self.b_pre.zero_()
@@ -378,7 +383,8 @@ class SPARC(nn.Module):
     def dead_mask(self, after_samples: int | None = None) -> Tensor:
         """[S, L] bool: latents that have not fired in a stream for ``after_samples``
         training samples (default: the config's ``dead_after_samples``, AuxK's threshold)."""
-        return self.samples_since_fired >= (self.cfg.dead_after_samples if after_samples is None else after_samples)
+        dead = self.samples_since_fired >= (self.cfg.dead_after_samples if after_samples is None else after_samples)
+        return dead & exclusive.allowed(self) if self.cfg.exclusive else dead  # never dead where it does not belong
 
     @torch.no_grad()
     def reinit_latents_(self, stream: str, latents: Tensor, *, std: float,
