@@ -44,6 +44,7 @@ class DenseSPARC(nn.Module):
         # mask of where each latent belongs, so their gradient is the dense one there
         # and none elsewhere (docs/method.md §1.11).
         owner = getattr(model, "latent_owner", torch.full((model.n_latents,), -1))
+        self.exclusive = owner >= 0
         self.allowed = {s: ((owner == -1) | (owner == i)).to(model.W_enc.dtype) for i, s in enumerate(self.names)}
         if hasattr(model, "source_draws"):
             self.register_buffer("draws", model.source_draws.clone())
@@ -68,7 +69,10 @@ class DenseSPARC(nn.Module):
                 mask = torch.zeros(B * L, dtype=logits[s].dtype).scatter(0, top, 1.0).view(B, L)
                 codes[s] = torch.relu(logits[s]) * mask
         elif cfg.topk == "global":
-            idx = torch.stack([logits[s] for s in names]).sum(0).topk(cfg.k, dim=1).indices
+            score = torch.stack([logits[s] for s in names]).sum(0)
+            if len(names) > 1:  # an exclusive latent's one logit counts for every stream given
+                score = torch.where(self.exclusive, score * len(names), score)
+            idx = score.topk(cfg.k, dim=1).indices
             for s in names:
                 codes[s] = torch.zeros_like(logits[s]).scatter(1, idx, torch.relu(logits[s].gather(1, idx)))
         else:

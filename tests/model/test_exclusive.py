@@ -12,6 +12,7 @@ from oracle import DenseSPARC
 from sparc.errors import SparcError
 from sparc.model import SPARC, SPARCConfig
 from sparc.model.exclusive import allowed, zero_outside_
+from sparc.model.selection import Context, selection_rule
 
 from ._util import assert_close, make_inputs, make_model
 from .conftest import use_path
@@ -102,14 +103,27 @@ def test_forward_and_gradients_equal_the_masked_dense_oracle(method, dead, train
         assert not (model.dead_mask() & ~ok).any()
 
 
-def test_the_global_sum_gives_an_exclusive_latent_its_own_streams_logit_only():
+def test_an_exclusive_latents_one_logit_counts_for_every_stream_in_the_global_sum():
     model = exclusive_model()
     x = make_inputs(model, B)
     logits = model.logits(x).logits                        # [S, B, L]
     owner = model.latent_owner
-    for s in range(3):
+    for s in range(3):  # the other streams give it exactly 0
         others = (owner >= 0) & (owner != s)
         assert torch.count_nonzero(logits[s][:, others]) == 0
+    # By hand: latent 3 is exclusive to stream 0. Shared latent 0 sums 0.3 + 0.3 + 0.3 =
+    # 0.9; latent 3 has 0.4 from its stream alone, 1.2 counted three times: it wins; with
+    # two streams given (0.8 against 0.6) too; its own stream alone compares 0.4 with 0.3.
+    rule = selection_rule("global")
+    logits = torch.zeros(3, 1, 5, dtype=torch.float64)
+    logits[:, 0, 0] = 0.3
+    logits[0, 0, 3] = 0.4
+    ctx = Context(True, None, (0, 1, 2), torch.tensor([False, False, False, True, True]))
+    assert rule.choose(logits, 1, ctx).idx[:, 0].tolist() == [[3]] * 3
+    assert rule.choose(logits[:2], 1, ctx._replace(streams=(0, 1))).idx[:, 0].tolist() == [[3]] * 2
+    logits[0, 0, 3] = 0.29
+    assert rule.choose(logits, 1, ctx).idx[:, 0].tolist() == [[0]] * 3
+    assert rule.choose(logits, 1, ctx._replace(exclusive=None)).idx[0, 0].tolist() == [0]
 
 
 @pytest.mark.parametrize("method", ["sparc", "usae"])

@@ -11,6 +11,8 @@ and a latent bias, exactly zero in every other stream, kept so through training:
   get a gradient, and Adam with zero gradients and zero moments does not move them;
 - the training forward decodes its entries in its own stream's columns only
   (:mod:`sparc.model.forward`), so the other streams' decoder rows get no gradient either;
+- under global TopK its one logit counts once for every stream given
+  (:class:`sparc.model.selection.GlobalTopK`), as a shared latent gets a logit from each;
 - the decoder normalisation leaves a zero row zero (it divides by max(norm, tiny)), and
   a latent never counts as dead where it does not belong, so AuxK and re-initialisation
   never write there.

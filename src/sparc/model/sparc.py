@@ -194,7 +194,9 @@ class SPARC(nn.Module):
 
     def selection_context(self, ids: list[int]) -> Context:
         """What a selection rule reads besides the logits of the streams ``ids``."""
-        return Context(self.training, getattr(self, "batch_threshold", None), tuple(ids))
+        owner = getattr(self, "latent_owner", None)
+        return Context(self.training, getattr(self, "batch_threshold", None), tuple(ids),
+                       None if owner is None else owner >= 0)
 
     @torch.no_grad()
     def _choose(self, logits_sbl: Tensor, topk: TopK, ids: list[int], alone: bool = False) -> Selection:
@@ -254,6 +256,7 @@ class SPARC(nn.Module):
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
         if (engine is not None and rule.certifiable and engine.certifies and len(ids) == len(self.names)
+                and not self.cfg.exclusive  # its pass sums the logits as they are (docs/method.md §1.11)
                 and x_bd.shape[0] > 0 and not alone):
             with torch.no_grad():
                 u_bd = (x_bd - self.b_pre).contiguous()
