@@ -1,6 +1,6 @@
 """Planted ground truth: each method sparc trains, scored against the truth.
 
-    python experiments/planted/run.py [--out planted-runs] [--epochs 100] [--ks 6 3] [--seed 0]
+    python experiments/planted/run.py [--out planted-runs] [--epochs 100] [--ks 6 3] [--seed 0] [--methods SLUG ...]
 
 Makes the specification's §8 planted store (``sparc synth``'s defaults: 3 streams of
 96/64/48 dims, 48 shared concepts and 12 exclusive to each stream, 3 active per row,
@@ -49,6 +49,9 @@ METHODS: list[Method] = [
     Method("SPARC (global TopK + cross)", "sparc", {"topk": "global", "cross_coef": 1.0}),
     Method("local TopK + cross", "local", {"topk": "local", "cross_coef": 1.0}),
     Method("global TopK, no cross", "global-nocross", {"topk": "global", "cross_coef": 0.0}),
+    Method("USAE (one source drawn per step)", "usae", {"method": "usae"}),
+    Method("SPARC + 12 exclusive latents per stream", "sparc-exclusive",
+           {"method": "sparc", "exclusive": ("s1:12", "s2:12", "s3:12")}),
 ]
 """The methods compared; add one here to add it to the table."""
 
@@ -97,6 +100,8 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[6, 3], help="values of k")
     ap.add_argument("--rows", type=int, default=PlantedSettings().rows, help="rows of the planted store")
     ap.add_argument("--seed", type=int, default=0, help="seed of the planted store")
+    ap.add_argument("--methods", nargs="+", choices=[m.slug for m in METHODS], default=None,
+                    help="only these methods (their slugs; default: all)")
     args = ap.parse_args()
 
     t_start = time.perf_counter()
@@ -112,7 +117,7 @@ def main() -> None:
     train_cfg = dataclasses.replace(TRAIN, epochs=args.epochs)
     rows = []
     for k in args.ks:
-        for method in METHODS:
+        for method in [m for m in METHODS if args.methods is None or m.slug in args.methods]:
             model, secs = train(store, method, k, train_cfg, args.out / "runs" / f"{method.slug}-k{k}")
             report = score_store(model, store, "test")
             rows.append((method, k, report, secs))

@@ -22,12 +22,16 @@ def test_script_trains_scores_and_tabulates_every_method(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     table = (tmp_path / "out" / "table.md").read_text()
-    assert table.count("| 3 |") == 3 and "SPARC (global TopK + cross)" in table and "local TopK + cross" in table
+    assert table.count("| 3 |") == 5 and "SPARC (global TopK + cross)" in table and "local TopK + cross" in table
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["method"] for r in results["runs"]] == ["SPARC (global TopK + cross)", "local TopK + cross",
-                                                      "global TopK, no cross"]
+                                                      "global TopK, no cross", "USAE (one source drawn per step)",
+                                                      "SPARC + 12 exclusive latents per stream"]
     assert results["train"]["epochs"] == 1 and results["store"]["rows"] == 600
     assert "reused" not in done.stdout
     # A rerun reuses the finished runs.
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("(reused)") == 3
+    assert again.returncode == 0 and again.stdout.count("(reused)") == 5
+    # --methods: only those.
+    only = subprocess.run([*cmd, "--methods", "usae"], env=env, capture_output=True, text=True)
+    assert only.returncode == 0 and only.stdout.count("(reused)") == 1 and "USAE" in only.stdout

@@ -17,7 +17,7 @@ from tests.train.test_interruptions import assert_same_metrics, assert_same_weig
 
 ARGS = ["--n-latents", "32", "--k", "4", "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "3",
         "--log-every", "1", "--no-progress", "--auxk", "8", "--dead-after-samples", "64"]
-METHODS = {"batchtopk": [], "batchtopk-local": [], "matryoshka": ["--matryoshka", "8", "16", "32"]}
+METHODS = {"batchtopk": [], "batchtopk-local": [], "matryoshka": ["--matryoshka", "8", "16", "32"], "usae": []}
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +60,59 @@ def test_a_killed_run_of_a_method_resumes_to_the_same_bits(store, tmp_path, meth
     model = SPARC.load(out)
     if method.startswith("batchtopk"):  # the threshold was estimated, saved and restored
         assert (model.batch_threshold > 0).all()
+    elif method == "usae":  # the draws went on from the checkpoint's: one per step
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        steps = [r for r in steps if r.get("split") != "val"]
+        assert int(model.source_draws[1]) == steps[-1]["step"]
+        assert len({next(k for k in r if k.startswith("nmse/")) for r in steps}) > 1  # sources vary
     else:
         logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])  # a training step
         assert {"prefix_nmse/8", "prefix_nmse/16", "prefix_nmse/32"} <= set(logged)
 
 
+@pytest.mark.parametrize("path", [("pytorch", "off"), ("fused", "on")], ids="+".join)
+def test_exclusive_latents_stay_zero_through_a_killed_and_resumed_run(store, tmp_path, path):
+    """--exclusive: the rows of each stream's own latents are exactly zero in the other
+    streams after training, and a killed run resumes to the uninterrupted run's bits."""
+    from sparc.model.exclusive import allowed
+
+    kernel_path, select = path
+    if kernel_path == "fused" and kernels.resolve("auto", "cpu", torch.float32) != "fused":
+        pytest.skip("numba is not installed: no fused CPU kernels")
+    names = list(json.loads((store / "manifest.json").read_text())["streams"])
+    args = [*ARGS, "--exclusive", f"{names[0]}:3", f"{names[-1]}:2", "--kernels", kernel_path, "--bf16-select", select]
+    ref = tmp_path / "ref"
+    assert main(["train", str(store), "--out", str(ref), *args]) == 0
+    assert json.loads((ref / "config.json").read_text())["config"]["exclusive"] == [f"{names[0]}:3", f"{names[-1]}:2"]
+    out = tmp_path / "run"
+    code = """
+        from sparc.train.trainer import Trainer
+        step = Trainer.step
+        def killing(self, batch):
+            if self.step_count == 4:
+                die()
+            return step(self, batch)
+        Trainer.step = killing
+    """
+    done = run_killed(code, "train", str(store), "--out", str(out), *args)
+    assert done.returncode == -9, done.stderr
+    assert main(["train", str(store), "--out", str(out), "--resume"]) == 0
+    assert_same_weights(ref, out)
+    assert_same_metrics(ref, out)
+    model = SPARC.load(out)
+    assert model.latent_owner.tolist()[-5:] == [0, 0, 0, len(names) - 1, len(names) - 1]
+    ok = allowed(model)
+    for s, col in enumerate(model.cols):
+        assert torch.count_nonzero(model.W_dec[~ok[s], col]) == 0
+        assert torch.count_nonzero(model.W_enc[~ok[s], col]) == 0
+        assert torch.count_nonzero(model.b_lat[s, ~ok[s]]) == 0
+        assert (model.W_dec[ok[s], col] != 0).any(1).all()  # its own rows learned, unit rows
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--exclusive", "nosuch:2"], "--exclusive names stream 'nosuch', which is not among the streams"),
+    (["--exclusive", "a:0"], "must number at least 1"),
+    (["--exclusive", "a:20", "b:12"], "gives 32 exclusive latents, but n_latents is 32"),
     (["--method", "topk-batch"], "unknown method 'topk-batch'"),
     (["--method", "matryoshka", "--matryoshka", "16", "8", "32"], "must grow"),
     (["--method", "matryoshka", "--matryoshka", "8", "16"], "must be the whole dictionary"),
@@ -95,7 +142,7 @@ def test_the_help_lists_every_method():
 
 def test_eval_compare_and_info_on_method_runs(store, tmp_path, capsys):
     runs = {}
-    for method in ("sparc", "batchtopk", "matryoshka"):
+    for method in ("sparc", "batchtopk", "matryoshka", "usae"):
         runs[method] = tmp_path / method
         code, _, err = run(["train", store, "--out", runs[method], *ARGS, "--method", method], capsys)
         assert code == 0, err
@@ -111,8 +158,8 @@ def test_eval_compare_and_info_on_method_runs(store, tmp_path, capsys):
     code, out, err = run(["compare", *runs.values(), "--out", tmp_path / "cmp"], capsys)
     assert code == 0, err
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["sparc", "batchtopk", "matryoshka"]
-    assert [r["model"] for r in rows] == ["global + cross", "batchtopk + cross", "matryoshka + cross"]
+    assert [r["method"] for r in rows] == ["sparc", "batchtopk", "matryoshka", "usae"]
+    assert [r["model"] for r in rows] == ["global + cross", "batchtopk + cross", "matryoshka + cross", "usae + cross"]
     assert "| batchtopk + cross | batchtopk |" in out
 
 

@@ -85,6 +85,7 @@ def describe_model(model: SPARC) -> str:
         f"SPARC model: method {cfg.method}, {cfg.n_latents} latents, k={cfg.k}, topk={cfg.topk}, auxk={cfg.auxk}, "
         f"cross_coef={cfg.cross_coef}, {n_params / 1e6:.2f}M parameters",
         "streams: " + ", ".join(f"{s} ({d})" for s, d in model.streams.items()),
+        *(["exclusive latents (docs/method.md §1.11): " + ", ".join(cfg.exclusive)] if cfg.exclusive else []),
         "dead latents (by training counters): "
         + ", ".join(f"{s} {100 * dead[i].item():.1f}%" for i, s in enumerate(model.names)),
     ]

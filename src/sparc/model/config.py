@@ -24,7 +24,7 @@ class SPARCConfig:
     """Active latents per sample (TopK; BatchTopK: on average over the batch)."""
 
     method: str | None = None
-    """The method (docs/method.md §1.8-1.9): sparc (global TopK + cross loss), local (local TopK + cross loss), no-cross (global TopK, cross_coef 0), batchtopk (BatchTopK of the summed logits), batchtopk-local (BatchTopK per stream), matryoshka (nested prefixes on SPARC's rules). Default: the method --topk, --cross-coef and --matryoshka make (sparc)."""
+    """The method (docs/method.md §1.8-1.10): sparc (global TopK + cross loss), local (local TopK + cross loss), no-cross (global TopK, cross_coef 0), batchtopk (BatchTopK of the summed logits), batchtopk-local (BatchTopK per stream), matryoshka (nested prefixes on SPARC's rules), usae (per step one stream drawn at random, encoded by its own TopK, decodes every stream; the NMSE summed over the targets). Default: the method --topk, --cross-coef and --matryoshka make (sparc)."""
 
     topk: TopK | None = None
     """The selection rule. 'global': one set of k latents per sample, chosen from the summed logits of the streams present (SPARC). 'local': each stream chooses its own k (the baseline). 'batch-global' / 'batch-local': BatchTopK. Default: the method's."""
@@ -40,6 +40,9 @@ class SPARCConfig:
 
     matryoshka: tuple[int, ...] = ()
     """Matryoshka's nested prefix sizes in latents, growing and ending at n_latents (e.g. 512 2048 8192). Default with --method matryoshka: L/16, L/4, L."""
+
+    exclusive: tuple[str, ...] = ()
+    """Stream-exclusive latents, STREAM:N each (e.g. dino:12 clip:12): N latents of that stream only, their encoder and decoder rows exactly zero in every other stream (docs/method.md §1.11); the last latents of the dictionary. The shared latents keep the method's rules."""
 
     threshold_decay: float = 0.999
     """BatchTopK: decay of the running estimate of the inference threshold (the smallest positive score a training batch keeps)."""
@@ -64,6 +67,11 @@ class SPARCConfig:
         # filled here, so a config always holds them as the model uses them.
         for name, value in zip(("method", "topk", "cross_coef", "matryoshka"), resolve(self)):
             object.__setattr__(self, name, value)
+        from sparc.model.exclusive import parse
+
+        object.__setattr__(self, "exclusive", tuple(str(e) for e in self.exclusive))
+        if parse(self.exclusive, self.n_latents) and self.matryoshka:
+            raise SparcError("--exclusive does not go with --method matryoshka yet; drop one of them")
         if not (math.isfinite(self.threshold_decay) and 0 <= self.threshold_decay < 1):
             raise SparcError(f"threshold_decay must be in [0, 1), got {self.threshold_decay}")
         if self.auxk < 0:

@@ -21,9 +21,11 @@ from torch import Tensor
 
 from sparc.model.kernels import uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected
+from sparc.model.methods import METHODS
 from sparc.model.objective import auxk_selection, reconstruction_losses
 from sparc.model.outputs import ForwardOutput
 from sparc.model.selection import selection_rule
+from sparc.model.usae import draw_source
 
 if TYPE_CHECKING:
     from sparc.model.engine import StepEngine
@@ -69,7 +71,16 @@ def group_bounds_of(model: SPARC, device: torch.device) -> Tensor | None:
 def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEngine | None) -> ForwardOutput:
     """:meth:`sparc.model.SPARC.forward`."""
     rule = selection_rule(model.cfg.topk)
-    chosen = model.choose_for_step(inputs, engine=engine)
+    targets = None
+    if model.training and METHODS.get(model.cfg.method).sampled_source:
+        # USAE: one stream of those given, drawn for this step, is encoded alone; its
+        # code decodes every stream given (the targets).
+        targets = model._streams_of(inputs)
+        source = model.names[draw_source(model.source_draws, targets)]
+        chosen = model.choose_for_step({source: inputs[source]}, engine=engine)
+        chosen = chosen._replace(x_bd=model._side_by_side(inputs, targets))
+    else:
+        chosen = model.choose_for_step(inputs, engine=engine)
     ids, (idx_sbk, keep), pre_sbk, x_bd = chosen.ids, chosen.selection, chosen.pre, chosen.x_bd
     n, B, k = idx_sbk.shape
     D = model.W_dec.shape[1]
@@ -93,8 +104,19 @@ def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEng
         val_sbk = val_sbk * keep  # the padding's values are 0 (they take no gradient either)
     bounds = group_bounds_of(model, x_bd.device)
     P = 1 if bounds is None else bounds.numel() + 1
-    crow, col, val = code_rows(idx_sbk, val_sbk, keep, bounds)
+    own = None
+    if model.cfg.exclusive:
+        # Stream-exclusive latents (docs/method.md §1.11) are decoded in their own rows,
+        # in the source's columns only: the other streams' decoder rows, zero, then get
+        # no gradient (the main rows carry them with value 0).
+        own = (model.latent_owner[idx_sbk] >= 0).to(val_sbk.dtype)
+    crow, col, val = code_rows(idx_sbk, val_sbk if own is None else val_sbk * (1 - own), keep, bounds)
     R = n * P * B
+    E = 0 if own is None else n * B
+    if own is not None:
+        crow = torch.cat([crow, crow[-1] + uniform_crow(E, k, idx_sbk.device)[1:]])
+        col = torch.cat([col, idx_sbk.reshape(-1)])
+        val = torch.cat([val, (val_sbk * own).reshape(-1)])
     if aux is not None:
         crow = torch.cat([crow, crow[-1] + uniform_crow(n * B, ka, idx_sbk.device)[1:]])
         col = torch.cat([col, aux_idx.reshape(-1)])
@@ -103,11 +125,12 @@ def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEng
     # each selected decoder row is read once for all of them.
     shared = (n, P * B) if rule.shares_latents else (1, 0)
     lo = hi = None
-    if aux is not None:  # an AuxK code reconstructs its own stream only
-        starts = torch.tensor([model.cols[i].start for i in ids], device=x_bd.device)
-        stops = torch.tensor([model.cols[i].stop for i in ids], device=x_bd.device)
-        lo = torch.cat([torch.zeros(R, dtype=torch.long, device=x_bd.device), starts.repeat_interleave(B)])
-        hi = torch.cat([torch.full((R,), D, dtype=torch.long, device=x_bd.device), stops.repeat_interleave(B)])
+    if aux is not None or own is not None:  # AuxK and exclusive rows: their own stream only
+        starts = torch.tensor([model.cols[i].start for i in ids], device=x_bd.device).repeat_interleave(B)
+        stops = torch.tensor([model.cols[i].stop for i in ids], device=x_bd.device).repeat_interleave(B)
+        times = (own is not None) + (aux is not None)
+        lo = torch.cat([torch.zeros(R, dtype=torch.long, device=x_bd.device), starts.repeat(times)])
+        hi = torch.cat([torch.full((R,), D, dtype=torch.long, device=x_bd.device), stops.repeat(times)])
     out = DecodeSelected.apply(model.kernels, model.W_dec, crow, col, val, shared,
                                None if engine is None else engine.grad_buffer("W_dec"), lo, hi,
                                None if engine is None else engine.table_step("W_dec"))
@@ -115,10 +138,13 @@ def training_forward(model: SPARC, inputs: Mapping[str, Tensor], engine: StepEng
     # group, with prefixes). The pieces are cut with one split, whose backward puts the
     # gradient together once; indexing a piece per stream pair would allocate a zero
     # tensor of the whole output for each pair (most of a step with large batches).
-    main_rd, aux_rd = out.split([R, out.shape[0] - R])
+    main_rd, own_rd, aux_rd = out.split([R, E, out.shape[0] - R - E])
+    if E:
+        main_rd = main_rd + own_rd
     if P > 1:  # prefix p's reconstruction: groups 0..p summed
         main_rd = main_rd.view(n, P, B, D).cumsum(1).view(R, D)
     # The losses in the weights' dtype even under autocast: sums of squares over
     # thousands of columns are no place for bfloat16.
     with torch.autocast(x_bd.device.type, enabled=False):
-        return reconstruction_losses(model, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux, prefixes=P)
+        return reconstruction_losses(model, ids, idx_sbk, val_sbk, main_rd, aux_rd, x_bd, aux, prefixes=P,
+                                     targets=targets)

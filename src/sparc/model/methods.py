@@ -1,6 +1,6 @@
 """The methods ``sparc train --method`` names: each a selection rule
 (:mod:`sparc.model.selection`) and the loss terms it trains with
-(:mod:`sparc.model.objective`), registered by name (docs/method.md §1.8–1.9).
+(:mod:`sparc.model.objective`), registered by name (docs/method.md §1.8–1.10).
 
 A method fixes the settings that make it what it is — its selection rule, whether
 it has the cross loss, whether the dictionary is nested — and leaves the others
@@ -36,6 +36,9 @@ class Method:
     """Whether it trains with the cross-reconstruction loss (cross_coef > 0; default 1)."""
     nested: bool = False
     """Whether the dictionary is nested (Matryoshka prefixes, ``SPARCConfig.matryoshka``)."""
+    sampled_source: bool = False
+    """Whether a training step encodes one stream drawn at random, whose code decodes
+    every stream, the loss summed over the targets (USAE, :mod:`sparc.model.usae`)."""
 
 
 METHODS: Registry[Method] = Registry("method", ("sparc.model.methods",), name_attribute="name")
@@ -79,6 +82,14 @@ class MatryoshkaMethod(Method):
     """Nested prefixes of the dictionary, each reconstructing every stream (Bussmann et al. 2025), on SPARC's global TopK and cross loss."""
 
     nested = True
+
+
+@METHODS.register("usae")
+class UniversalMethod(Method):
+    """Universal SAEs (Thasarathan et al. 2025): per step one stream drawn at random is encoded with its own TopK and decodes every stream, the NMSE summed over the targets; at inference each stream its own TopK."""
+
+    topk = "local"
+    sampled_source = True
 
 
 class Resolved(NamedTuple):
@@ -127,6 +138,8 @@ def resolve(cfg: SPARCConfig) -> Resolved:
         raise SparcError(f"method {name!r} trains with the cross loss; cross_coef 0 is the method 'no-cross'")
     if not m.cross and cross != 0:
         raise SparcError(f"method {name!r} has no cross loss (cross_coef 0), got cross_coef {cross:g}")
+    if m.sampled_source and cross == 0:
+        raise SparcError(f"method {name!r} decodes every stream from the one drawn: it needs cross_coef > 0")
     prefixes = tuple(cfg.matryoshka)
     if prefixes and not m.nested:
         raise SparcError(f"matryoshka prefix sizes go with --method matryoshka, not {name!r}")

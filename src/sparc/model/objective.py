@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from sparc.model.config import SPARCConfig
+from sparc.model.methods import METHODS
 from sparc.model.outputs import ForwardOutput, Losses, OnAccess, SparseCode, zero_like_loss
 
 if TYPE_CHECKING:
@@ -31,7 +32,17 @@ def total_loss(self_nmse: dict[str, Tensor], cross_nmse: dict[tuple[str, str], T
     target) NMSE; the reconstruction terms are then the mean over the P prefixes of
     each prefix's mean self NMSE plus ``cross_coef`` times its mean cross NMSE (the
     last prefix, the whole dictionary, is the one ``self_nmse``/``cross_nmse`` hold)."""
-    if nested is None:
+    summed = nested is None and METHODS.get(cfg.method).sampled_source
+    if summed:
+        # USAE (docs/method.md §1.10): each source's NMSE summed over its targets — the
+        # paper's Σ_j ‖x_j − D_j(z_i)‖² in NMSE — averaged over the sources encoded: in
+        # training the one drawn, so the loss is that sum; in evaluation every stream,
+        # so it is the training loss's expectation over the draw.
+        total = torch.stack(list(self_nmse.values())).sum()
+        if cross_nmse and cfg.cross_coef:
+            total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).sum()
+        total = total / len(self_nmse)
+    elif nested is None:
         total = torch.stack(list(self_nmse.values())).mean()
     else:
         P, n = nested.shape[:2]
@@ -42,7 +53,7 @@ def total_loss(self_nmse: dict[str, Tensor], cross_nmse: dict[tuple[str, str], T
         total = per_prefix.mean()
     if cfg.auxk_coef and cfg.auxk:
         total = total + cfg.auxk_coef * torch.stack(list(auxk.values())).mean()
-    if nested is None and cross_nmse and cfg.cross_coef:
+    if nested is None and not summed and cross_nmse and cfg.cross_coef:
         total = total + cfg.cross_coef * torch.stack(list(cross_nmse.values())).mean()
     return total
 
@@ -82,19 +93,22 @@ def auxk_selection(model: SPARC, ids: list[int], logits_at: Callable[[int, Tenso
 
 
 def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk: Tensor, main_rd: Tensor,
-                          aux_rd: Tensor, x_bd: Tensor, aux, *, prefixes: int = 1) -> ForwardOutput:
+                          aux_rd: Tensor, x_bd: Tensor, aux, *, prefixes: int = 1,
+                          targets: list[int] | None = None) -> ForwardOutput:
     """The forward's output from its decoded rows: ``main_rd`` [n·P·B, D] (source a's code,
     cut to prefix p, decoded into every stream's columns: row block a·P + p; P =
     ``prefixes``, 1 without nested prefixes), ``aux_rd`` (the AuxK codes, each in its
     own stream's columns), the inputs ``x_bd`` [B, D] and ``aux`` (the AuxK selection or
-    None; :mod:`sparc.model.forward`)."""
+    None; :mod:`sparc.model.forward`). The sources are the streams ``ids``; the targets
+    ``targets`` (default: the sources; USAE: every stream given, its one source among them)."""
     n, B, _ = idx_sbk.shape
     D, P = model.W_dec.shape[1], prefixes
     names = [model.names[i] for i in ids]
+    targets = ids if targets is None else targets
     # Every (source, target) pair's NMSE at once: the residual of each source's decode in
     # all columns, its squares summed per stream block (docs/method.md §2.1); absent
     # streams' columns weigh 0.
-    num_abt, den_bt = model.kernels.block_sse(main_rd, model.b_pre, x_bd, n * P, [model.cols[i] for i in ids])
+    num_abt, den_bt = model.kernels.block_sse(main_rd, model.b_pre, x_bd, n * P, [model.cols[i] for i in targets])
     pair_all = num_abt.div(den_bt).mean(1)                                  # [source·prefix, target]
     nested = None
     if P > 1:
@@ -118,10 +132,10 @@ def reconstruction_losses(model: SPARC, ids: list[int], idx_sbk: Tensor, val_sbk
     cross: dict[tuple[str, str], Callable[[], Tensor]] = {}
     self_nmse: dict[str, Tensor] = {}
     cross_nmse: dict[tuple[str, str], Tensor] = {}
-    for a, t in enumerate(ids):
+    for a, t in enumerate(targets):
         col_t = model.cols[t]
         for b, s in enumerate(ids):
-            if a == b:
+            if s == t:
                 recons[model.names[t]] = recon(b, col_t)
                 self_nmse[model.names[t]] = pair_at[b, a]
             else:

@@ -57,6 +57,8 @@ class Context(NamedTuple):
     """The model's inference thresholds (``SPARC.batch_threshold``; negative: not yet estimated), or None."""
     streams: tuple[int, ...]
     """The model's indices of the S' streams given."""
+    exclusive: Tensor | None = None
+    """[L] bool: the stream-exclusive latents (docs/method.md §1.11), whose logit only their own stream gives (None: none)."""
 
 
 class SelectionRule:
@@ -106,7 +108,13 @@ class GlobalTopK(SelectionRule):
     certifiable = True
 
     def choose(self, logits_sbl: Tensor, k: int, ctx: Context) -> Selection:
-        return Selection(logits_sbl.sum(0).topk(k, dim=1).indices.expand(logits_sbl.shape[0], -1, -1), None)
+        score = logits_sbl.sum(0)
+        n = logits_sbl.shape[0]
+        if ctx.exclusive is not None and n > 1:
+            # An exclusive latent's one logit counts once for every stream given, as a
+            # shared latent's S' logits do (the others are exactly 0; docs/method.md §1.11).
+            score = score.where(~ctx.exclusive, score * n)
+        return Selection(score.topk(k, dim=1).indices.expand(n, -1, -1), None)
 
     def choose_alone(self, logits_sbl: Tensor, k: int, ctx: Context) -> Selection:
         return Selection(logits_sbl.topk(k, dim=2).indices, None)  # the top k of one stream: local TopK

@@ -23,13 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from sparc.errors import SparcError
-from sparc.model import files
+from sparc.model import exclusive, files, usae
 from sparc.model import kernels as kernel_paths
 from sparc.model.config import SPARCConfig, TopK
 from sparc.model.engine import StepEngine
 from sparc.model.forward import training_forward
 from sparc.model.kernels import Kernels, uniform_crow
 from sparc.model.kernels.autograd import DecodeSelected, SelectLogits
+from sparc.model.methods import METHODS
 from sparc.model.outputs import Chosen, ForwardOutput, SparseCode, StreamLogits
 from sparc.model.selection import Context, Selection, selection_rule
 
@@ -84,6 +85,11 @@ class SPARC(nn.Module):
         if n_thresholds := selection_rule(cfg.topk).n_thresholds(S):
             # BatchTopK's inference thresholds, estimated in training (negative: not yet).
             self.register_buffer("batch_threshold", torch.full((n_thresholds,), -1.0, **kw))
+        if cfg.exclusive:  # each latent's owning stream (−1: shared), from the config: not saved
+            self.register_buffer("latent_owner", exclusive.owners(cfg.exclusive, L, self.names).to(device),
+                                 persistent=False)
+        if METHODS.get(cfg.method).sampled_source:  # USAE's (seed, steps drawn), saved with the weights
+            self.register_buffer("source_draws", torch.zeros(2, dtype=torch.int64, device=device))
         # Checked when used (use_kernels), not here: a model is often built on the CPU
         # and moved to the device its path runs on.
         self.kernel_choice = kernel_paths.default_choice() if kernels is None else kernels
@@ -100,6 +106,8 @@ class SPARC(nn.Module):
         for col, dim in zip(self.cols, self.streams.values()):
             bound = 1 / math.sqrt(dim)
             self.W_enc[:, col].uniform_(-bound, bound)
+        if self.cfg.exclusive:
+            exclusive.zero_outside_(self)
         self.W_dec.copy_(self.W_enc)
         self.normalize_decoder_()
         self.b_pre.zero_()
@@ -107,6 +115,8 @@ class SPARC(nn.Module):
         self.samples_since_fired.zero_()
         if hasattr(self, "batch_threshold"):
             self.batch_threshold.fill_(-1)
+        if hasattr(self, "source_draws"):
+            self.source_draws.copy_(usae.new_state())
 
     @property
     def n_latents(self) -> int:
@@ -184,7 +194,9 @@ class SPARC(nn.Module):
 
     def selection_context(self, ids: list[int]) -> Context:
         """What a selection rule reads besides the logits of the streams ``ids``."""
-        return Context(self.training, getattr(self, "batch_threshold", None), tuple(ids))
+        owner = getattr(self, "latent_owner", None)
+        return Context(self.training, getattr(self, "batch_threshold", None), tuple(ids),
+                       None if owner is None else owner >= 0)
 
     @torch.no_grad()
     def _choose(self, logits_sbl: Tensor, topk: TopK, ids: list[int], alone: bool = False) -> Selection:
@@ -244,6 +256,7 @@ class SPARC(nn.Module):
         ids = self._streams_of(inputs)
         x_bd = self._side_by_side(inputs, ids)
         if (engine is not None and rule.certifiable and engine.certifies and len(ids) == len(self.names)
+                and not self.cfg.exclusive  # its pass sums the logits as they are (docs/method.md §1.11)
                 and x_bd.shape[0] > 0 and not alone):
             with torch.no_grad():
                 u_bd = (x_bd - self.b_pre).contiguous()
@@ -373,7 +386,8 @@ class SPARC(nn.Module):
     def dead_mask(self, after_samples: int | None = None) -> Tensor:
         """[S, L] bool: latents that have not fired in a stream for ``after_samples``
         training samples (default: the config's ``dead_after_samples``, AuxK's threshold)."""
-        return self.samples_since_fired >= (self.cfg.dead_after_samples if after_samples is None else after_samples)
+        dead = self.samples_since_fired >= (self.cfg.dead_after_samples if after_samples is None else after_samples)
+        return dead & exclusive.allowed(self) if self.cfg.exclusive else dead  # never dead where it does not belong
 
     @torch.no_grad()
     def reinit_latents_(self, stream: str, latents: Tensor, *, std: float,

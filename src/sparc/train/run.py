@@ -142,7 +142,11 @@ def new_spec(store: FeatureStore, model: SPARCConfig, train: TrainConfig,
              streams: list[str] | tuple[str, ...] | None = None, backend: Backend = Backend()) -> RunSpec:
     """The spec of a fresh run on ``store`` (all its streams unless ``streams``), its
     ``backend``'s ``auto`` choices decided for the training device."""
-    return RunSpec(store=str(store.path.resolve()), streams=tuple(store.select_streams(streams)),
+    from sparc.model.exclusive import check_streams
+
+    names = tuple(store.select_streams(streams))
+    check_streams(model.exclusive, model.n_latents, names)  # an unknown stream, before any work
+    return RunSpec(store=str(store.path.resolve()), streams=names,
                    train=train, model=model, store_created=store.manifest.created,
                    backend=backend.resolved(train.device))
 
