@@ -415,7 +415,8 @@
           col.appendChild(mergedRows([].concat.apply([], ds.bins), mode, marks));
         }
         if (ds.heatmaps.length) {
-          col.appendChild(el("h4", {text: "Heatmaps"}));
+          col.appendChild(el("h4", {text: mode === "text" ? "Heatmaps: words shaded by their attribution (white none, red most)"
+            : "Heatmaps: where the latent reads each image (jet: blue lowest, red highest of each map)"}));
           // image streams: maps over the top images; text streams: top captions, words shaded
           var words = mode === "text";
           var hm = el("div", {cls: words ? "rows heat-words" : "rows image"});
