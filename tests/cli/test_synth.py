@@ -49,3 +49,18 @@ def test_synth_errors_are_one_line(tmp_path, capsys):
         code, _, err = run(["synth", tmp_path / "s", *args], capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "s").exists()
+
+
+def test_the_flags_are_the_settings_with_their_defaults():
+    # sparc synth's flags repeat PlantedSettings' fields (the streams as NAME=WIDTH): same names, same defaults.
+    import dataclasses
+    from pathlib import Path
+
+    from sparc.cli.data import Synth
+    from sparc.data.planted import PlantedSettings
+
+    cli, lib = Synth(out=Path("x")), PlantedSettings()
+    for f in dataclasses.fields(PlantedSettings):
+        if f.name != "streams":
+            assert getattr(cli, f.name) == getattr(lib, f.name), f.name
+    assert cli.stream == tuple(f"{s}={d}" for s, d in lib.streams.items())

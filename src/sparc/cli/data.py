@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -223,11 +224,9 @@ class Synth:
                 widths[name] = int(text)
             except ValueError:
                 raise SparcError(f"--stream {name}={text}: the width must be an integer") from None
-        settings = PlantedSettings(
-            streams=widths, shared=self.shared, exclusive=self.exclusive, parents=self.parents,
-            children=self.children, child_rate=self.child_rate, active=self.active, low=self.low, high=self.high,
-            noise=self.noise, nonlinear=self.nonlinear, nonlinear_strength=self.nonlinear_strength, rows=self.rows,
-            seed=self.seed)
+        # Every setting but the streams is a flag of the same name.
+        settings = PlantedSettings(streams=widths, **{f.name: getattr(self, f.name) for f in dataclasses.fields(
+            PlantedSettings) if f.name != "streams"})
         store = make_planted(self.out, settings, overwrite=self.overwrite)
         print(describe_store(store))
 
