@@ -116,8 +116,9 @@ class Steer:
         print(f"{stream} → {target}: {len(edits)} edit(s); code latents {int((done.code.values > 0).sum())} → "
               f"{int((done.edited.values > 0).sum())}; cosine distance of the decoded features {moved:.3f}")
         rows = ex.store.rows()
-        for name, feats in (("before", before), ("after", after)):
-            near = nearest_rows(ex.store, target, feats[:1], self.top)[0]
+        # One pass over the store's rows for both (the first input row before and after).
+        for name, near in zip(("before", "after"), nearest_rows(ex.store, target, torch.cat([before[:1], after[:1]]),
+                                                               self.top)):
             print(f"nearest {target} rows {name}: " + "; ".join(
                 f"{rows[r].row_id} {rows[r].caption or ''!s:.40} ({s:.3f})" for r, s in near))
         if self.probe:
